@@ -1,0 +1,471 @@
+"""ModelDeployment: what a user needs served, and where and how memplace placed it.
+
+`spec` says *what*: the model, the demand, the latency SLO, the quality budget and the
+allowed tiers and pools. `status` says *how*: the chosen placement, its memory and latency
+estimates, its cost, and the alternatives that lost, each with a stable `RejectionCode`.
+
+Model tree::
+
+    ModelDeployment
+    ├── spec: ModelDeploymentSpec
+    │   ├── model: ModelSpec ── configMapRef: ConfigMapRef, variants: [ModelVariant]
+    │   ├── workload: WorkloadSpec
+    │   ├── slo: SloSpec
+    │   ├── quality: QualitySpec
+    │   ├── placement: PlacementSpec
+    │   └── runtime: RuntimeSpec ── env: [EnvVar]
+    └── status: ModelDeploymentStatus
+        ├── placement: PlacementStatus
+        ├── estimate: EstimateStatus
+        ├── measured: MeasuredStatus
+        ├── cost: CostStatus
+        ├── alternatives: [Alternative]
+        └── conditions: [Condition]
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
+
+from ._base import ApiModel
+from ._resource import API_VERSION, GROUP, VERSION, ObjectMeta, ResourceInfo
+from ._status import Conditions, ListType, Timestamp, format_bytes, unique
+
+__all__ = [
+    "MODEL_DEPLOYMENT",
+    "PRECISIONS",
+    "REJECTION_CODES",
+    "Alternative",
+    "ConfigMapRef",
+    "CostStatus",
+    "Engine",
+    "EnvVar",
+    "EstimateStatus",
+    "KvCacheDtype",
+    "MeasuredStatus",
+    "ModelDeployment",
+    "ModelDeploymentSpec",
+    "ModelDeploymentStatus",
+    "ModelSpec",
+    "ModelVariant",
+    "Phase",
+    "PlacementSpec",
+    "PlacementStatus",
+    "Precision",
+    "QualitySpec",
+    "RejectionCode",
+    "RuntimeSpec",
+    "SloSpec",
+    "Tier",
+    "WorkloadSpec",
+]
+
+MODEL_DEPLOYMENT = ResourceInfo(
+    group=GROUP,
+    version=VERSION,
+    plural="modeldeployments",
+    kind="ModelDeployment",
+    namespaced=True,
+    short_names=("mdep",),
+)
+
+Precision = Literal["bf16", "fp16", "fp8", "int8", "int4", "nvfp4", "mxfp4"]
+"""Weight precisions the planner knows."""
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+KvCacheDtype = Literal["bf16", "fp16", "fp8"]
+"""KV-cache element types the planner knows."""
+
+Tier = Literal["gpu", "offload", "cpu"]
+"""Where weights live: all in GPU memory, partly in host RAM or disk, or served by CPUs."""
+
+Engine = Literal["vllm", "llamacpp", "tgi", "custom"]
+"""The serving runtime."""
+
+Phase = Literal["Pending", "Placed", "Ready", "Unschedulable", "Invalid"]
+"""Where a ModelDeployment is in its life."""
+
+RejectionCode = Literal[
+    "DoesNotFit",
+    "TooSlow",
+    "QualityTooLow",
+    "UnsupportedPrecision",
+    "PrecisionNotAllowed",
+    "KvCacheDtypeNotAllowed",
+    "TierNotAllowed",
+    "PoolNotAllowed",
+    "OffloadToDiskNotAllowed",
+    "EngineUnsupported",
+    "NoCapacity",
+    "MoreExpensive",
+    "NoPrice",
+    "Invalid",
+]
+"""Why a candidate placement lost: a closed set of stable codes, also used as Event reasons.
+
+- `DoesNotFit`: estimated memory per GPU (or host, for cpu/offload) exceeds what is usable.
+- `TooSlow`: estimated time-to-first-token or time-per-output-token exceeds the SLO.
+- `QualityTooLow`: quality loss of variant + precision exceeds `spec.quality.maxLoss`.
+- `UnsupportedPrecision`: the GPU cannot run the precision (fp8 needs compute capability 8.9).
+- `PrecisionNotAllowed`: the precision is not in `spec.quality.precisions`.
+- `KvCacheDtypeNotAllowed`: the KV-cache type is not in `spec.quality.kvCacheDtypes`.
+- `TierNotAllowed`: the tier is not in `spec.placement.tiers`.
+- `PoolNotAllowed`: the pool is not in `spec.placement.pools`.
+- `OffloadToDiskNotAllowed`: it needs weights on local disk and `offloadToDisk` is false.
+- `EngineUnsupported`: `spec.runtime.engine` cannot serve this precision or tier.
+- `NoCapacity`: the pool has too few GPUs (or nodes) free for the replicas needed.
+- `MoreExpensive`: feasible, but a cheaper feasible placement won.
+- `NoPrice`: no price is known for the pool, so it cannot be ranked.
+- `Invalid`: the spec (or the model's config) cannot be planned at all.
+"""
+REJECTION_CODES: tuple[str, ...] = get_args(RejectionCode)
+
+_SIZING_FIELDS = "config, configMapRef, source or parameters"
+_SIZING_RULE = {
+    "rule": "has(self.config) || has(self.configMapRef) || has(self.source)"
+    " || has(self.parameters)",
+    "message": f"the model needs at least one of {_SIZING_FIELDS} so that it can be sized",
+}
+
+
+class ConfigMapRef(ApiModel):
+    """A ConfigMap in the ModelDeployment's namespace that holds the model's config.json."""
+
+    name: str = Field(min_length=1)
+    """The ConfigMap's name."""
+    key: str = Field(default="config.json", min_length=1)
+    """The key whose value is the Hugging Face config.json."""
+
+
+class _Sized(ApiModel):
+    """Fields that let the planner size a model; at least one is required."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_SIZING_RULE]})
+
+    name: str = Field(min_length=1)
+    """The model's name."""
+    source: str | None = None
+    """Where config.json can be fetched, e.g. `hf://Qwen/Qwen3-8B` or an https URL."""
+    config: dict[str, Any] | None = None
+    """The model's Hugging Face config.json, inline (free-form)."""
+    config_map_ref: ConfigMapRef | None = None
+    """A ConfigMap holding config.json, when it is too large or shared to inline."""
+    parameters: PositiveFloat | None = None
+    """Total parameter count (e.g. 8.2e9), when no config is at hand or to override it."""
+    active_parameters: PositiveFloat | None = None
+    """Parameters active per token (MoE); defaults to `parameters`."""
+
+    @model_validator(mode="after")
+    def _can_be_sized(self) -> _Sized:
+        if all(
+            value is None
+            for value in (self.config, self.config_map_ref, self.source, self.parameters)
+        ):
+            raise ValueError(_SIZING_RULE["message"])
+        return self
+
+
+class ModelVariant(_Sized):
+    """A cheaper stand-in for the model (e.g. a distilled student) the planner may choose."""
+
+    name: str = Field(min_length=1)
+    """The variant's name (and its default hub id)."""
+    quality_loss: float = Field(ge=0, le=1)
+    """Relative quality loss of this variant against the model, 0..1 (0.03 = 3% worse)."""
+
+
+class ModelSpec(_Sized):
+    """The model to serve, and what the planner needs to size it."""
+
+    name: str = Field(min_length=1)
+    """What the model is, e.g. `Qwen/Qwen3-8B`: for display, and the default hub id."""
+    variants: Annotated[list[ModelVariant], ListType("map", ("name",))] = Field(
+        default_factory=list, max_length=16
+    )
+    """Cheaper stand-ins the planner may serve instead when their quality loss is in budget."""
+
+
+class WorkloadSpec(ApiModel):
+    """The demand to serve: sequence lengths, concurrency, throughput and replica bounds."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxReplicas) || !has(self.minReplicas)"
+                    " || self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must not exceed maxReplicas",
+                },
+                {
+                    "rule": "!has(self.promptTokens) || !has(self.contextTokens)"
+                    " || self.promptTokens < self.contextTokens",
+                    "message": "promptTokens must be less than contextTokens",
+                },
+            ]
+        }
+    )
+
+    context_tokens: PositiveInt = 4096
+    """Longest sequence served (prompt + output), in tokens: sizes the KV cache."""
+    concurrency: PositiveInt = 1
+    """Sequences in flight per replica: multiplies the KV cache, divides per-sequence speed."""
+    prompt_tokens: PositiveInt = 1024
+    """A typical prompt, in tokens: sets the time-to-first-token estimate."""
+    output_tokens_per_second: NonNegativeFloat = 0
+    """Demand across all replicas, in output tokens per second; 0 = just run minReplicas."""
+    min_replicas: NonNegativeInt = 1
+    """Fewest replicas to run, whatever the demand."""
+    max_replicas: PositiveInt | None = None
+    """Most replicas to run; unset = as many as the demand needs."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkloadSpec:
+        if self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        if self.prompt_tokens >= self.context_tokens:
+            raise ValueError("promptTokens must be less than contextTokens")
+        return self
+
+
+class SloSpec(ApiModel):
+    """Latency targets at the stated concurrency; an unset target is not checked."""
+
+    time_to_first_token_ms: PositiveFloat | None = None
+    """Longest acceptable time to first token for a typical prompt, in milliseconds."""
+    time_per_output_token_ms: PositiveFloat | None = None
+    """Longest acceptable time between output tokens of one sequence, in milliseconds."""
+
+
+class QualitySpec(ApiModel):
+    """How much quality may be traded for memory, and which precisions are acceptable."""
+
+    max_loss: float = Field(default=0, ge=0, le=1)
+    """Relative quality loss allowed, 0..1 (variant + precision); 0 = serve as published."""
+    precisions: Annotated[list[Precision], ListType("set"), unique, Field(min_length=1)] | None = (
+        None
+    )
+    """Weight precisions allowed; unset = every precision within maxLoss."""
+    kv_cache_dtypes: (
+        Annotated[list[KvCacheDtype], ListType("set"), unique, Field(min_length=1)] | None
+    ) = None
+    """KV-cache element types allowed; unset = every type within maxLoss."""
+
+
+class PlacementSpec(ApiModel):
+    """Where the model may be placed; among what is allowed, the cheapest feasible wins."""
+
+    tiers: Annotated[list[Tier], ListType("set"), unique, Field(min_length=1)] = Field(
+        default_factory=lambda: ["gpu", "offload", "cpu"],
+        json_schema_extra={"default": ["gpu", "offload", "cpu"]},
+    )
+    """Allowed tiers, in no order: gpu (all weights in GPU memory), offload (some in host RAM or
+    on disk), cpu (served by CPUs)."""
+    pools: Annotated[list[str], ListType("set"), unique] = Field(default_factory=list)
+    """Allowed PlacementPools by name; empty = all."""
+    offload_to_disk: bool = False
+    """Data residency: may weights be staged on a node's local disk (NVMe) for offloading?"""
+
+
+class EnvVar(ApiModel):
+    """An environment variable for the serving container."""
+
+    name: str = Field(min_length=1)
+    """The variable's name."""
+    value: str = ""
+    """The variable's value."""
+
+
+class RuntimeSpec(ApiModel):
+    """The serving engine and its container."""
+
+    engine: Engine = "vllm"
+    """The serving engine: vllm, llamacpp, tgi or custom."""
+    image: str | None = None
+    """The container image; unset = the operator's default image for the engine."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    """The port the engine serves on."""
+    args: list[str] = Field(default_factory=list)
+    """Extra arguments, after the ones the plan sets (precision, parallelism, context)."""
+    env: Annotated[list[EnvVar], ListType("map", ("name",))] = Field(default_factory=list)
+    """Extra environment variables for the serving container."""
+
+
+def _defaulted(factory: type[ApiModel]) -> Any:
+    """An optional section: absent means all its defaults (also applied by the API server)."""
+    return Field(default_factory=factory, json_schema_extra={"default": {}})
+
+
+class ModelDeploymentSpec(ApiModel):
+    """What to serve and the constraints on how; memplace chooses the rest."""
+
+    model: ModelSpec
+    """The model to serve."""
+    workload: WorkloadSpec = _defaulted(WorkloadSpec)
+    """The demand to serve."""
+    slo: SloSpec = _defaulted(SloSpec)
+    """Latency targets."""
+    quality: QualitySpec = _defaulted(QualitySpec)
+    """The quality budget."""
+    placement: PlacementSpec = _defaulted(PlacementSpec)
+    """Allowed tiers and pools."""
+    runtime: RuntimeSpec = _defaulted(RuntimeSpec)
+    """The serving engine and container."""
+
+
+class PlacementStatus(ApiModel):
+    """The chosen placement."""
+
+    pool: str
+    """The PlacementPool the replicas run in."""
+    gpu_model: str | None = None
+    """The pool's GPU model, e.g. `A100-SXM4-80GB`; unset on the cpu tier."""
+    precision: Precision
+    """The weight precision served."""
+    kv_cache_dtype: KvCacheDtype | None = None
+    """The KV-cache element type."""
+    tier: Tier
+    """Where the weights live."""
+    variant: str | None = None
+    """The variant served instead of the model; null = the model itself."""
+    gpus_per_replica: NonNegativeInt
+    """GPUs each replica uses (tensor parallelism); 0 on the cpu tier."""
+    replicas: NonNegativeInt
+    """Replicas needed for the demand, within minReplicas..maxReplicas."""
+    nodes: list[str] | None = None
+    """The nodes the plan packed the replicas onto, when it packed them."""
+    offload_bytes_per_replica: NonNegativeInt | None = None
+    """Weight bytes each replica keeps outside GPU memory (offload tier)."""
+
+
+class EstimateStatus(ApiModel):
+    """The planner's estimates for the chosen placement (per replica unless named otherwise)."""
+
+    parameters: NonNegativeInt | None = None
+    """Total parameters of the model (or variant) served."""
+    active_parameters: NonNegativeInt | None = None
+    """Parameters read per token (MoE: the active experts)."""
+    weights_bytes: NonNegativeInt | None = None
+    """Weights at the chosen precision, including quantisation scales."""
+    kv_cache_bytes: NonNegativeInt | None = None
+    """KV cache for contextTokens × concurrency at the chosen KV-cache type."""
+    state_bytes: NonNegativeInt | None = None
+    """Constant-size state of linear-attention / state-space layers."""
+    activation_bytes: NonNegativeInt | None = None
+    """Activations and workspace."""
+    overhead_bytes: NonNegativeInt | None = None
+    """Runtime overhead (CUDA context, allocator, graphs)."""
+    total_bytes: NonNegativeInt | None = None
+    """Sum of the above, per replica."""
+    total_bytes_per_gpu: NonNegativeInt | None = None
+    """Memory each GPU of a replica needs."""
+    total_per_gpu: str | None = None
+    """totalBytesPerGpu for people, e.g. `14.9Gi`; derived, any value given is replaced."""
+    time_to_first_token_ms: NonNegativeFloat | None = None
+    """Estimated time to first token for a typical prompt, in milliseconds."""
+    time_per_output_token_ms: NonNegativeFloat | None = None
+    """Estimated time between output tokens of one sequence, in milliseconds."""
+    output_tokens_per_second_per_replica: NonNegativeFloat | None = None
+    """Estimated output tokens per second one replica serves at the stated concurrency."""
+
+    @model_validator(mode="after")
+    def _derive_readable(self) -> EstimateStatus:
+        readable = (
+            None if self.total_bytes_per_gpu is None else format_bytes(self.total_bytes_per_gpu)
+        )
+        object.__setattr__(self, "total_per_gpu", readable)
+        return self
+
+
+class MeasuredStatus(ApiModel):
+    """What the node agents measured for the running replicas."""
+
+    gpu_memory_bytes_per_replica: NonNegativeInt | None = None
+    """GPU memory the replica's processes use, summed over its GPUs (largest replica)."""
+    observed_at: Timestamp | None = None
+    """When it was measured (RFC 3339)."""
+
+
+class CostStatus(ApiModel):
+    """What the placement costs, in the price catalogue's currency (USD)."""
+
+    per_hour: NonNegativeFloat | None = None
+    """Cost per hour of all replicas: the share of node prices they occupy."""
+    per_million_output_tokens: NonNegativeFloat | None = None
+    """Cost per million output tokens at the stated demand."""
+    naive_per_hour: NonNegativeFloat | None = None
+    """Cost per hour of the cheapest bf16, all-in-GPU placement, to show the saving."""
+
+
+class Alternative(ApiModel):
+    """A candidate placement that lost, and why."""
+
+    pool: str | None = None
+    """The PlacementPool considered."""
+    gpu_model: str | None = None
+    """The pool's GPU model."""
+    precision: Precision | None = None
+    """The weight precision considered."""
+    kv_cache_dtype: KvCacheDtype | None = None
+    """The KV-cache element type considered."""
+    tier: Tier | None = None
+    """The tier considered."""
+    variant: str | None = None
+    """The variant considered; null = the model itself."""
+    gpus_per_replica: NonNegativeInt | None = None
+    """GPUs per replica considered."""
+    replicas: NonNegativeInt | None = None
+    """Replicas it would have needed."""
+    per_hour: NonNegativeFloat | None = None
+    """What it would have cost per hour, when it was priced."""
+    reason: str
+    """Why it lost, with numbers, e.g. `TPOT 71 ms > SLO 60 ms`."""
+    code: RejectionCode | None = None
+    """Why it lost, as a stable code (the operator always sets it)."""
+
+
+class ModelDeploymentStatus(ApiModel):
+    """What memplace decided and observed; written only by the operator."""
+
+    observed_generation: NonNegativeInt | None = None
+    """The `metadata.generation` this status was computed from."""
+    phase: Phase | None = None
+    """Pending, Placed (plan applied), Ready (replicas serving), Unschedulable or Invalid."""
+    placement: PlacementStatus | None = None
+    """The chosen placement."""
+    estimate: EstimateStatus | None = None
+    """Memory and latency estimates for the chosen placement."""
+    measured: MeasuredStatus | None = None
+    """Memory measured by the node agents once replicas run."""
+    cost: CostStatus | None = None
+    """What the chosen placement costs."""
+    alternatives: list[Alternative] | None = None
+    """The next few candidates and why each lost."""
+    message: str | None = None
+    """A one-line summary for people, e.g. `int4 on a100-80: 2 × 1 GPU, $7.40/h`."""
+    conditions: Conditions
+    """Valid, Placed and Ready."""
+
+
+class ModelDeployment(ApiModel):
+    """A model to serve: memplace chooses precision, tier, pool and replicas, cheapest first."""
+
+    api_version: Literal["memplace.io/v1alpha1"] = API_VERSION
+    """`memplace.io/v1alpha1`."""
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
+    """`ModelDeployment`."""
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    """Standard object metadata."""
+    spec: ModelDeploymentSpec
+    """What to serve, and the constraints on how."""
+    status: ModelDeploymentStatus | None = None
+    """What memplace decided and observed."""
