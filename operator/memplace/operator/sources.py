@@ -32,7 +32,7 @@ class SourceError(Exception):
 def config_url(source: str, endpoint: str | None = None) -> str:
     """The URL of config.json for ``source`` (``hf://org/name[@rev]`` or an https URL)."""
     if source.startswith("hf://"):
-        repo, _, revision = source[len("hf://"):].partition("@")
+        repo, _, revision = source[len("hf://") :].partition("@")
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise SourceError(f"{source!r} is not of the form hf://org/name[@revision]")
         base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")

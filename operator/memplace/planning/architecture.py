@@ -182,8 +182,12 @@ def _layer_kinds(c: _Config, layers: int) -> list[str]:
     """'full', 'sliding', 'linear' (Gated DeltaNet) per transformer layer."""
     layer_types = c.get("layer_types")
     if layer_types:
-        names = {"full_attention": "full", "sliding_attention": "sliding",
-                 "linear_attention": "linear", "attention": "full"}
+        names = {
+            "full_attention": "full",
+            "sliding_attention": "sliding",
+            "linear_attention": "linear",
+            "attention": "full",
+        }
         try:
             return [names[t] for t in layer_types[:layers]]
         except KeyError as error:
@@ -313,26 +317,40 @@ def _moe(c: _Config) -> tuple[_Moe | None, set[int]]:
     """The MoE block of this family and the indices of dense (non-MoE) layers."""
     layers = c.int("num_hidden_layers")
     if c.family == "mixtral":
-        return _Moe(c.int("num_local_experts"), c.int("num_experts_per_tok"),
-                    c.int("intermediate_size")), set()
+        return _Moe(
+            c.int("num_local_experts"), c.int("num_experts_per_tok"), c.int("intermediate_size")
+        ), set()
     if c.family == "gpt_oss":
         per_token = c.int("num_experts_per_tok", 0) or c.int("experts_per_token")
-        return _Moe(c.int("num_local_experts"), per_token, c.int("intermediate_size"),
-                    router_bias=True, expert_bias=True), set()
+        return _Moe(
+            c.int("num_local_experts"),
+            per_token,
+            c.int("intermediate_size"),
+            router_bias=True,
+            expert_bias=True,
+        ), set()
     if c.family == "deepseek_v3":
         first, freq = c.int("first_k_dense_replace", 0), c.int("moe_layer_freq", 1)
         dense = {i for i in range(layers) if i < first or i % freq != 0}
         shared = c.int("n_shared_experts", 0) * c.int("moe_intermediate_size")
-        return _Moe(c.int("n_routed_experts"), c.int("num_experts_per_tok"),
-                    c.int("moe_intermediate_size"), shared_width=shared), dense
+        return _Moe(
+            c.int("n_routed_experts"),
+            c.int("num_experts_per_tok"),
+            c.int("moe_intermediate_size"),
+            shared_width=shared,
+        ), dense
     if c.get("num_experts"):  # qwen3_moe, qwen3_next, qwen3_5_moe
         step = c.int("decoder_sparse_step", 1)
         dense = set(c.get("mlp_only_layers") or ())
         dense |= {i for i in range(layers) if (i + 1) % step != 0}
         shared = c.int("shared_expert_intermediate_size", 0)
-        return _Moe(c.int("num_experts"), c.int("num_experts_per_tok"),
-                    c.int("moe_intermediate_size"), shared_width=shared,
-                    shared_gate=bool(shared)), dense
+        return _Moe(
+            c.int("num_experts"),
+            c.int("num_experts_per_tok"),
+            c.int("moe_intermediate_size"),
+            shared_width=shared,
+            shared_gate=bool(shared),
+        ), dense
     return None, set()
 
 
@@ -350,8 +368,7 @@ def _vision_tower(vision: Mapping, text_hidden: int) -> int:
     channels = int(vision.get("in_channels", vision.get("num_channels", 3)))
     temporal = int(vision.get("temporal_patch_size", 1))
     positions = int(
-        vision.get("num_position_embeddings")
-        or (int(vision.get("image_size", 0)) // patch) ** 2
+        vision.get("num_position_embeddings") or (int(vision.get("image_size", 0)) // patch) ** 2
     )
     blocks = depth * (4 * h * h + 2 * h * width + 9 * h + width)
     embeddings = channels * temporal * patch * patch * h + positions * h

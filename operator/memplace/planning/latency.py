@@ -28,6 +28,7 @@ from typing import Literal, Protocol
 from memplace.planning.architecture import Architecture, expected_distinct_experts
 from memplace.planning.catalogue import Gpu, KvDtype, Precision
 from memplace.planning.memory import kv_bytes_per_sequence, kv_share_per_gpu, weights_bytes_by_group
+from memplace.planning.precision import compute_key
 
 __all__ = [
     "ALLREDUCE_LATENCY_S",
@@ -99,11 +100,9 @@ class _Machine:
     interconnect: float  # bytes/s, for tensor-parallel all-reduce
 
 
-def _peak_tflops(gpu: Gpu, compute: str) -> float:
-    for key in (compute, "bf16", "fp16", "fp32"):
-        if gpu.dense_tflops.get(key):
-            return gpu.dense_tflops[key]
-    raise ValueError(f"{gpu.id} lists no dense TFLOPS")
+def _peak_tflops(gpu: Gpu, precision: Precision) -> float:
+    key = compute_key(precision, gpu) or ("fp16" if "fp16" in gpu.dense_tflops else "fp32")
+    return gpu.dense_tflops[key]
 
 
 def _machine(tier: Tier, gpu: Gpu | None, host: Host | None, precision: Precision) -> _Machine:
@@ -120,7 +119,7 @@ def _machine(tier: Tier, gpu: Gpu | None, host: Host | None, precision: Precisio
         raise ValueError(f"the {tier} tier needs a GPU")
     return _Machine(
         bandwidth=gpu.memory_bandwidth_bytes_per_s * DECODE_BANDWIDTH_EFFICIENCY,
-        flops=_peak_tflops(gpu, precision.compute) * 1e12 * GPU_COMPUTE_EFFICIENCY,
+        flops=_peak_tflops(gpu, precision) * 1e12 * GPU_COMPUTE_EFFICIENCY,
         host_link=gpu.host_link_bytes_per_s,
         interconnect=gpu.interconnect_bytes_per_s,
     )
@@ -175,28 +174,39 @@ def estimate_speed(
     # decode: one token for each of `concurrency` sequences at full context
     kv_bytes = kv_bytes_per_sequence(arch, kv, context_tokens) * kv_share_per_gpu(arch, gpus)
     state_bytes = 2 * arch.state_values_per_sequence * arch.state_bytes_per_value / gpus
-    step_bytes = (
-        _weights_read(arch, sizes, concurrency) / gpus
-        + concurrency * (kv_bytes + state_bytes)
+    step_bytes = _weights_read(arch, sizes, concurrency) / gpus + concurrency * (
+        kv_bytes + state_bytes
     )
-    step_flops = concurrency * (
-        2 * read_params + arch.attention_flops_per_context_token
-        * _attended_tokens(arch, context_tokens)
-    ) / gpus
+    step_flops = (
+        concurrency
+        * (
+            2 * read_params
+            + arch.attention_flops_per_context_token * _attended_tokens(arch, context_tokens)
+        )
+        / gpus
+    )
     memory_s = step_bytes / machine.bandwidth
     compute_s = step_flops / machine.flops
     comm_s = _allreduce_s(arch, concurrency, gpus, machine)
     tpot_s = max(memory_s, compute_s) + comm_s + stream_s + STEP_OVERHEAD_S
-    parts = {"memory": memory_s, "compute": compute_s, "interconnect": comm_s,
-             "host-link": stream_s}
+    parts = {
+        "memory": memory_s,
+        "compute": compute_s,
+        "interconnect": comm_s,
+        "host-link": stream_s,
+    }
     bound = max(parts, key=parts.get)
 
     # prefill of one prompt (causal: each token attends to half the prompt on average)
     prefill_bytes = _weights_read(arch, sizes, prompt_tokens) / gpus
-    prefill_flops = prompt_tokens * (
-        2 * read_params + arch.attention_flops_per_context_token
-        * _attended_tokens(arch, prompt_tokens / 2)
-    ) / gpus
+    prefill_flops = (
+        prompt_tokens
+        * (
+            2 * read_params
+            + arch.attention_flops_per_context_token * _attended_tokens(arch, prompt_tokens / 2)
+        )
+        / gpus
+    )
     prefill_s = (
         max(prefill_bytes / machine.bandwidth, prefill_flops / machine.flops)
         + _allreduce_s(arch, prompt_tokens, gpus, machine)

@@ -1,0 +1,207 @@
+"""``memplace agent``: measure this node's GPUs and host memory, publish a NodeMemoryReport.
+
+Runs as a DaemonSet (``hostPID: true`` to map GPU processes to pods). ``--once -o json`` prints
+one report and exits 0, even without an NVIDIA driver: the report says NVML is unavailable.
+Heavy modules (pynvml, kubernetes, prometheus_client) are imported in ``run`` so that
+``memplace --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+from memplace.cli import UsageError
+
+__all__ = ["parse_duration", "parse_size", "register", "run"]
+
+_DURATION = re.compile(r"^\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>[KMGTP]i?|[kKMGTP]B?|B)?\s*$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
+    "Ti": 1024**4,
+    "Pi": 1024**5,
+    "k": 1000,
+    "K": 1000,
+    "kB": 1000,
+    "KB": 1000,
+    "M": 1000**2,
+    "MB": 1000**2,
+    "G": 1000**3,
+    "GB": 1000**3,
+    "T": 1000**4,
+    "TB": 1000**4,
+    "P": 1000**5,
+    "PB": 1000**5,
+}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``10s``, ``1m``, ``500ms``, ``2h`` or a bare number of seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"{text!r} is not a duration such as 10s, 1m or 500ms")
+    return float(match["value"]) * _DURATION_UNITS[match["unit"]]
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``256Mi``, ``1Gi``, ``500M`` (decimal) or a bare number of bytes."""
+    match = _SIZE.match(text)
+    if not match or match["unit"] not in _SIZE_UNITS:
+        raise UsageError(f"{text!r} is not a size such as 256Mi, 1Gi or 500M")
+    return int(float(match["value"]) * _SIZE_UNITS[match["unit"]])
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "agent",
+        help="measure this node's GPU memory with NVML and publish a NodeMemoryReport",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument(
+        "--node-name",
+        default=os.environ.get("NODE_NAME"),
+        help="the Node this agent runs on (default: $NODE_NAME, from the downward API)",
+    )
+    parser.add_argument("--interval", default="10s", help="time between samples (default 10s)")
+    parser.add_argument("--once", action="store_true", help="sample once, print, and exit")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("json", "yaml"),
+        default="json",
+        help="format of the report --once prints (default json)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9401,
+        help="serve Prometheus metrics on this port (0: don't; default 9402)",
+    )
+    parser.add_argument("--offload-path", help="a directory whose filesystem takes offloads")
+    parser.add_argument(
+        "--nvml-fake",
+        metavar="FILE",
+        help="read GPUs from a fixture (see examples/nvml-fake/) instead of the driver",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        default="60s",
+        help="publish at least this often, even without change (default 60s)",
+    )
+    parser.add_argument(
+        "--min-change",
+        default="256Mi",
+        help="publish when a GPU's used/free memory moved by this much (default 256Mi)",
+    )
+    parser.add_argument(
+        "--min-change-ratio",
+        type=float,
+        default=0.02,
+        help="… or by this share of its total (default 0.02)",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config)")
+    parser.add_argument("--no-publish", action="store_true", help="don't write to the API server")
+    parser.set_defaults(handler=run)
+
+
+def _sampler(args: argparse.Namespace):
+    from memplace.agent.nvml import PynvmlSampler
+
+    if args.nvml_fake:
+        from memplace.agent.fake import load_fixture
+
+        try:
+            module = load_fixture(args.nvml_fake)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--nvml-fake: {error}") from error
+        # Fixture PIDs are not this host's: never look them up in /proc.
+        return PynvmlSampler(module)
+    from memplace.agent.host import host_pid_namespace, pod_for_pid
+
+    def pid_to_pod(pid: int) -> tuple[str, str | None] | None:
+        ref = pod_for_pid(pid)
+        return (ref.pod_uid, ref.container_id) if ref else None
+
+    return PynvmlSampler(pid_to_pod=pid_to_pod if host_pid_namespace() else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    if not args.node_name:
+        raise UsageError("--node-name is required (or set $NODE_NAME)")
+    interval = parse_duration(args.interval)
+    heartbeat = parse_duration(args.heartbeat)
+    if interval <= 0 or heartbeat <= 0:
+        raise UsageError("--interval and --heartbeat must be positive")
+    if not 0 <= args.min_change_ratio <= 1:
+        raise UsageError("--min-change-ratio must be between 0 and 1")
+    if args.offload_path and not os.path.isdir(args.offload_path):
+        raise UsageError(f"--offload-path {args.offload_path}: not a directory")
+
+    from memplace.agent.errors import PublishError
+    from memplace.agent.loop import Agent
+    from memplace.agent.report import PublishPolicy
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    policy = PublishPolicy(
+        heartbeat_seconds=heartbeat,
+        min_change_bytes=parse_size(args.min_change),
+        min_change_ratio=args.min_change_ratio,
+    )
+    publisher = None
+    if not args.no_publish:
+        from memplace.agent.publish import Publisher
+
+        try:
+            publisher = Publisher.from_config(args.node_name, args.kubeconfig)
+        except Exception as error:  # no kubeconfig, bad file: the user's to fix
+            raise UsageError(f"cannot configure the Kubernetes client: {error}") from error
+    agent = Agent(
+        node_name=args.node_name,
+        sampler=_sampler(args),
+        policy=policy,
+        interval=interval,
+        offload_path=args.offload_path,
+        publisher=publisher,
+    )
+
+    if args.once:
+        try:
+            sample = agent.take_sample()
+        finally:
+            agent.sampler.close()
+        _print(agent.report(sample), args.output)
+        if publisher is not None:
+            try:
+                agent.publish(sample)
+            except PublishError as error:
+                print(f"memplace agent: publishing failed: {error}", file=sys.stderr)
+                return 1
+        return 0
+
+    from memplace.agent.metrics import AgentMetrics
+
+    agent.metrics = AgentMetrics(args.node_name)
+    if args.metrics_port:
+        agent.metrics.serve(args.metrics_port)
+    agent.run()
+    return 0
+
+
+def _print(report: dict, output: str) -> None:
+    if output == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(report, sort_keys=False))
+    else:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,222 @@
+"""``memplace estimate MODEL``: footprint and speed of one model, per precision.
+
+MODEL is a config.json file (or a directory holding one), ``hf://org/name[@revision]`` or an
+https URL. Without ``--precision`` it prints every precision; with ``--gpu`` it adds the
+roofline speed and whether a replica fits that GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from memplace.cli import UsageError
+from memplace.planning.architecture import ConfigError, architecture_from_config
+from memplace.planning.catalogue import default_catalogue
+from memplace.planning.latency import estimate_speed
+from memplace.planning.memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes
+from memplace.planning.precision import PRECISION_ORDER, unsupported
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "estimate",
+        help="GPU memory and speed of a model at each precision",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="config.json path or directory, hf://org/name, or URL")
+    parser.add_argument("--precision", help="one weight precision (default: all)")
+    parser.add_argument("--kv-dtype", default="bf16", help="KV cache dtype (default bf16)")
+    parser.add_argument("--context", type=_positive, default=8192, help="tokens per sequence")
+    parser.add_argument("--concurrency", type=_positive, default=1, help="sequences in flight")
+    parser.add_argument("--prompt", type=_positive, default=1024, help="prompt tokens (TTFT)")
+    parser.add_argument("--gpu", help="GPU id from `memplace catalog gpus` (adds speed, fit)")
+    parser.add_argument("--gpus-per-replica", type=_positive, default=1)
+    parser.add_argument("--tier", choices=("gpu", "offload", "cpu"), default="gpu")
+    parser.add_argument("--instance", help="instance type for the cpu tier's host figures")
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    parser.set_defaults(handler=run)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be ≥ 1")
+    return value
+
+
+def load_config(model: str) -> dict:
+    """config.json from a path, a directory, or a remote source (hf://, https://)."""
+    if model.startswith(("hf://", "https://", "http://")):
+        from memplace.operator.sources import SourceError, fetch_config
+
+        try:
+            return dict(fetch_config(model))
+        except SourceError as error:
+            raise UsageError(str(error)) from None
+    path = Path(model)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(
+            f"{path}: no such file (give a config.json path or hf://org/name)"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{path}: not valid JSON: {error}") from None
+
+
+def estimates(args: argparse.Namespace) -> list[dict]:
+    """One row per precision, camelCase keys as in ``status.estimate``."""
+    catalogue = default_catalogue()
+    try:
+        arch = architecture_from_config(load_config(args.model))
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    gpu = _lookup(catalogue.gpu, args.gpu, "GPU") if args.gpu else None
+    host = _lookup(catalogue.instance, args.instance, "instance") if args.instance else None
+    kv = _lookup(catalogue.kv_dtypes.get, args.kv_dtype, "KV dtype")
+    names = [args.precision] if args.precision else list(PRECISION_ORDER)
+    rows = []
+    for name in names:
+        precision = _lookup(catalogue.precisions.get, name, "precision")
+        memory = estimate_memory(
+            arch,
+            precision,
+            kv,
+            context_tokens=args.context,
+            concurrency=args.concurrency,
+            gpus_per_replica=args.gpus_per_replica,
+        )
+        row = {
+            "precision": precision.id,
+            "kvCacheDtype": kv.id,
+            "parameters": arch.total_parameters,
+            "activeParameters": arch.active_parameters,
+            "weightsBytes": memory.weights_bytes,
+            "kvCacheBytes": memory.kv_cache_bytes,
+            "stateBytes": memory.state_bytes,
+            "activationBytes": memory.activation_bytes,
+            "overheadBytes": memory.overhead_bytes,
+            "totalBytes": memory.total_bytes,
+            "totalBytesPerGpu": memory.total_bytes_per_gpu,
+        }
+        if gpu is not None or args.tier == "cpu":
+            row |= _speed(args, arch, precision, kv, gpu, host, memory)
+        rows.append(row)
+    return rows
+
+
+def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
+    """Speed and fit on ``gpu`` (or ``host`` for the cpu tier)."""
+    if args.tier == "cpu":
+        if host is None:
+            raise UsageError("--tier cpu needs --instance (a CPU instance type) for its speed")
+        offloaded, reason = 0, None
+    else:
+        reason = unsupported(precision, gpu) or unsupported(kv, gpu)
+        offloaded = 0
+        usable = usable_gpu_bytes(gpu.memory_bytes)
+        if args.tier == "offload":
+            offloaded = offload_bytes_needed(memory, usable)
+            if offloaded is None:
+                reason = reason or "does not fit even with all weights offloaded"
+        elif memory.total_bytes_per_gpu > usable:
+            reason = reason or (
+                f"needs {memory.total_bytes_per_gpu / 2**30:.1f} GiB per GPU > "
+                f"{usable / 2**30:.1f} GiB usable on {gpu.id}"
+            )
+    speed = estimate_speed(
+        arch,
+        precision,
+        kv,
+        tier=args.tier,
+        gpu=gpu,
+        host=host,
+        gpus_per_replica=args.gpus_per_replica,
+        concurrency=args.concurrency,
+        context_tokens=args.context,
+        prompt_tokens=args.prompt,
+        offloaded_bytes_per_gpu=offloaded or 0,
+    )
+    return {
+        "timeToFirstTokenMs": round(speed.time_to_first_token_ms, 2),
+        "timePerOutputTokenMs": round(speed.time_per_output_token_ms, 2),
+        "outputTokensPerSecondPerReplica": round(speed.output_tokens_per_second_per_replica, 1),
+        "bound": speed.bound,
+        "offloadBytesPerGpu": offloaded or 0,
+        "fits": reason is None,
+        "reason": reason,
+    }
+
+
+def _lookup(find, key: str, what: str):
+    try:
+        found = find(key)
+    except KeyError as error:
+        raise UsageError(error.args[0]) from None
+    if found is None:
+        raise UsageError(f"unknown {what} {key!r}; see `memplace catalog`")
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = estimates(args)
+    if args.output == "json":
+        print(json.dumps(rows[0] if args.precision else rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    gib = 2**30
+    first = rows[0]
+    title = (
+        f"{args.model}: {first['parameters'] / 1e9:.2f} B parameters "
+        f"({first['activeParameters'] / 1e9:.2f} B active), context {args.context}, "
+        f"concurrency {args.concurrency}, {args.gpus_per_replica} GPU(s)"
+        + (f" of {args.gpu}" if args.gpu else "")
+    )
+    table = Table(title=title)
+    columns = [
+        "precision",
+        "weights GiB",
+        "KV GiB",
+        "state GiB",
+        "act GiB",
+        "overhead GiB",
+        "total GiB",
+        "per GPU GiB",
+    ]
+    speed = "timePerOutputTokenMs" in first
+    if speed:
+        columns += ["TTFT ms", "TPOT ms", "tok/s", "fits"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("precision", "fits") else "right")
+    for row in rows:
+        cells = [f"{row['precision']}/{row['kvCacheDtype']}"] + [
+            f"{row[key] / gib:.2f}"
+            for key in (
+                "weightsBytes",
+                "kvCacheBytes",
+                "stateBytes",
+                "activationBytes",
+                "overheadBytes",
+                "totalBytes",
+                "totalBytesPerGpu",
+            )
+        ]
+        if speed:
+            cells += [
+                f"{row['timeToFirstTokenMs']:.0f}",
+                f"{row['timePerOutputTokenMs']:.1f}",
+                f"{row['outputTokensPerSecondPerReplica']:.0f}",
+                "yes" if row["fits"] else f"no: {row['reason']}",
+            ]
+        table.add_row(*cells)
+    Console(width=200).print(table)
+    return 0

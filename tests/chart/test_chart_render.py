@@ -1,0 +1,210 @@
+"""The chart renders, with defaults and each main variation, into objects Kubernetes 1.33
+accepts."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from .rendering import CHART, KUBE_VERSION, NAMESPACE, find, one, render_chart
+
+helm = pytest.importorskip("helm_python")
+
+# Kinds defined by CRDs, which kubernetes-validate's built-in schemas cannot know.
+CRD_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "Prometheus Operator CRD",
+    ("kopf.dev/v1", "ClusterKopfPeering"): "Kopf's peering CRD, shipped by this chart",
+}
+
+DEFAULT_OBJECTS = [
+    ("ClusterRole", "memplace-agent"),
+    ("ClusterRoleBinding", "memplace-agent"),
+    ("DaemonSet", "memplace-agent"),
+    ("Service", "memplace-agent-metrics"),
+    ("ServiceAccount", "memplace-agent"),
+    ("Deployment", "memplace-operator"),
+    ("PodDisruptionBudget", "memplace-operator"),
+    ("ClusterRole", "memplace-operator"),
+    ("ClusterRoleBinding", "memplace-operator"),
+    ("Service", "memplace-operator-metrics"),
+    ("ServiceAccount", "memplace-operator"),
+]
+
+
+def test_every_rendered_object_is_valid_for_kubernetes_1_33_strict(rendered):
+    """Strict: unknown fields fail too. Objects of CRD-defined kinds are skipped (CRD_KINDS
+    says why); every other kind must have a built-in schema."""
+    assert rendered, "the chart rendered nothing"
+    for obj in rendered:
+        if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
+            continue
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+def test_the_default_render_is_exactly_the_documented_objects(default_objects):
+    rendered = sorted((o["kind"], o["metadata"]["name"]) for o in default_objects)
+    assert rendered == sorted(DEFAULT_OBJECTS)
+
+
+def test_namespaced_objects_go_to_the_release_namespace(rendered):
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "ClusterKopfPeering",
+    }
+    for obj in rendered:
+        if obj["kind"] not in cluster_scoped:
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
+
+
+def test_every_object_carries_the_standard_labels(rendered):
+    for obj in rendered:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "memplace"
+        assert labels["app.kubernetes.io/instance"] == "memplace"
+        assert labels["app.kubernetes.io/part-of"] == "memplace"
+
+
+def test_the_operator_runs_standalone_with_one_replica_by_default(default_objects):
+    deployment = one(default_objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [
+        "run",
+        "--all-namespaces",
+        "--metrics-port",
+        "8080",
+        "--health-port",
+        "8081",
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["HOME"]["value"] == env["TMPDIR"]["value"] == "/tmp"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-health"}
+    assert {p["containerPort"] for p in container["ports"]} == {8080, 8081}
+    assert not find(default_objects, "CustomResourceDefinition")
+    assert not find(default_objects, "ClusterKopfPeering")
+
+
+def test_peering_runs_two_replicas_that_meet_in_a_cluster_peering():
+    objects = render_chart({"operator": {"replicas": 2, "peering": {"enabled": True}}})
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-2:] == ["--peering", "memplace"]
+    crd = one(objects, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
+    assert crd["spec"]["scope"] == "Cluster"
+    assert crd["spec"]["names"]["kind"] == "ClusterKopfPeering"
+    peering = one(objects, "ClusterKopfPeering", "memplace")
+    # The CRD must exist before Helm can map the kind: the object is a post-install hook.
+    assert "post-install" in peering["metadata"]["annotations"]["helm.sh/hook"]
+
+
+def test_peering_without_the_crd_when_another_kopf_operator_installed_it():
+    objects = render_chart(
+        {"operator": {"replicas": 2, "peering": {"enabled": True, "createCRD": False}}}
+    )
+    assert not find(objects, "CustomResourceDefinition")
+    one(objects, "ClusterKopfPeering", "memplace")
+
+
+def test_the_agent_runs_on_gpu_nodes_without_taking_a_gpu(default_objects):
+    daemonset = one(default_objects, "DaemonSet")
+    pod = daemonset["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert pod["runtimeClassName"] == "nvidia"
+    assert "hostPID" not in pod
+    container = pod["containers"][0]
+    assert container["args"][:2] == ["agent", "--node-name"]
+    assert container["args"][2] == "$(NODE_NAME)"
+    assert container["args"][3:7] == ["--interval", "10s", "--metrics-port", "9401"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["NVIDIA_VISIBLE_DEVICES"]["value"] == "all"
+    assert env["NVIDIA_DRIVER_CAPABILITIES"]["value"] == "utility"
+    for section in ("requests", "limits"):
+        assert not any("nvidia.com" in key for key in container["resources"].get(section, {}))
+
+
+def test_the_offload_path_is_mounted_read_only_when_enabled():
+    objects = render_chart({"agent": {"offload": {"enabled": True}}})
+    pod = one(objects, "DaemonSet")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"][-2:] == ["--offload-path", "/var/lib/memplace/offload"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "offload")
+    assert mount == {"name": "offload", "mountPath": "/var/lib/memplace/offload", "readOnly": True}
+
+
+def test_runtime_class_can_be_left_to_the_node_default():
+    objects = render_chart({"agent": {"runtimeClassName": ""}})
+    assert "runtimeClassName" not in one(objects, "DaemonSet")["spec"]["template"]["spec"]
+
+
+def test_disabling_the_agent_removes_all_of_it():
+    objects = render_chart(
+        {
+            "agent": {"enabled": False},
+            "serviceMonitor": {"enabled": True},
+            "networkPolicy": {"enabled": True},
+        }
+    )
+    assert not [
+        o for o in objects if o["metadata"]["labels"].get("app.kubernetes.io/component") == "agent"
+    ]
+    assert len(find(objects, "ServiceMonitor")) == 1
+    assert len(find(objects, "NetworkPolicy")) == 1
+
+
+def test_service_monitors_scrape_both_metrics_services():
+    objects = render_chart({"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}})
+    monitors = find(objects, "ServiceMonitor")
+    assert {m["metadata"]["name"] for m in monitors} == {"memplace-operator", "memplace-agent"}
+    services = find(objects, "Service")
+    for monitor in monitors:
+        assert monitor["metadata"]["labels"]["release"] == "kps"
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        matched = [s for s in services if selector.items() <= s["metadata"]["labels"].items()]
+        assert len(matched) == 1
+        port_names = {p["name"] for p in matched[0]["spec"]["ports"]}
+        assert monitor["spec"]["endpoints"][0]["port"] in port_names
+
+
+def test_network_policy_admits_only_metrics_and_health_and_reaches_the_api_server():
+    objects = render_chart(
+        {"networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["172.18.0.2/32"]}}}
+    )
+    policy = one(objects, "NetworkPolicy", "memplace-operator")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = policy["spec"]["ingress"]
+    assert {p["port"] for p in ingress["ports"]} == {8080, 8081}
+    assert ingress["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    api = policy["spec"]["egress"][0]
+    assert api["to"] == [{"ipBlock": {"cidr": "172.18.0.2/32"}}]
+    assert {p["port"] for p in api["ports"]} == {443, 6443}
+    agent = one(objects, "NetworkPolicy", "memplace-agent")
+    assert {p["port"] for p in agent["spec"]["ingress"][0]["ports"]} == {9401}
+    assert agent["spec"]["egress"] == [api]
+
+
+def test_the_image_can_be_pinned_by_digest():
+    digest = "sha256:" + "a" * 64
+    objects = render_chart({"image": {"digest": digest}})
+    image = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"ghcr.io/memplace/memplace@{digest}"
+
+
+def test_notes_say_how_to_look_at_placements():
+    with helm.Chart.load(CHART) as chart:
+        rendered = chart.render({}, name="memplace", namespace=NAMESPACE)
+    notes = rendered["memplace/templates/NOTES.txt"]
+    assert "kubectl describe mdep" in notes
+    assert "memplace-system" in notes

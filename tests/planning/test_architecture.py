@@ -1,0 +1,161 @@
+"""Parameter counts and cache shapes read from real config.json files."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from memplace.planning.architecture import (
+    ConfigError,
+    architecture_from_config,
+    architecture_from_parameters,
+    expected_distinct_experts,
+)
+
+CONFIGS = Path(__file__).parent.parent / "fixtures" / "configs"
+PUBLISHED = yaml.safe_load((CONFIGS / "published.yaml").read_text())
+# How each publisher counts "active" parameters. gpt-oss leaves out the input embedding table
+# (OpenAI model card, Table 1: 3.61 B = everything a token reads); Mixtral's 12.9 B includes
+# both embedding tables. Qwen's MoE cards and DeepSeek-V3 do not say: their figure must lie
+# between the two conventions (which differ by the embedding table).
+READ_CONVENTION = {"gpt_oss"}
+UNSTATED_CONVENTION = {"qwen3_moe", "qwen3_next", "deepseek_v3"}
+
+
+def load(name: str) -> dict:
+    return json.loads((CONFIGS / name).read_text())
+
+
+def tolerance(published: float) -> float:
+    """1 %, or half a unit of the last digit the publisher printed, whichever is larger:
+    "3.3B" can mean anything from 3.25 B to 3.35 B."""
+    digits = Decimal(repr(float(published))).normalize().as_tuple()
+    significant = len(digits.digits)
+    half_unit = 0.5 * 10 ** (len(str(int(float(published)))) - significant) / float(published)
+    return max(0.01, half_unit)
+
+
+COUNTED = [e for e in PUBLISHED if e["total_parameters"]]
+
+
+def test_at_least_eight_models_have_published_counts():
+    assert len(COUNTED) >= 8
+
+
+@pytest.mark.parametrize("entry", COUNTED, ids=lambda e: e["file"])
+def test_total_parameters_match_the_published_count(entry):
+    arch = architecture_from_config(load(entry["file"]))
+    published = float(entry["total_parameters"])
+    assert arch.total_parameters == pytest.approx(published, rel=tolerance(published))
+
+
+@pytest.mark.parametrize("entry", COUNTED, ids=lambda e: e["file"])
+def test_active_parameters_match_the_published_count(entry):
+    arch = architecture_from_config(load(entry["file"]))
+    published = float(entry["active_parameters"])
+    slack = tolerance(published) * published
+    if entry["model_type"] in UNSTATED_CONVENTION:
+        low = arch.active_parameters_read_per_token - arch.parameters_in("lm_head")
+        assert low - slack <= published <= arch.active_parameters + slack
+        return
+    counted = (
+        arch.active_parameters_read_per_token
+        if entry["model_type"] in READ_CONVENTION
+        else arch.active_parameters
+    )
+    assert counted == pytest.approx(published, abs=slack)
+
+
+def test_tolerance_reads_the_published_precision():
+    assert tolerance(8.03e9) == 0.01
+    assert tolerance(3.3e9) == pytest.approx(0.05 / 3.3)
+    assert tolerance(3e9) == pytest.approx(0.5 / 3)
+
+
+def test_llama_kv_cache_is_128_kib_per_token_in_fp16():
+    arch = architecture_from_config(load("llama-3.1-8b.json"))
+    assert arch.kv_layers * arch.kv_values_per_token * 2 == 128 * 1024
+
+
+def test_deepseek_caches_the_mla_latent_not_full_heads():
+    arch = architecture_from_config(load("deepseek-v3.json"))
+    assert arch.mla
+    assert arch.kv_values_per_token == 512 + 64
+    assert arch.kv_layers == 61
+    assert any("multi-token-prediction" in note for note in arch.notes)
+
+
+def test_gpt_oss_alternates_sliding_and_full_attention():
+    arch = architecture_from_config(load("gpt-oss-20b.json"))
+    assert (arch.kv_layers, arch.window_layers, arch.sliding_window) == (12, 12, 128)
+    assert (arch.experts, arch.experts_per_token) == (32, 4)
+
+
+def test_gemma2_alternates_sliding_and_full_attention():
+    arch = architecture_from_config(load("gemma-2-9b.json"))
+    assert (arch.kv_layers, arch.window_layers, arch.sliding_window) == (21, 21, 4096)
+    assert arch.parameters_in("lm_head") == 0  # tied to the embeddings
+
+
+def test_qwen3_next_caches_only_every_fourth_layer_and_holds_deltanet_state():
+    arch = architecture_from_config(load("qwen3-next-80b-a3b-thinking.json"))
+    assert arch.kv_layers == 12
+    # 36 Gated DeltaNet layers × (32 value heads × 128 × 128 + conv tail 8192 × 3)
+    assert arch.state_values_per_sequence == 36 * (32 * 128 * 128 + 8192 * 3)
+
+
+def test_qwen3_5_reads_the_nested_text_config_and_counts_the_vision_tower():
+    arch = architecture_from_config(load("qwen3.5-35b-a3b.json"))
+    assert arch.model_type == "qwen3_5_moe"
+    assert arch.kv_layers == 10 and arch.state_values_per_sequence > 0
+    assert 0.3e9 < arch.parameters_in("vision") < 0.6e9
+    assert arch.state_bytes_per_value == 4  # mamba_ssm_dtype float32
+
+
+def test_nemotron_h_counts_mamba_attention_and_mlp_blocks():
+    config = load("nemotron-h-56b-base-8k.json")
+    arch = architecture_from_config(config)
+    pattern = config["hybrid_override_pattern"]
+    assert arch.layers == len(pattern)
+    assert arch.kv_layers == pattern.count("*")
+    assert arch.state_values_per_sequence > 0
+
+
+def test_unknown_model_type_names_the_families_and_the_fallback():
+    with pytest.raises(ConfigError, match=r"unknown model_type 'bert'.*llama.*parameters"):
+        architecture_from_config({"model_type": "bert"})
+
+
+def test_a_missing_field_is_named():
+    config = load("llama-3.1-8b.json")
+    del config["num_attention_heads"]
+    with pytest.raises(ConfigError, match="num_attention_heads"):
+        architecture_from_config(config)
+
+
+def test_a_non_numeric_field_is_named():
+    config = load("llama-3.1-8b.json") | {"hidden_size": "big"}
+    with pytest.raises(ConfigError, match="hidden_size"):
+        architecture_from_config(config)
+
+
+def test_parameters_fallback_keeps_the_counts_and_says_it_assumed_a_shape():
+    arch = architecture_from_parameters(8e9, 2e9)
+    assert arch.total_parameters == 8e9 and arch.active_parameters == 2e9
+    assert arch.kv_values_per_token > 0 and arch.notes
+
+
+@pytest.mark.parametrize("bad", [(0, None), (1e9, 2e9), (-1, None)])
+def test_parameters_fallback_rejects_impossible_counts(bad):
+    with pytest.raises(ConfigError):
+        architecture_from_parameters(*bad)
+
+
+def test_one_token_reads_its_own_experts_and_a_large_batch_reads_all():
+    arch = architecture_from_config(load("qwen3-30b-a3b.json"))
+    assert expected_distinct_experts(arch, 1) == pytest.approx(8)
+    assert expected_distinct_experts(arch, 4096) == pytest.approx(128, rel=1e-3)
