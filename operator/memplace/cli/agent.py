@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--metrics-port",
         type=int,
         default=9401,
-        help="serve Prometheus metrics on this port (0: don't; default 9402)",
+        help="serve Prometheus metrics on this port (0: don't; default 9401)",
     )
     parser.add_argument("--offload-path", help="a directory whose filesystem takes offloads")
     parser.add_argument(
