@@ -8,7 +8,8 @@ ever fetched: memplace never downloads weights.
 Errors::
 
     SourceError            the source is malformed, unreachable, or not a JSON object;
-                           the message names what was fetched from where
+                           the message names what was fetched from where; ``retryable``
+                           says whether trying later may help (network, 5xx, 429)
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ TIMEOUT_S = 10.0
 
 class SourceError(Exception):
     """config.json could not be had from the named source."""
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def config_url(source: str, endpoint: str | None = None) -> str:
@@ -59,7 +64,8 @@ def fetch_config(
     except httpx.HTTPError as error:
         raise SourceError(
             f"could not fetch config.json for {source} from {url}: {error} "
-            "(offline? set HF_ENDPOINT to a mirror, or give the config inline)"
+            "(offline? set HF_ENDPOINT to a mirror, or give the config inline)",
+            retryable=True,
         ) from error
     if response.status_code in (401, 403):
         raise SourceError(
@@ -67,7 +73,10 @@ def fetch_config(
             "set HF_TOKEN to a token that can read it"
         )
     if response.status_code != 200:
-        raise SourceError(f"{url} answered HTTP {response.status_code} for {source}")
+        raise SourceError(
+            f"{url} answered HTTP {response.status_code} for {source}",
+            retryable=response.status_code >= 500 or response.status_code == 429,
+        )
     try:
         config = response.json()
     except json.JSONDecodeError as error:

@@ -280,6 +280,8 @@ class PoolCapacity:
         "_shared",
         "sharing",
         "owners",
+        "total_gpus",
+        "free_whole_gpus",
     )
 
     def __init__(self, names: Sequence[str], usable: Sequence[Sequence[int]], sharing: bool):
@@ -290,6 +292,10 @@ class PoolCapacity:
         self.whole_count = [len(u) for u in usable]
         self.sharing = sharing
         self.owners: dict[tuple[str, str], list[tuple[int, int, int, bool]]] = {}
+        self.total_gpus = sum(len(u) for u in usable)
+        """GPUs in the pool (slots, for CPU-only nodes)."""
+        self.free_whole_gpus = self.total_gpus
+        """GPUs no replica uses."""
         all_usable = [b for u in usable for b in u]
         self._min_usable = min(all_usable) if all_usable else 0
         self._rebuild_index()
@@ -319,20 +325,14 @@ class PoolCapacity:
         clone.sharing = self.sharing
         clone.owners = {k: list(v) for k, v in self.owners.items()}
         clone._min_usable = self._min_usable
+        clone.total_gpus = self.total_gpus
+        clone.free_whole_gpus = self.free_whole_gpus
         clone._buckets = [list(b) for b in self._buckets]
         clone._count_by_k = list(self._count_by_k)
         clone._shared = list(self._shared)
         return clone
 
     # -- queries --
-
-    @property
-    def total_gpus(self) -> int:
-        return sum(len(u) for u in self.usable)
-
-    @property
-    def free_whole_gpus(self) -> int:
-        return sum(self.whole_count)
 
     def replicas_possible(self, gpus: int, bytes_per_gpu: int, limit: int) -> int:
         """How many replicas of ``gpus`` GPUs × ``bytes_per_gpu`` fit now (counting to limit)."""
@@ -442,6 +442,7 @@ class PoolCapacity:
         old = self.whole_count[n]
         self._count_by_k[old] -= 1
         self._count_by_k[k] += 1
+        self.free_whole_gpus += k - old
         self.whole_count[n] = k
         heapq.heappush(self._buckets[k], n)
 
@@ -518,7 +519,11 @@ class Cluster:
         excluded: Iterable[ExcludedPool] = (),
         notices: Iterable[str] = (),
         catalogue: Any = None,
+        memo: dict | None = None,
     ):
+        self.memo: dict = {} if memo is None else memo
+        """The planner's memo of estimates and rankings: shared by copies, which differ only
+        in free capacity (never in what the memo depends on)."""
         self.pools: tuple[Pool, ...] = tuple(sorted(pools, key=lambda p: p.name))
         self.excluded: tuple[ExcludedPool, ...] = tuple(sorted(excluded, key=lambda e: e.name))
         self.notices: tuple[str, ...] = tuple(notices)
@@ -547,12 +552,13 @@ class Cluster:
             self.excluded,
             self.notices,
             self.catalogue,
+            self.memo,
         )
 
     def with_capacity(self, name: str, capacity: PoolCapacity) -> Cluster:
         replaced = dict(self._capacity)
         replaced[name] = capacity
-        return Cluster(self.pools, replaced, self.excluded, self.notices, self.catalogue)
+        return Cluster(self.pools, replaced, self.excluded, self.notices, self.catalogue, self.memo)
 
     def reserve(self, placement: Any, estimate: Any, owner: tuple[str, str]) -> Cluster:
         """The cluster less the room ``placement`` (a PlacementStatus) holds, for ``owner``.

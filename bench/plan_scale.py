@@ -1,0 +1,151 @@
+"""Planner scale benchmark: a synthetic cluster and workload, planned once, timed.
+
+    python bench/plan_scale.py --deployments 10000 --nodes 5000 --pools 20 --seed 1
+
+Prints one JSON line: deployments, nodes, pools, seconds (building the cluster and planning
+every deployment with ``plan_cluster``, one core), placed, unschedulable, peakRssMiB.
+
+The workload is drawn like a real platform's: a few dozen model sizes (dense and MoE), a
+handful of workload shapes, SLOs and quality budgets, so many deployments share a spec and
+the planner's memo (estimates per architecture × precision × KV × shape, rankings per spec)
+does what it does in production. Nodes are spread over pools of real catalogue instance types.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
+
+from memplace.api import ModelDeploymentSpec  # noqa: E402
+from memplace.planning.catalogue import default_catalogue  # noqa: E402
+from memplace.planning.inventory import Node, build_cluster  # noqa: E402
+from memplace.planning.plan import DeploymentRequest, plan_cluster  # noqa: E402
+
+INSTANCE_TYPES = (
+    "g6.xlarge",
+    "g6.12xlarge",
+    "g5.xlarge",
+    "g5.12xlarge",
+    "g6e.12xlarge",
+    "p4de.24xlarge",
+    "p5.48xlarge",
+    "a2-ultragpu-8g",
+    "a3-highgpu-8g",
+    "g2-standard-48",
+    "r7i.8xlarge",
+    "c7i.8xlarge",
+)
+MODELS = (  # (total, active) parameters
+    (0.6e9, None),
+    (1.7e9, None),
+    (3e9, None),
+    (8e9, None),
+    (14e9, None),
+    (32e9, None),
+    (70e9, None),
+    (30e9, 3e9),
+    (120e9, 5e9),
+    (235e9, 22e9),
+)
+SHAPES = ((4096, 4, 1024), (8192, 8, 1024), (16384, 16, 4096), (32768, 4, 8192))
+SLOS = ((None, None), (800, 60), (1500, 40), (5000, 200), (None, 1000))
+BUDGETS = (0.0, 0.01, 0.02, 0.05)
+TIERS = (["gpu"], ["gpu", "offload"], ["gpu", "offload", "cpu"])
+DEMANDS = (0, 50, 200, 1000)
+
+
+def cluster(nodes: int, pools: int, rng: random.Random):
+    catalogue = default_catalogue()
+    shapes = [catalogue.instance(t) for t in INSTANCE_TYPES]
+    pool_types = [shapes[i % len(shapes)] for i in range(pools)]
+    weights = [rng.uniform(0.5, 2.0) for _ in range(pools)]
+    members = rng.choices(range(pools), weights=weights, k=nodes)
+    out = []
+    for i, p in enumerate(members):
+        it = pool_types[p]
+        labels = {
+            "karpenter.sh/nodepool": f"pool-{p:03d}",
+            "node.kubernetes.io/instance-type": it.id,
+        }
+        gpu = catalogue.gpus[it.gpu] if it.gpu else None
+        if gpu is not None:
+            labels["nvidia.com/gpu.product"] = gpu.product_labels[0]
+        out.append(
+            Node(
+                f"node-{i:06d}",
+                labels,
+                gpus=it.gpu_count,
+                vcpus=it.vcpus - 0.5,
+                memory_bytes=int(it.memory_bytes * 0.95),
+            )
+        )
+    return out, catalogue
+
+
+def workload(count: int, rng: random.Random) -> list[DeploymentRequest]:
+    requests = []
+    for i in range(count):
+        total, active = rng.choice(MODELS)
+        ctx, conc, prompt = rng.choice(SHAPES)
+        ttft, tpot = rng.choice(SLOS)
+        spec = ModelDeploymentSpec.model_validate(
+            {
+                "model": {
+                    "name": f"m-{total:.0e}",
+                    "parameters": total,
+                    "activeParameters": active,
+                },
+                "workload": {
+                    "contextTokens": ctx,
+                    "concurrency": conc,
+                    "promptTokens": prompt,
+                    "outputTokensPerSecond": rng.choice(DEMANDS),
+                },
+                "slo": {"timeToFirstTokenMs": ttft, "timePerOutputTokenMs": tpot},
+                "quality": {"maxLoss": rng.choice(BUDGETS)},
+                "placement": {"tiers": rng.choice(TIERS)},
+            }
+        )
+        requests.append(DeploymentRequest(f"ns-{i % 97:02d}", f"d-{i:06d}", spec))
+    return requests
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deployments", type=int, default=1000)
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--pools", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    nodes, catalogue = cluster(args.nodes, args.pools, rng)
+    requests = workload(args.deployments, rng)
+    start = time.perf_counter()
+    plans = plan_cluster(requests, build_cluster(nodes=nodes, catalogue=catalogue))
+    seconds = time.perf_counter() - start
+    phases = [p.phase for p in plans]
+    print(
+        json.dumps(
+            {
+                "deployments": args.deployments,
+                "nodes": args.nodes,
+                "pools": args.pools,
+                "seconds": round(seconds, 3),
+                "placed": phases.count("Placed"),
+                "unschedulable": phases.count("Unschedulable"),
+                "peakRssMiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

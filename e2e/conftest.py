@@ -1,0 +1,177 @@
+"""e2e against a real API server: the cluster named by E2E_KUBECONFIG or KUBECONFIG, else a kind
+cluster (when ``kind`` and a running Docker engine exist), else every test skips with the reason.
+
+Environment:
+
+- ``E2E_KUBECONFIG`` / ``KUBECONFIG``: the cluster to use (never created or deleted here).
+- ``E2E_FAKE_NODES=1``: create fake GPU Node objects (GFD labels, allocatable nvidia.com/gpu,
+  a Ready condition kept fresh by a heartbeat) so the real scheduler can bind pods to them; no
+  kubelet runs there, so the pods stay Pending after binding, which is fine.
+- ``E2E_OPERATOR``: ``local`` (default) runs ``memplace run`` from this tree against the cluster;
+  ``installed`` expects an operator already running there (e.g. the Helm chart; ``E2E_NAMESPACE``
+  set implies ``installed``).
+- ``E2E_KIND_CLUSTER``: the kind cluster's name when one is created (default memplace-e2e).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.e2e)
+
+
+class Api:
+    """A small synchronous client over httpx, configured from a kubeconfig."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        headers: dict[str, str] = {}
+        token = (configuration.api_key or {}).get("authorization") or (
+            configuration.api_key or {}).get("BearerToken")
+        if token:
+            prefix = (configuration.api_key_prefix or {}).get("authorization", "")
+            headers["Authorization"] = f"{prefix} {token}".strip()
+        cert = (configuration.cert_file, configuration.key_file) \
+            if configuration.cert_file else None
+        verify: Any = configuration.ssl_ca_cert or configuration.verify_ssl
+        self.kubeconfig = kubeconfig
+        self.http = httpx.Client(base_url=configuration.host, headers=headers, cert=cert,
+                                 verify=verify, timeout=30)
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        response = self.http.get(path)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(path, json=body)
+        if response.status_code == 409:
+            return self.get(f"{path}/{body['metadata']['name']}") or {}
+        response.raise_for_status()
+        return response.json()
+
+    def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.patch(
+            path, json=body, headers={"Content-Type": "application/merge-patch+json"})
+        response.raise_for_status()
+        return response.json()
+
+    def delete(self, path: str) -> None:
+        response = self.http.delete(path, json={"propagationPolicy": "Background"})
+        if response.status_code not in (200, 202, 404):
+            response.raise_for_status()
+
+
+def _docker_running() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Iterator[str]:
+    named = os.environ.get("E2E_KUBECONFIG") or os.environ.get("KUBECONFIG")
+    if named:
+        yield named.split(os.pathsep)[0]
+        return
+    if not shutil.which("kind"):
+        pytest.skip("no cluster: set E2E_KUBECONFIG or KUBECONFIG, or install kind and Docker")
+    if not _docker_running():
+        pytest.skip("no cluster: kind is installed but no Docker engine is running")
+    name = os.environ.get("E2E_KIND_CLUSTER", "memplace-e2e")
+    existing = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True)
+    created = name not in existing.stdout.split()
+    if created:
+        subprocess.run(["kind", "create", "cluster", "--name", name, "--wait", "120s"],
+                       check=True)
+    path = Path(tempfile.mkdtemp()) / "kubeconfig"
+    path.write_text(subprocess.run(["kind", "get", "kubeconfig", "--name", name],
+                                   capture_output=True, text=True, check=True).stdout)
+    try:
+        yield str(path)
+    finally:
+        if created and os.environ.get("E2E_KEEP_CLUSTER") != "1":
+            subprocess.run(["kind", "delete", "cluster", "--name", name])
+
+
+@pytest.fixture(scope="session")
+def api(kubeconfig: str) -> Api:
+    client = Api(kubeconfig)
+    try:
+        client.get("/version")
+    except httpx.HTTPError as error:
+        pytest.skip(f"the cluster in {kubeconfig} is unreachable: {error}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def crds(api: Api) -> None:
+    """Install crds/ (create or merge-patch) and wait until they are established."""
+    import yaml
+
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        url = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        if api.get(f"{url}/{crd['metadata']['name']}") is None:
+            api.create(url, crd)
+        else:
+            api.merge_patch(f"{url}/{crd['metadata']['name']}", {"spec": crd["spec"]})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = api.get(f"{url}/{crd['metadata']['name']}") or {}
+            conditions = (found.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"CRD {crd['metadata']['name']} not established")
+
+
+@pytest.fixture(scope="session")
+def operator(api: Api, crds: None) -> Iterator[None]:
+    mode = os.environ.get("E2E_OPERATOR") or (
+        "installed" if os.environ.get("E2E_NAMESPACE") else "local")
+    if mode == "installed":
+        yield
+        return
+    log = Path(tempfile.mkdtemp()) / "operator.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "memplace", "run", "--kubeconfig", api.kubeconfig,
+             "--all-namespaces", "--resync", "2s", "--stuck-after", "10m", "--verbose"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+    try:
+        time.sleep(3)
+        if process.poll() is not None:
+            raise AssertionError(f"memplace run exited:\n{log.read_text()[-4000:]}")
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        print(f"operator log: {log}")

@@ -1,0 +1,182 @@
+"""memplace end to end on a real API server, scheduler and controller-manager.
+
+One pool of GPU nodes (fake ones with E2E_FAKE_NODES=1, else the cluster's own GPU nodes), one
+example ModelDeployment pinned to it; then: the Deployment pins its pods to the pool, the real
+scheduler binds them to the pool's nodes, status and Events are there, and deleting the
+ModelDeployment lets the garbage collector remove what the operator created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NS = "memplace-e2e"
+POOL = "e2e-a100"
+POOL_LABEL = "memplace.io/e2e-pool"
+FAKE_NODES = [f"memplace-e2e-gpu-{i}" for i in range(2)]
+MDS = f"/apis/memplace.io/v1alpha1/namespaces/{NS}/modeldeployments"
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 90, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fake_node_status() -> dict[str, Any]:
+    resources = {"nvidia.com/gpu": "8", "cpu": "96", "memory": "1000Gi", "pods": "110"}
+    return {"status": {
+        "capacity": resources, "allocatable": resources,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "message": "fake GPU node (memplace e2e)",
+                        "lastHeartbeatTime": _now(), "lastTransitionTime": _now()}],
+    }}
+
+
+@pytest.fixture(scope="module")
+def gpu_pool(api) -> Iterator[dict[str, str]]:
+    """A PlacementPool over GPU nodes; the node selector the pods must carry."""
+    stop = threading.Event()
+    created: list[str] = []
+    if os.environ.get("E2E_FAKE_NODES") == "1":
+        for name in FAKE_NODES:
+            api.create("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {
+                "name": name, "labels": {
+                    POOL_LABEL: POOL, "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                    "nvidia.com/gpu.present": "true",
+                    "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
+                    "nvidia.com/gpu.count": "8", "nvidia.com/gpu.memory": "81920",
+                }}})
+            api.merge_patch(f"/api/v1/nodes/{name}/status", _fake_node_status())
+            created.append(name)
+
+        def heartbeat() -> None:  # no kubelet: keep the node lifecycle controller content
+            while not stop.wait(10):
+                for name in created:
+                    with contextlib.suppress(Exception):  # best effort; asserts report failures
+                        api.merge_patch(f"/api/v1/nodes/{name}/status", _fake_node_status())
+
+        threading.Thread(target=heartbeat, daemon=True).start()
+        selector = {POOL_LABEL: POOL}
+    else:
+        nodes = (api.get("/api/v1/nodes") or {}).get("items") or []
+        gpu_nodes = [n for n in nodes
+                     if int((n.get("status", {}).get("allocatable") or {})
+                            .get("nvidia.com/gpu", "0") or 0) > 0
+                     and n["metadata"].get("labels", {}).get("nvidia.com/gpu.product")]
+        if not gpu_nodes:
+            pytest.skip("the cluster has no GPU nodes; set E2E_FAKE_NODES=1 to create fake ones")
+        product = gpu_nodes[0]["metadata"]["labels"]["nvidia.com/gpu.product"]
+        selector = {"nvidia.com/gpu.product": product}
+    api.create("/apis/memplace.io/v1alpha1/placementpools", {
+        "apiVersion": "memplace.io/v1alpha1", "kind": "PlacementPool",
+        "metadata": {"name": POOL},
+        "spec": {
+            "nodeSelector": selector, "pricePerNodeHour": 30.0,
+            # Fake nodes have no kubelet: tolerate the taints the controller may still add.
+            "tolerations": [
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                 "effect": "NoSchedule"},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                 "effect": "NoSchedule"},
+            ],
+        },
+    })
+    try:
+        yield selector
+    finally:
+        stop.set()
+        api.delete(f"/apis/memplace.io/v1alpha1/placementpools/{POOL}")
+        for name in created:
+            api.delete(f"/api/v1/nodes/{name}")
+
+
+@pytest.fixture(scope="module")
+def namespace(api) -> Iterator[str]:
+    api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                      "metadata": {"name": NS}})
+    for doc in yaml.safe_load_all((ROOT / "examples/models/configmaps.yaml").read_text()):
+        if doc and doc.get("kind") == "ConfigMap":
+            doc = copy.deepcopy(doc)
+            doc["metadata"]["namespace"] = NS
+            api.create(f"/api/v1/namespaces/{NS}/configmaps", doc)
+    try:
+        yield NS
+    finally:
+        api.delete(f"/api/v1/namespaces/{NS}")
+
+
+def example(name: str) -> dict[str, Any]:
+    doc = yaml.safe_load((ROOT / "examples/deployments" / f"{name}.yaml").read_text())
+    doc["metadata"]["namespace"] = NS
+    doc["spec"].setdefault("placement", {})["pools"] = [POOL]  # only the pool this test made
+    return doc
+
+
+def test_an_example_runs_on_the_chosen_pool_and_cleans_up(api, operator, gpu_pool, namespace):
+    md = example("chat")
+    name = md["metadata"]["name"]
+    api.create(MDS, md)
+
+    def placed() -> dict[str, Any] | None:
+        status = (api.get(f"{MDS}/{name}") or {}).get("status") or {}
+        return status if status.get("phase") in ("Placed", "Ready") else None
+
+    status = wait_for(placed, what="the ModelDeployment to be placed")
+    assert status["placement"]["pool"] == POOL
+    assert status["observedGeneration"] == 1
+    types = {c["type"]: c["status"] for c in status["conditions"]}
+    assert types["Valid"] == "True" and types["Placed"] == "True"
+
+    deployment = wait_for(lambda: api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{name}"),
+                          what="the Deployment")
+    pod_spec = deployment["spec"]["template"]["spec"]
+    for key, value in gpu_pool.items():
+        assert pod_spec["nodeSelector"][key] == value
+    assert deployment["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    assert api.get(f"/api/v1/namespaces/{NS}/services/{name}") is not None
+
+    def bound() -> list[dict[str, Any]]:
+        pods = (api.get(f"/api/v1/namespaces/{NS}/pods?labelSelector="
+                        f"memplace.io/deployment%3D{name}") or {}).get("items") or []
+        return [p for p in pods if p["spec"].get("nodeName")]
+
+    pods = wait_for(bound, timeout=120, what="the scheduler to bind a pod")
+    nodes = {n["metadata"]["name"]: n for n in (api.get("/api/v1/nodes") or {})["items"]}
+    for pod in pods:
+        labels = nodes[pod["spec"]["nodeName"]]["metadata"].get("labels", {})
+        assert all(labels.get(k) == v for k, v in gpu_pool.items()), pod["spec"]["nodeName"]
+
+    def placed_event() -> list[dict[str, Any]]:
+        events = (api.get(f"/api/v1/namespaces/{NS}/events") or {}).get("items") or []
+        return [e for e in events if e.get("involvedObject", {}).get("name") == name
+                and e.get("reason") == "Placed"]
+
+    event = wait_for(placed_event, what="the Placed event")[0]
+    assert POOL in event["message"]
+
+    api.delete(f"{MDS}/{name}")
+    wait_for(lambda: api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{name}") is None,
+             timeout=120, what="garbage collection of the Deployment")
+    wait_for(lambda: api.get(f"/api/v1/namespaces/{NS}/services/{name}") is None,
+             timeout=120, what="garbage collection of the Service")

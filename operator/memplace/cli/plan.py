@@ -1,0 +1,332 @@
+"""``memplace plan FILES_OR_DIRS...``: what the operator would decide, offline.
+
+Reads multi-document YAML (directories: every ``*.yaml`` / ``*.yml`` below, in name order):
+ModelDeployments, PlacementPools, Nodes (also as the ``List`` that ``kubectl get nodes -o
+yaml`` prints), NodeMemoryReports and ConfigMaps (for ``spec.model.configMapRef``). Other kinds
+are skipped with a notice on stderr. It plans every deployment exactly as the operator does
+(``memplace.planning.plan.plan_cluster``) and prints a table, or ``-o json`` / ``-o yaml``: one
+entry per deployment with ``namespace``, ``name``, ``phase`` and the status fields.
+
+Reports are judged fresh against ``--now`` (default: the newest report's ``observedAt``, so the
+same files always give the same plan). Nothing is fetched: a ``source`` without a config or
+``parameters`` plans as Invalid. Exit status: 0, or 1 when ``--fail-on`` names a phase some
+deployment ended in (``unschedulable``, ``invalid``), 2 for unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from memplace.cli import UsageError
+
+__all__ = ["register"]
+
+PHASES = {"unschedulable": "Unschedulable", "invalid": "Invalid"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="plan ModelDeployments against a cluster described in YAML, offline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", metavar="FILES_OR_DIRS", help="YAML files or dirs")
+    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    parser.add_argument(
+        "--fail-on",
+        type=_phases,
+        default=frozenset(),
+        metavar="PHASES",
+        help="exit 1 if a deployment ends in one of these (comma-separated: unschedulable,invalid)",
+    )
+    parser.add_argument("--now", help="RFC 3339 time to judge report freshness against")
+    parser.set_defaults(handler=run)
+
+
+def _phases(text: str) -> frozenset[str]:
+    names = {t.strip().lower() for t in text.split(",") if t.strip()}
+    unknown = names - set(PHASES)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown phase {', '.join(sorted(unknown))}; choose from {', '.join(PHASES)}"
+        )
+    return frozenset(PHASES[n] for n in names)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _files(paths: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError(f"{text}: no such file or directory")
+    return found
+
+
+def _documents(path: Path) -> list[dict]:
+    import yaml
+
+    try:
+        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise UsageError(f"{where}: invalid YAML: {problem}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path}: {error}") from None
+    out: list[dict] = []
+    for doc in docs:
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise UsageError(f"{path}: a YAML document is not a Kubernetes object")
+        if doc.get("kind") == "List" or str(doc.get("kind", "")).endswith("List"):
+            out += [item for item in doc.get("items") or [] if isinstance(item, dict)]
+        else:
+            out.append(doc)
+    return out
+
+
+def _errors(error: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        parts = []
+        for e in error.errors():
+            where = ".".join(str(x) for x in e["loc"])
+            parts.append(f"{where}: {e['msg']}" if where else e["msg"])
+        return "; ".join(parts)
+    return str(error)
+
+
+class _Inputs:
+    def __init__(self) -> None:
+        self.deployments: list[tuple[str, str, Any]] = []  # (namespace, name, doc)
+        self.pools: list[tuple[str, Any]] = []
+        self.nodes: list[Any] = []
+        self.reports: list[tuple[str, Any]] = []
+        self.configmaps: dict[tuple[str, str], dict] = {}
+
+
+def _read(paths: list[str]) -> _Inputs:
+    from memplace.api import NodeMemoryReport, PlacementPool
+    from memplace.planning.inventory import node_from_manifest
+
+    inputs = _Inputs()
+    for path in _files(paths):
+        for doc in _documents(path):
+            kind = doc.get("kind")
+            meta = doc.get("metadata") or {}
+            name = meta.get("name") or "?"
+            group = str(doc.get("apiVersion", "")).split("/")[0]
+            try:
+                if kind == "ModelDeployment" and group == "memplace.io":
+                    ns = meta.get("namespace") or "default"
+                    inputs.deployments.append((ns, name, doc))
+                elif kind == "PlacementPool" and group == "memplace.io":
+                    pool = PlacementPool.model_validate(doc)
+                    inputs.pools.append((pool.metadata.name or name, pool.spec))
+                elif kind == "NodeMemoryReport" and group == "memplace.io":
+                    report = NodeMemoryReport.model_validate(doc)
+                    if report.status is not None:
+                        inputs.reports.append((report.spec.node_name, report.status))
+                elif kind == "Node" and doc.get("apiVersion") == "v1":
+                    inputs.nodes.append(node_from_manifest(doc))
+                elif kind == "ConfigMap" and doc.get("apiVersion") == "v1":
+                    ns = meta.get("namespace") or "default"
+                    inputs.configmaps[(ns, name)] = dict(doc.get("data") or {})
+                elif not kind or not doc.get("apiVersion"):
+                    print(
+                        f"memplace plan: {path}: skipped a document that is not a "
+                        "Kubernetes object (no apiVersion/kind)",
+                        file=sys.stderr,
+                    )
+                else:
+                    print(f"memplace plan: {path}: skipped {kind}/{name}", file=sys.stderr)
+            except (ValueError, TypeError) as error:
+                raise UsageError(f"{path}: {kind}/{name}: {_errors(error)}") from None
+    return inputs
+
+
+def _request(ns: str, name: str, doc: dict, inputs: _Inputs) -> Any:
+    """A DeploymentRequest, or an Invalid Plan when the object or its config is unusable."""
+    import json
+
+    from pydantic import ValidationError
+
+    from memplace.api import ModelDeployment
+    from memplace.planning.plan import DeploymentRequest, Plan
+
+    try:
+        deployment = ModelDeployment.model_validate(doc)
+    except ValidationError as error:
+        return Plan(ns, name, "Invalid", message=f"invalid ModelDeployment: {_errors(error)}")
+
+    def resolve(sized: Any) -> tuple[dict | None, str | None]:
+        ref = sized.config_map_ref
+        if sized.config is not None or ref is None:
+            return None, None
+        data = inputs.configmaps.get((ns, ref.name))
+        if data is None:
+            return None, f"ConfigMap {ns}/{ref.name} is not in the input files"
+        if ref.key not in data:
+            return None, f"ConfigMap {ns}/{ref.name} has no key {ref.key!r}"
+        try:
+            return json.loads(data[ref.key]), None
+        except json.JSONDecodeError as error:
+            return None, f"ConfigMap {ns}/{ref.name} key {ref.key!r} is not JSON: {error}"
+
+    spec = deployment.spec
+    config, problem = resolve(spec.model)
+    if problem:
+        return Plan(ns, name, "Invalid", message=f"model {spec.model.name}: {problem}")
+    variant_configs = {}
+    for variant in spec.model.variants:
+        vconfig, _ = resolve(variant)
+        if vconfig is not None:
+            variant_configs[variant.name] = vconfig
+    current = deployment.status.placement if deployment.status is not None else None
+    return DeploymentRequest(ns, name, spec, config, current, frozenset(), variant_configs)
+
+
+def _now(text: str | None, reports: list[tuple[str, Any]]) -> Any:
+    from datetime import datetime
+
+    if text:
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--now {text!r} is not an RFC 3339 time") from None
+    stamps = [r.observed_at for _, r in reports if r.observed_at]
+    if not stamps:
+        return None
+    return max(datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps)
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    from memplace.planning.inventory import build_cluster
+    from memplace.planning.plan import Plan, plan_cluster
+
+    inputs = _read(args.paths)
+    cluster = build_cluster(
+        pools=inputs.pools,
+        nodes=inputs.nodes,
+        reports=inputs.reports,
+        now=_now(args.now, inputs.reports),
+    )
+    requests, invalid = [], []
+    for ns, name, doc in inputs.deployments:
+        made = _request(ns, name, doc, inputs)
+        (invalid if isinstance(made, Plan) else requests).append(made)
+    plans = sorted(plan_cluster(requests, cluster) + invalid, key=lambda p: (p.namespace, p.name))
+
+    if args.output == "table":
+        _table(plans, cluster)
+    else:
+        entries = [{"namespace": p.namespace, "name": p.name, **p.status_fields()} for p in plans]
+        if args.output == "json":
+            import json
+
+            print(json.dumps(entries, indent=2, sort_keys=False))
+        else:
+            import yaml
+
+            print(yaml.safe_dump(entries, sort_keys=False, allow_unicode=True), end="")
+    return 1 if any(p.phase in args.fail_on for p in plans) else 0
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+def _table(plans: list[Any], cluster: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 200, highlight=False, soft_wrap=False)
+    table = Table(title="memplace plan", title_justify="left")
+    for column, justify in (
+        ("DEPLOYMENT", "left"),
+        ("PHASE", "left"),
+        ("SERVES", "left"),
+        ("PRECISION", "left"),
+        ("TIER", "left"),
+        ("POOL", "left"),
+        ("REPLICAS", "right"),
+        ("MEM/GPU", "right"),
+        ("TTFT/TPOT ms", "right"),
+        ("$/h", "right"),
+        ("NAIVE $/h", "right"),
+        ("$/M tok", "right"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=True)
+    total = naive_total = compared = 0.0
+    for p in plans:
+        who = f"{p.namespace}/{p.name}"
+        if p.phase != "Placed":
+            naive = p.cost.naive_per_hour if p.cost else None
+            table.add_row(who, p.phase, "", "", "", "", "", "", "", "-", _money(naive), "")
+            continue
+        pl, est, cost = p.placement, p.estimate, p.cost
+        gpu = f" ({pl.gpus_per_replica}×{pl.gpu_model})" if pl.gpus_per_replica else " (CPU)"
+        latency = f"{est.time_to_first_token_ms:.0f}/{est.time_per_output_token_ms:.1f}"
+        table.add_row(
+            who,
+            p.phase,
+            pl.variant or "model",
+            f"{pl.precision}/{pl.kv_cache_dtype} KV",
+            pl.tier,
+            f"{pl.pool}{gpu}",
+            str(pl.replicas),
+            est.total_per_gpu or "",
+            latency,
+            _money(cost.per_hour),
+            _money(cost.naive_per_hour),
+            _money(cost.per_million_output_tokens),
+        )
+        total += cost.per_hour or 0.0
+        if cost.naive_per_hour is not None:
+            naive_total += cost.naive_per_hour
+            compared += cost.per_hour or 0.0
+    console.print(table)
+    placed = [p for p in plans if p.phase == "Placed"]
+    line = f"Total: {len(placed)} of {len(plans)} placed, {_money(total)}/h"
+    if naive_total > 0:
+        saving = naive_total - compared
+        some = len([p for p in placed if p.cost.naive_per_hour is not None])
+        scope = "" if some == len(placed) else f" for the {some} with a naive plan"
+        line += (
+            f"; naive plan (bf16, all in GPU memory, cheapest pool that fits) "
+            f"{_money(naive_total)}/h{scope}: "
+            f"saving {_money(saving)}/h ({saving / naive_total:.0%})"
+        )
+    console.print(line)
+    for p in plans:
+        console.print(f"\n[bold]{p.namespace}/{p.name}[/bold] {p.phase}: {p.message}")
+        shown = p.alternatives if p.phase != "Placed" else p.alternatives[:4]
+        for a in shown:
+            where = a.pool or a.variant or ""
+            precision = f"{a.precision}/{a.kv_cache_dtype}" if a.precision else None
+            what = " ".join(x for x in (a.variant if a.pool else None, precision, a.tier) if x)
+            gpus = f" {a.gpus_per_replica}×{a.gpu_model}" if a.gpus_per_replica else ""
+            console.print(f"  - {where}{gpus} {what}: {a.code}: {a.reason}", markup=False)
+    for x in cluster.excluded:
+        console.print(f"\nPool {x.name} left out ({x.code}): {x.reason}", markup=False)
+    for notice in cluster.notices:
+        console.print(f"Note: {notice}", markup=False)

@@ -1,0 +1,86 @@
+"""``memplace run``: the operator (Kopf underneath; standalone unless a peering is named).
+
+Logs in like ``kubectl``: ``--kubeconfig`` (or ``KUBECONFIG``), else the in-cluster service
+account. With ``--peering NAME`` several replicas run and one is active (Kopf peering; the
+``KopfPeering``/``ClusterKopfPeering`` CRDs must be installed); without it the operator runs
+standalone. Kopf is imported when the command runs, so ``memplace plan`` never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from memplace.cli import UsageError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the operator in (or against) a cluster",
+        description="Run the memplace operator: place every ModelDeployment, run its pods, "
+        "report status and Events.",
+    )
+    parser.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig to use "
+                        "(default: $KUBECONFIG, ~/.kube/config, or the in-cluster account)")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", dest="namespaces", action="append", metavar="NS",
+                       help="watch ModelDeployments in this namespace (repeatable; globs allowed)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true",
+                       help="watch ModelDeployments in every namespace (the default)")
+    parser.add_argument("--metrics-port", type=int, metavar="N",
+                        help="serve Prometheus metrics on :N/metrics")
+    parser.add_argument("--health-port", type=int, metavar="N",
+                        help="serve Kopf's liveness probe on :N/healthz")
+    parser.add_argument("--peering", metavar="NAME",
+                        help="run as one of several replicas under this Kopf peering; "
+                        "one is active (default: standalone)")
+    parser.add_argument("--stuck-after", default="10m", metavar="DURATION",
+                        help="pods unschedulable longer than this mark their pool full for "
+                        "that deployment (default: 10m)")
+    parser.add_argument("--resync", default="15s", metavar="DURATION",
+                        help="how often each deployment re-checks capacity and readiness")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from memplace.operator import settings as operator_settings
+
+    try:
+        stuck_after = operator_settings.parse_duration(args.stuck_after)
+        resync = operator_settings.parse_duration(args.resync)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    if args.kubeconfig:
+        if not os.path.exists(args.kubeconfig):
+            raise UsageError(f"no kubeconfig at {args.kubeconfig}")
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    operator_settings.configure(
+        operator_settings.Settings(
+            stuck_after_seconds=stuck_after,
+            resync_seconds=resync,
+            metrics_port=args.metrics_port,
+        )
+    )
+
+    import logging
+
+    import kopf
+
+    import memplace.operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=args.verbose)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    kopf.run(
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        clusterwide=not args.namespaces,
+        namespaces=args.namespaces or (),
+        liveness_endpoint=liveness,
+    )
+    return 0

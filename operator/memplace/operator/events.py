@@ -1,0 +1,116 @@
+"""One function per Event reason on a ModelDeployment; ``kubectl describe`` shows them.
+
+Each ``*_message`` function is pure (and unit-tested); each event function posts it through
+Kopf, which creates a core/v1 Event whose ``involvedObject`` is the ModelDeployment.
+
+==============  =======  ==================================================================
+reason          type     when
+==============  =======  ==================================================================
+Placed          Normal   the first placement: precision, tier, pool, replicas, GiB per GPU,
+                         $/h, and the best rejected alternative with its reason
+Replanned       Normal   a running placement changed (spec edit, capacity, a full pool)
+Unschedulable   Warning  nothing feasible fits now; reasons per pool; retried on capacity
+Invalid         Warning  the spec cannot be planned at all; nothing else is touched
+PlacementKept   Warning  an edit is infeasible or invalid, so the running placement stays
+PoolFull        Warning  pods stayed unschedulable too long; the pool is skipped for now
+==============  =======  ==================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import kopf
+
+__all__ = [
+    "REASONS",
+    "invalid",
+    "placed",
+    "placed_message",
+    "placement_kept",
+    "pool_full",
+    "replanned",
+    "summary",
+    "unschedulable",
+    "unschedulable_message",
+]
+
+REASONS = ("Placed", "Replanned", "Unschedulable", "Invalid", "PlacementKept", "PoolFull")
+GIB = 1024**3
+
+
+def summary(placement: Mapping[str, Any], estimate: Mapping[str, Any] | None = None,
+            cost: Mapping[str, Any] | None = None) -> str:
+    """``int4 gpu on a100-80: 2 x 1 GPU, 14.2 GiB/GPU, $7.40/h``."""
+    text = (
+        f"{placement.get('precision')} {placement.get('tier')} on {placement.get('pool')}: "
+        f"{placement.get('replicas')} x {placement.get('gpusPerReplica')} GPU"
+    )
+    if placement.get("variant"):
+        text += f" ({placement['variant']})"
+    per_gpu = (estimate or {}).get("totalBytesPerGpu")
+    if per_gpu:
+        text += f", {per_gpu / GIB:.1f} GiB/GPU"
+    per_hour = (cost or {}).get("perHour")
+    if per_hour is not None:
+        text += f", ${per_hour:.2f}/h"
+    return text
+
+
+def _alternative(alternative: Mapping[str, Any]) -> str:
+    where = " ".join(
+        str(alternative[key]) for key in ("precision", "tier") if alternative.get(key)
+    )
+    pool = alternative.get("pool")
+    head = f"{where} on {pool}" if pool else where or "candidate"
+    return f"{head}: {alternative.get('reason')}"
+
+
+def placed_message(fields: Mapping[str, Any]) -> str:
+    """The Placed message: the choice, then the best rejected alternative and why it lost."""
+    text = "placed " + summary(fields.get("placement") or {}, fields.get("estimate"),
+                               fields.get("cost"))
+    alternatives: Sequence[Mapping[str, Any]] = fields.get("alternatives") or []
+    if alternatives:
+        text += f"; next best: {_alternative(alternatives[0])}"
+    return text
+
+
+def unschedulable_message(fields: Mapping[str, Any]) -> str:
+    """Why nothing fits, one reason per pool (the first rejection seen for each)."""
+    per_pool: dict[str, str] = {}
+    for alternative in fields.get("alternatives") or []:
+        per_pool.setdefault(str(alternative.get("pool") or "-"), str(alternative.get("reason")))
+    reasons = "; ".join(f"{pool}: {reason}" for pool, reason in per_pool.items())
+    head = fields.get("message") or "no feasible placement"
+    return f"{head}" + (f" ({reasons})" if reasons else "")
+
+
+def placed(body: Any, fields: Mapping[str, Any]) -> None:
+    kopf.info(body, reason="Placed", message=placed_message(fields))
+
+
+def replanned(body: Any, old: Mapping[str, Any], fields: Mapping[str, Any], why: str) -> None:
+    new = summary(fields.get("placement") or {}, fields.get("estimate"), fields.get("cost"))
+    kopf.info(body, reason="Replanned",
+              message=f"{why}: {summary(old)} -> {new}")
+
+
+def unschedulable(body: Any, fields: Mapping[str, Any]) -> None:
+    kopf.warn(body, reason="Unschedulable", message=unschedulable_message(fields))
+
+
+def invalid(body: Any, message: str) -> None:
+    kopf.warn(body, reason="Invalid", message=message)
+
+
+def placement_kept(body: Any, running: Mapping[str, Any], why: str) -> None:
+    kopf.warn(body, reason="PlacementKept",
+              message=f"{why}; keeping the running placement {summary(running)}")
+
+
+def pool_full(body: Any, pool: str, stuck: int, after_seconds: float) -> None:
+    kopf.warn(body, reason="PoolFull",
+              message=f"{stuck} pod(s) unschedulable on pool {pool} for over "
+                      f"{after_seconds:.0f}s; trying the next candidate")

@@ -1,0 +1,632 @@
+"""The Kopf handlers: thin glue from cluster objects to a plan and from the plan to the cluster.
+
+Every reconcile is: inputs (indexes → planning inputs) → ``plan_deployment`` → render, status,
+events, metrics. All the decisions are in ``memplace.planning``; the pure halves of the effects
+are in ``render``, ``status`` and ``events``.
+
+What triggers a reconcile of a ModelDeployment:
+
+- create, resume (operator start) and a ``spec`` change (a new ``metadata.generation``);
+- the resync timer, when the inventory (PlacementPools, Nodes, NodeMemoryReports and the other
+  deployments' placements) changed since this deployment was last planned, or when its pods
+  stayed unschedulable past ``--stuck-after`` (the pool is then marked full for it).
+
+State: the indexes (``@kopf.index``) are rebuilt from the cluster on start; the running placement
+is read back from ``status``. What lives only in memory (which pools stuck pods marked full, the
+last inventory fingerprint) is rebuilt by observation after a restart, so a crash loses nothing
+that matters: the next reconcile re-plans and finds the Deployment already matching.
+
+Safety rules:
+
+- an infeasible or invalid edit never touches a running Deployment (PlacementKept, Warning);
+- an Unschedulable or Invalid new deployment gets no Deployment;
+- the operator writes ``status`` only through the status subresource (Kopf's patch) and never
+  ``spec``; it adds no finalizers: owner references let the garbage collector delete the
+  Deployment and the Service with their ModelDeployment, also while the operator is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from memplace.api import MODEL_DEPLOYMENT, NODE_MEMORY_REPORT, PLACEMENT_POOL, PlacementPoolSpec
+from memplace.planning.plan import DeploymentRequest, plan_deployment
+
+from . import events, inputs, kube, render
+from . import status as mdstatus
+from .metrics import ERRORS, PLAN_DURATION, Metrics
+from .settings import Settings, current
+
+MD = (MODEL_DEPLOYMENT.group, MODEL_DEPLOYMENT.version, MODEL_DEPLOYMENT.plural)
+PP = (PLACEMENT_POOL.group, PLACEMENT_POOL.version, PLACEMENT_POOL.plural)
+NMR = (NODE_MEMORY_REPORT.group, NODE_MEMORY_REPORT.version, NODE_MEMORY_REPORT.plural)
+PLACEMENT_KEYS = ("pool", "precision", "kvCacheDtype", "tier", "variant", "gpusPerReplica",
+                  "replicas", "offloadBytesPerReplica")
+Key = tuple[str, str]
+
+
+@dataclass
+class State:
+    """What the operator keeps in memory for one run (rebuilt after a restart)."""
+
+    settings: Settings
+    metrics: Metrics
+    planning: asyncio.Lock = field(default_factory=asyncio.Lock)
+    recent: dict[Key, inputs.Placed | None] = field(default_factory=dict)
+    fingerprints: dict[Key, int] = field(default_factory=dict)
+    full_pools: dict[Key, frozenset[str]] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics_port: int | None = None
+    kopf_settings: Any = None
+    resync_task: asyncio.Task[None] | None = None
+
+
+# ---------------------------------------------------------------------------------- lifecycle
+
+
+@kopf.on.startup()
+async def configure(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any
+) -> None:
+    config = current()
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="memplace.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="memplace.io", key="last-handled-spec"
+    )
+    settings.posting.reporting_component = config.reporting_component
+    settings.posting.event_name_prefix = "memplace-"
+    settings.watching.server_timeout = 300  # dropped or stale watches are re-established
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    state = State(settings=config, metrics=Metrics(), kopf_settings=settings)
+    if config.metrics_port is not None:
+        state.metrics_port = state.metrics.serve(config.metrics_port, config.metrics_host)
+        logger.info(f"Serving Prometheus metrics on port {state.metrics_port}.")
+    memo.state = state
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    state: State | None = getattr(memo, "state", None)
+    task = state.resync_task if state is not None else None
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if state is not None:
+        state.metrics.stop()
+
+
+@kopf.on.probe(id="modeldeployments")
+def probe_deployments(memo: kopf.Memo, **_: Any) -> int:
+    state: State | None = getattr(memo, "state", None)
+    return len(state.recent) if state is not None else 0
+
+
+# ------------------------------------------------------------------------------------ indexes
+
+
+@kopf.index(*PP)
+def pools(name: str, spec: Any, logger: Any, **_: Any) -> dict[str, PlacementPoolSpec] | None:
+    entry = inputs.pool_entry(spec, logger)
+    return {name: entry} if entry is not None else None
+
+
+@kopf.index("v1", "nodes")
+def nodes(name: str, body: Any, logger: Any, **_: Any) -> dict[str, Any] | None:
+    entry = inputs.node_entry(body, logger)
+    return {name: entry} if entry is not None else None
+
+
+@kopf.index(*NMR)
+def reports(spec: Any, status: Any, logger: Any, **_: Any) -> dict[str, Any] | None:
+    entry = inputs.report_entry(spec, status, logger)
+    return {entry[0]: entry[1]} if entry is not None else None
+
+
+@kopf.index(*MD)
+def placed(namespace: str, name: str, status: Any, **_: Any) -> dict[Key, inputs.Placed] | None:
+    entry = inputs.placed_entry(status)
+    return {(namespace, name): entry} if entry is not None else None
+
+
+@kopf.index(*MD)
+def models(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
+    """Every watched ModelDeployment (what the resync loop walks)."""
+    meta = body.get("metadata", {})
+    return {(namespace, name): {
+        "apiVersion": MODEL_DEPLOYMENT.api_version,
+        "kind": MODEL_DEPLOYMENT.kind,
+        "metadata": {"name": name, "namespace": namespace, "uid": meta.get("uid"),
+                     "generation": meta.get("generation")},
+        "spec": inputs._plain(body.get("spec") or {}),
+        "status": inputs._plain(body.get("status") or {}),
+    }}
+
+
+@kopf.index("apps", "v1", "deployments", labels=render.MANAGED_BY)
+def workloads(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
+    return {(namespace, name): {
+        "metadata": {"generation": body.get("metadata", {}).get("generation")},
+        "spec": {"replicas": body.get("spec", {}).get("replicas")},
+        "status": dict(body.get("status") or {}),
+    }}
+
+
+@kopf.index("v1", "pods", labels=render.MANAGED_BY)
+def unscheduled(
+    namespace: str, name: str, labels: Any, status: Any, **_: Any
+) -> dict[Key, tuple[str, str, str]] | None:
+    """Pods the scheduler cannot place: (pod, pool, since) under their ModelDeployment."""
+    owner = labels.get(render.DEPLOYMENT_LABEL)
+    for condition in (status or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            since = condition.get("lastTransitionTime") or ""
+            return {(namespace, owner): (name, labels.get(render.POOL_LABEL, ""), since)}
+    return None
+
+
+# -------------------------------------------------------------------------------- reconciling
+
+
+@kopf.on.resume(*MD, backoff=5)
+@kopf.on.create(*MD, backoff=5)
+async def created(**kwargs: Any) -> None:
+    await _reconcile(trigger="spec", **kwargs)
+
+
+@kopf.on.update(*MD, field="spec", backoff=5)
+async def spec_changed(**kwargs: Any) -> None:
+    await _reconcile(trigger="spec changed", **kwargs)
+
+
+async def _resync_forever(
+    state: State, indexes: Mapping[str, Any], settings: kopf.OperatorSettings, logger: Any
+) -> None:
+    """Every ``resync`` seconds, look at each deployment: capacity, stuck pods, readiness.
+
+    One loop for the operator instead of a Kopf timer per object: Kopf timers need a finalizer
+    on every ModelDeployment, and memplace adds none (deletion never waits for the operator).
+    """
+    logger = logger.logger if hasattr(logger, "logger") else logger  # not one object's logger
+    api = kube.Kube(settings, logger)
+    while True:
+        await asyncio.sleep(state.settings.resync_seconds)
+        for key, store in list((indexes.get("models") or {}).items()):
+            body = next(iter(store), None)
+            if body is None:
+                continue
+            try:
+                await _resync_one(state, key, body, indexes, api, settings, logger)
+            except asyncio.CancelledError:
+                raise
+            except kopf.TemporaryError as error:
+                ERRORS.labels("temporary").inc()
+                logger.warning(f"Resync of {key[0]}/{key[1]} will be retried: {error}")
+            except Exception:
+                ERRORS.labels("unexpected").inc()
+                logger.exception(f"Resync of {key[0]}/{key[1]} failed; will retry.")
+
+
+async def _resync_one(
+    state: State,
+    key: Key,
+    body: dict[str, Any],
+    indexes: Mapping[str, Any],
+    api: kube.Kube,
+    settings: kopf.OperatorSettings,
+    logger: Any,
+) -> None:
+    """Re-plan when the inventory changed or pods are stuck; else refresh readiness."""
+    trigger = _stuck_pool(state, key, body, indexes)
+    if trigger is None and _fingerprint(indexes, key) != state.fingerprints.get(key):
+        trigger = "capacity changed"
+    previous = body.get("status") or {}
+    if trigger is not None:
+        async with state.planning:
+            new_status = await _plan_and_apply(
+                state, trigger, body, body.get("spec") or {}, previous, body["metadata"], key,
+                logger, settings, indexes,
+            )
+    else:
+        new_status = _refresh_readiness(state, key, body, indexes)
+    if new_status:
+        url = kube.path(MODEL_DEPLOYMENT.api_version, MODEL_DEPLOYMENT.plural, *key) + "/status"
+        with contextlib.suppress(kube.NotFound):  # deleted meanwhile
+            await api.merge_patch(url, {"status": new_status})
+
+
+@kopf.on.event(*MD)
+def deleted(memo: kopf.Memo, type: str, namespace: str, name: str, **_: Any) -> None:
+    """Forget in-memory bookkeeping; the garbage collector deletes the owned objects.
+
+    A watch-event handler, not ``@kopf.on.delete``: that one would need a finalizer."""
+    if type != "DELETED":
+        return
+    state: State = memo.state
+    key = (namespace, name)
+    state.metrics.forget(namespace, name)
+    for table in (state.recent, state.fingerprints, state.full_pools):
+        table.pop(key, None)
+
+
+async def _reconcile(
+    *,
+    trigger: str,
+    memo: kopf.Memo,
+    body: Any,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    namespace: str,
+    name: str,
+    patch: kopf.Patch,
+    logger: Any,
+    **indexes: Any,
+) -> None:
+    state: State = memo.state
+    settings = state.kopf_settings
+    key = (namespace, name)
+    if state.resync_task is None:
+        # Started from a handler so that it inherits Kopf's context (its Event poster).
+        state.resync_task = asyncio.create_task(
+            _resync_forever(state, indexes, settings, logger), name="memplace resync"
+        )
+    try:
+        async with state.planning:  # one plan at a time: each sees the previous one's room
+            changed = await _plan_and_apply(
+                state, trigger, body, spec, status, meta, key, logger, settings, indexes
+            )
+        if changed:
+            patch["status"] = changed
+    except kopf.TemporaryError:
+        ERRORS.labels("temporary").inc()
+        raise
+    except Exception:
+        ERRORS.labels("unexpected").inc()
+        raise
+
+
+async def _plan_and_apply(
+    state: State,
+    trigger: str,
+    body: Any,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    key: Key,
+    logger: Any,
+    settings: kopf.OperatorSettings,
+    indexes: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Plan, apply the Deployment and Service, post events; return the status fields to write."""
+    namespace, name = key
+    api = kube.Kube(settings, logger)
+    previous = inputs._plain(status or {})
+    generation = meta.get("generation")
+    running = _running(state, key, previous)
+    fingerprint = _fingerprint(indexes, key)
+
+    fields: dict[str, Any]
+    cluster = None
+    spec_model = None
+    config = None
+    try:
+        spec_model = inputs.parse_spec(spec)
+        config = await inputs.model_config(
+            spec_model, namespace, api, state.settings, state.configs
+        )
+        cluster = inputs.build_planning_cluster(
+            _pools(indexes), _values(indexes.get("nodes")), _reports(indexes),
+            _placed(state, indexes), exclude=key, now=datetime.datetime.now(datetime.UTC),
+        )
+        request = DeploymentRequest(
+            namespace, name, spec_model, model_config=config,
+            current=running.placement if running else None,
+            full_pools=state.full_pools.get(key, frozenset()),
+        )
+        with PLAN_DURATION.time():
+            plan = plan_deployment(request, cluster)
+        fields = dict(plan.status_fields())
+    except inputs.InvalidSpec as error:
+        fields = {"phase": "Invalid", "message": str(error)}
+
+    if fields.get("phase") == "Placed":
+        try:
+            desired = _render(body, spec_model, fields, cluster, config)
+        except render.RenderError as error:
+            fields = {"phase": "Invalid", "message": str(error)}
+        else:
+            deployment = await _apply(api, desired)
+            state.recent[key] = inputs.placed_entry({**fields, "phase": "Placed"})
+            state.fingerprints[key] = fingerprint
+            ready = _readiness(deployment)
+            outcome = status_outcome_placed(fields)
+            _emit_placed(body, previous, running, fields, trigger)
+            return _status_changes(state, key, previous, outcome, ready, generation)
+
+    state.fingerprints[key] = fingerprint
+    if running is not None:
+        why = _why(fields)
+        message = f"generation {generation}: {why}; the running placement is kept"
+        outcome = mdstatus.Outcome("kept", fields, reason="PlacementKept", message=message)
+        if previous.get("message") != message or previous.get("observedGeneration") != generation:
+            events.placement_kept(body, _placement_dict(running), f"generation {generation}: {why}")
+        ready = _readiness(_workload(indexes, key))
+        return _status_changes(state, key, previous, outcome, ready, generation)
+
+    state.recent[key] = None
+    kind = "invalid" if fields.get("phase") == "Invalid" else "unschedulable"
+    reason = "Invalid" if kind == "invalid" else "Unschedulable"
+    outcome = mdstatus.Outcome(kind, fields, reason=reason, message=_why(fields))
+    news = (
+        previous.get("phase") != fields.get("phase")
+        or previous.get("message") != fields.get("message")
+        or previous.get("observedGeneration") != generation
+    )
+    if news and kind == "invalid":
+        events.invalid(body, _why(fields))
+    elif news:
+        events.unschedulable(body, fields)
+    not_ready = mdstatus.Readiness(False, "", "")
+    return _status_changes(state, key, previous, outcome, not_ready, generation)
+
+
+def status_outcome_placed(fields: Mapping[str, Any]) -> mdstatus.Outcome:
+    return mdstatus.Outcome("placed", fields, reason="Placed", message=fields.get("message") or "")
+
+
+def _emit_placed(
+    body: Any,
+    previous: Mapping[str, Any],
+    running: inputs.Placed | None,
+    fields: Mapping[str, Any],
+    trigger: str,
+) -> None:
+    if running is None:
+        events.placed(body, fields)
+        return
+    old = _placement_dict(running)
+    new = fields.get("placement") or {}
+    if any(old.get(k) != new.get(k) for k in PLACEMENT_KEYS):
+        events.replanned(body, old, fields, trigger)
+
+
+def _status_changes(
+    state: State,
+    key: Key,
+    previous: Mapping[str, Any],
+    outcome: mdstatus.Outcome,
+    ready: mdstatus.Readiness,
+    generation: int | None,
+) -> None:
+    new = mdstatus.status_patch(previous, outcome, ready, generation=generation)
+    changed = {k: v for k, v in new.items() if previous.get(k) != v}
+    state.metrics.observe(key[0], key[1], {**previous, **new})
+    return changed
+
+
+def _refresh_readiness(
+    state: State, key: Key, body: Mapping[str, Any], indexes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The status fields that change because the Deployment became (un)available."""
+    previous = body.get("status") or {}
+    running = inputs.placed_entry(previous)
+    state.metrics.observe(key[0], key[1], previous)
+    if running is None:
+        return {}
+    ready = _readiness(_workload(indexes, key))
+    phase = "Ready" if ready.ready else "Placed"
+    conditions = {c.get("type"): c for c in previous.get("conditions") or []}
+    current = conditions.get("Ready") or {}
+    if current.get("status") == ("True" if ready.ready else "False") and \
+            current.get("reason") == ready.reason and previous.get("phase") == phase:
+        return {}
+    new_conditions = mdstatus.set_condition(
+        previous.get("conditions") or [], "Ready", ready.ready, ready.reason, ready.message,
+        generation=previous.get("observedGeneration"),
+        now=datetime.datetime.now(datetime.UTC),
+    )
+    state.metrics.observe(key[0], key[1], {**previous, "phase": phase})
+    return {"phase": phase, "conditions": new_conditions}
+
+
+# ---------------------------------------------------------------------------------- effects
+
+
+async def _apply(api: kube.Kube, desired: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    """Create or patch the Deployment and the Service; a matching plan hash writes nothing."""
+    deployment, service = desired
+    meta = deployment["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    url = kube.path("apps/v1", "deployments", namespace, name)
+    existing = await api.get(url)
+    if existing is None:
+        try:
+            existing = await api.create(kube.path("apps/v1", "deployments", namespace), deployment)
+        except kube.Conflict as error:
+            raise kopf.TemporaryError(f"Deployment {namespace}/{name} appeared; retrying",
+                                      delay=1) from error
+    else:
+        _check_owned(existing, deployment)
+        annotations = existing.get("metadata", {}).get("annotations") or {}
+        if annotations.get(render.PLAN_HASH) != meta["annotations"][render.PLAN_HASH]:
+            existing = await api.json_patch(url, _replace_ops(existing, deployment))
+    await _apply_service(api, service)
+    return existing
+
+
+async def _apply_service(api: kube.Kube, service: dict[str, Any]) -> None:
+    meta = service["metadata"]
+    url = kube.path("v1", "services", meta["namespace"], meta["name"])
+    existing = await api.get(url)
+    if existing is None:
+        try:
+            await api.create(kube.path("v1", "services", meta["namespace"]), service)
+        except kube.Conflict as error:
+            raise kopf.TemporaryError("Service appeared; retrying", delay=1) from error
+        return
+    _check_owned(existing, service)
+    current_spec = existing.get("spec") or {}
+    wanted = service["spec"]
+    if current_spec.get("selector") != wanted["selector"] or _ports(current_spec) != _ports(wanted):
+        await api.json_patch(url, [
+            {"op": "add", "path": "/spec/selector", "value": wanted["selector"]},
+            {"op": "add", "path": "/spec/ports", "value": wanted["ports"]},
+        ])
+
+
+def _ports(spec: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+    return [(p.get("name"), p.get("port")) for p in spec.get("ports") or []]
+
+
+def _check_owned(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> None:
+    owner_uid = desired["metadata"]["ownerReferences"][0]["uid"]
+    refs = existing.get("metadata", {}).get("ownerReferences") or []
+    if not any(ref.get("uid") == owner_uid for ref in refs):
+        kind, meta = desired["kind"], desired["metadata"]
+        raise kopf.TemporaryError(
+            f"{kind} {meta['namespace']}/{meta['name']} exists and is not owned by this "
+            "ModelDeployment; delete or rename it", delay=60)
+
+
+def _replace_ops(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """JSON-patch ops that replace what the plan owns and keep everything else."""
+    meta = desired["metadata"]
+    ops: list[dict[str, Any]] = [
+        {"op": "add", "path": "/spec/replicas", "value": desired["spec"]["replicas"]},
+        {"op": "add", "path": "/spec/template", "value": desired["spec"]["template"]},
+    ]
+    existing_meta = existing.get("metadata", {})
+    for section in ("labels", "annotations"):
+        if not existing_meta.get(section):
+            ops.append({"op": "add", "path": f"/metadata/{section}", "value": meta[section]})
+            continue
+        for k, v in meta[section].items():
+            escaped = k.replace("~", "~0").replace("/", "~1")
+            ops.append({"op": "add", "path": f"/metadata/{section}/{escaped}", "value": v})
+    return ops
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _render(
+    body: Any, spec_model: Any, fields: Mapping[str, Any], cluster: Any, config: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    placed_now = inputs.placed_entry({**fields, "phase": "Placed"})
+    if placed_now is None:
+        raise render.RenderError("the plan has no usable placement")
+    pool = cluster.pool(placed_now.placement.pool) if cluster is not None else None
+    if pool is None:
+        raise render.RenderError(f"pool {placed_now.placement.pool} is gone")
+    pool_spec = PlacementPoolSpec.model_validate({
+        "nodeSelector": dict(pool.node_selector) or {"kubernetes.io/os": "linux"},
+        "tolerations": [_wire(t) for t in pool.tolerations],
+        "sharing": pool.sharing,
+    })
+    meta = body.get("metadata", {})
+    owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    return render.render(
+        owner, spec_model, placed_now.placement, placed_now.estimate, pool_spec,
+        gpu_memory_bytes=pool.gpu_memory_bytes or None, model_config=config,
+    )
+
+
+def _wire(value: Any) -> Any:
+    return value.to_wire() if hasattr(value, "to_wire") else dict(value)
+
+
+def _running(state: State, key: Key, previous: Mapping[str, Any]) -> inputs.Placed | None:
+    return inputs.placed_entry(previous)
+
+
+def _placement_dict(running: inputs.Placed) -> dict[str, Any]:
+    return running.placement.to_wire()
+
+
+def _why(fields: Mapping[str, Any]) -> str:
+    if fields.get("phase") == "Unschedulable":
+        return events.unschedulable_message(fields)
+    return str(fields.get("message") or fields.get("phase") or "not placeable")
+
+
+def _readiness(deployment: Mapping[str, Any] | None) -> mdstatus.Readiness:
+    return mdstatus.readiness(deployment)
+
+
+def _workload(indexes: Mapping[str, Any], key: Key) -> dict[str, Any] | None:
+    store = (indexes.get("workloads") or {}).get(key)
+    return next(iter(store), None) if store else None
+
+
+def _values(index: Any) -> list[Any]:
+    return [value for store in (index or {}).values() for value in store]
+
+
+def _pools(indexes: Mapping[str, Any]) -> list[tuple[str, PlacementPoolSpec]]:
+    return [(name, spec) for name, store in (indexes.get("pools") or {}).items() for spec in store]
+
+
+def _reports(indexes: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    found = (indexes.get("reports") or {}).items()
+    return [(node, report) for node, store in found for report in store]
+
+
+def _placed(state: State, indexes: Mapping[str, Any]) -> dict[Key, inputs.Placed]:
+    """Placements from status (the index), overridden by what this run decided since."""
+    merged = {key: next(iter(store)) for key, store in (indexes.get("placed") or {}).items()}
+    for key, value in state.recent.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
+    """A hash of everything the plan of ``key`` depends on besides its own spec."""
+    parts = (
+        sorted((n, repr(s)) for n, s in _pools(indexes)),
+        sorted(repr(node) for node in _values(indexes.get("nodes"))),
+        sorted((n, repr(r)) for n, r in _reports(indexes)),
+        sorted(
+            (k, repr(store))
+            for k, store in (indexes.get("placed") or {}).items()
+            if k != key
+        ),
+    )
+    return hash(repr(parts))
+
+
+def _stuck_pool(
+    state: State, key: Key, body: Mapping[str, Any], indexes: Mapping[str, Any]
+) -> str | None:
+    """Mark the pool full when this deployment's pods stayed unschedulable too long."""
+    store = (indexes.get("unscheduled") or {}).get(key)
+    if not store:
+        return None
+    now = datetime.datetime.now(datetime.UTC)
+    limit = state.settings.stuck_after_seconds
+    stuck: dict[str, int] = {}
+    for _pod, pool, since in store:
+        try:
+            when = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if pool and (now - when).total_seconds() >= limit:
+            stuck[pool] = stuck.get(pool, 0) + 1
+    full = state.full_pools.get(key, frozenset())
+    fresh = {pool: n for pool, n in stuck.items() if pool not in full}
+    if not fresh:
+        return None
+    state.full_pools[key] = full | frozenset(fresh)
+    for pool, count in fresh.items():
+        events.pool_full(body, pool, count, limit)
+    return f"pool {', '.join(sorted(fresh))} full"

@@ -1,0 +1,209 @@
+"""Cluster objects → planning inputs: pools, nodes, reports, placed deployments, model configs.
+
+The index functions (``pool_entry`` …) are pure: each turns one watched object into what the
+planner needs, or ``None`` when the object cannot be used (a malformed PlacementPool is skipped
+with a log line, it never stops the operator). :func:`model_config` does the I/O: a ConfigMap
+through the API, or ``config.json`` over HTTP for ``hf://org/name`` and ``https://`` sources
+(``HF_ENDPOINT`` and ``HF_TOKEN`` honoured).
+
+Errors, in Kopf's terms (STYLE.md): a spec that cannot be planned is :class:`InvalidSpec`
+(permanent: reported as phase Invalid, not retried until the spec changes); a source that is
+unreachable right now is ``kopf.TemporaryError`` (retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from memplace.api import (
+    EstimateStatus,
+    ModelDeploymentSpec,
+    NodeMemoryReportStatus,
+    PlacementPoolSpec,
+    PlacementStatus,
+)
+from memplace.planning.inventory import Cluster, Node, build_cluster, node_from_manifest
+
+from . import kube
+from .settings import Settings
+from .sources import SourceError, fetch_config
+
+__all__ = [
+    "InvalidSpec",
+    "Placed",
+    "build_planning_cluster",
+    "model_config",
+    "node_entry",
+    "parse_spec",
+    "placed_entry",
+    "pool_entry",
+    "report_entry",
+]
+
+PLACED_PHASES = ("Placed", "Ready")
+
+
+class InvalidSpec(Exception):
+    """The spec (or what it points to) cannot be planned; the message says why."""
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A deployment's running placement, as its status records it."""
+
+    placement: PlacementStatus
+    estimate: EstimateStatus | None
+
+
+def pool_entry(spec: Mapping[str, Any], logger: Any = None) -> PlacementPoolSpec | None:
+    try:
+        return PlacementPoolSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        if logger is not None:
+            logger.warning(f"PlacementPool skipped, its spec is not valid: {_first(error)}")
+        return None
+
+
+def node_entry(body: Mapping[str, Any], logger: Any = None) -> Node | None:
+    try:
+        return node_from_manifest(_plain(body))
+    except ValueError as error:
+        if logger is not None:
+            logger.warning(f"Node skipped: {error}")
+        return None
+
+
+def report_entry(
+    spec: Mapping[str, Any], status: Mapping[str, Any], logger: Any = None
+) -> tuple[str, NodeMemoryReportStatus] | None:
+    node = (spec or {}).get("nodeName")
+    if not node or not status:
+        return None
+    try:
+        return str(node), NodeMemoryReportStatus.model_validate(_plain(status))
+    except ValidationError as error:
+        if logger is not None:
+            logger.warning(f"NodeMemoryReport for {node} skipped: {_first(error)}")
+        return None
+
+
+def placed_entry(status: Mapping[str, Any]) -> Placed | None:
+    """The running placement recorded in a ModelDeployment's status, if any."""
+    if not status or status.get("phase") not in PLACED_PHASES or not status.get("placement"):
+        return None
+    try:
+        placement = PlacementStatus.model_validate(_plain(status["placement"]))
+        raw = status.get("estimate")
+        estimate = EstimateStatus.model_validate(_plain(raw)) if raw else None
+        return Placed(placement, estimate)
+    except ValidationError:
+        return None
+
+
+def parse_spec(spec: Mapping[str, Any]) -> ModelDeploymentSpec:
+    try:
+        return ModelDeploymentSpec.model_validate(_plain(spec))
+    except ValidationError as error:
+        raise InvalidSpec(f"spec is not valid: {_first(error)}") from error
+
+
+def build_planning_cluster(
+    pools: Iterable[tuple[str, PlacementPoolSpec]],
+    nodes: Iterable[Node],
+    reports: Iterable[tuple[str, NodeMemoryReportStatus]],
+    placed: Mapping[tuple[str, str], Placed],
+    *,
+    exclude: tuple[str, str],
+    now: datetime,
+) -> Cluster:
+    """The planner's cluster, less the room every other placed deployment holds."""
+    cluster = build_cluster(pools=list(pools), nodes=list(nodes), reports=list(reports), now=now)
+    for owner in sorted(placed):
+        if owner != exclude:
+            cluster = cluster.reserve(placed[owner].placement, placed[owner].estimate, owner=owner)
+    return cluster
+
+
+async def model_config(
+    spec: ModelDeploymentSpec,
+    namespace: str,
+    api: kube.Kube,
+    settings: Settings,
+    cache: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
+    """The model's config.json: inline, from a ConfigMap, or fetched from its source.
+
+    None when the spec sizes the model by ``parameters`` alone. Fetched configs are cached by
+    URL (a model's published config does not change under a revision)."""
+    model = spec.model
+    if model.config is not None:
+        return dict(model.config)
+    if model.config_map_ref is not None:
+        ref = model.config_map_ref
+        configmap = await api.get(kube.path("v1", "configmaps", namespace, ref.name))
+        if configmap is None:
+            raise kopf.TemporaryError(f"ConfigMap {namespace}/{ref.name} not found", delay=30)
+        text = (configmap.get("data") or {}).get(ref.key)
+        if text is None:
+            raise InvalidSpec(f"ConfigMap {namespace}/{ref.name} has no key {ref.key!r}")
+        return _json_object(text, f"ConfigMap {namespace}/{ref.name} key {ref.key}")
+    if model.source:
+        url = model.source
+        if cache is not None and url in cache:
+            return cache[url]
+        try:
+            config = await _fetch(url, settings)
+        except InvalidSpec:
+            if model.parameters:
+                return None  # the spec sizes the model itself
+            raise
+        if cache is not None:
+            cache[url] = config
+        return config
+    return None
+
+
+async def _fetch(source: str, settings: Settings) -> dict[str, Any]:
+    """config.json through ``sources.fetch_config`` (sync httpx) off the event loop."""
+    try:
+        config = await asyncio.to_thread(
+            fetch_config, source, token=settings.hf_token, endpoint=settings.hf_endpoint
+        )
+    except SourceError as error:
+        if error.retryable:
+            raise kopf.TemporaryError(str(error), delay=60) from error
+        raise InvalidSpec(str(error)) from error
+    return dict(config)
+
+
+def _json_object(text: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise InvalidSpec(f"{where} is not JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise InvalidSpec(f"{where} is not a JSON object")
+    return value
+
+
+def _first(error: ValidationError) -> str:
+    detail = error.errors()[0]
+    where = ".".join(str(part) for part in detail.get("loc", ()))
+    return f"{where}: {detail.get('msg')}" if where else str(detail.get("msg"))
+
+
+def _plain(value: Any) -> Any:
+    """Kopf's body views → plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,68 @@
+"""What ``memplace run`` was asked to do, as one frozen value the handlers read from Kopf's memo.
+
+``memplace run`` builds :class:`Settings` from its flags and :func:`configure` stores it before
+Kopf starts; the startup handler copies :func:`current` into the operator's memo. Tests call
+:func:`configure` the same way, so the handlers never read flags or environment themselves
+(except ``HF_TOKEN`` / ``HF_ENDPOINT``, read here once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+__all__ = ["Settings", "configure", "current", "parse_duration"]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90s"``, ``"10m"``, ``"1h30m"`` or a bare number of seconds (``"45"``)."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 10m or 1h30m")
+    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The operator's knobs; defaults are what the Helm chart runs with."""
+
+    stuck_after_seconds: float = 600.0
+    """Pods PodScheduled=False longer than this mark their pool full for that deployment."""
+    resync_seconds: float = 15.0
+    """How often each deployment is re-checked: capacity, prices, readiness, stuck pods."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (0: any free port); None: no metrics server."""
+    metrics_host: str = "0.0.0.0"
+    """The address the metrics server listens on."""
+    hf_endpoint: str = dataclasses.field(
+        default_factory=lambda: os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    )
+    """Where ``hf://org/name`` sources are fetched from (``HF_ENDPOINT``)."""
+    hf_token: str | None = dataclasses.field(
+        default_factory=lambda: os.environ.get("HF_TOKEN") or None, repr=False
+    )
+    """A Hugging Face token for gated models (``HF_TOKEN``); never logged."""
+    reporting_component: str = "memplace"
+    """The component Events are reported as."""
+
+
+_current = Settings()
+
+
+def configure(settings: Settings) -> None:
+    """Set what the next operator run uses (``memplace run`` and tests call this)."""
+    global _current
+    _current = settings
+
+
+def current() -> Settings:
+    """What the next operator run uses."""
+    return _current

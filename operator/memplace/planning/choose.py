@@ -1,0 +1,207 @@
+"""Choosing: the cheapest feasible candidate with room, by a fixed tie-break; and the runners-up.
+
+kube-scheduler breaks score ties at random (``selectHost``); we do not, so that ``memplace plan``
+in a pull request shows exactly what the operator will do. The order (``rank_key``):
+
+1. cost per hour (rounded to 1e-6 $, so float noise never decides);
+2. fewer GPUs in total (replicas × GPUs per replica);
+3. higher precision (more weight bits), then a wider KV cache;
+4. tier: gpu, then offload, then cpu (the faster one, at equal cost);
+5. the deployment's current placement (stability: an exact tie never moves a running model);
+6. pool name, GPUs per replica, variant name (the model itself first).
+
+Small verbs, after Karpenter's ``Offerings``: ``rank`` orders, ``has_room`` says whether a
+pool can take the replicas now (and ``no_capacity`` explains when it cannot), ``cheapest`` picks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .feasibility import Evaluation, Rejection, stage_of
+
+__all__ = [
+    "TIER_ORDER",
+    "Ranking",
+    "alternatives",
+    "cheapest",
+    "no_capacity",
+    "rank",
+    "rank_key",
+]
+
+TIER_ORDER = {"gpu": 0, "offload": 1, "cpu": 2}
+RUNNERS_UP = 3
+"""How many of the next-cheapest feasible candidates to list."""
+
+
+def rank_key(e: Evaluation, current: Any = None) -> tuple:
+    c = e.candidate
+    is_current = current is not None and (
+        current.pool == c.pool.name
+        and current.precision == c.precision.id
+        and (current.kv_cache_dtype or c.kv.id) == c.kv.id
+        and current.tier == c.tier
+        and current.gpus_per_replica == c.gpus
+        and current.variant == c.variant.name
+    )
+    return (
+        round(e.per_hour, 6),
+        e.replicas * max(c.gpus, 1),
+        -c.precision.weight_bits,
+        -c.kv.bits,
+        TIER_ORDER.get(c.tier, 9),
+        not is_current,
+        c.pool.name,
+        c.gpus,
+        c.variant.name or "",
+        c.precision.id,
+        c.kv.id,
+    )
+
+
+@dataclass
+class Ranking:
+    """Candidates in rank order, with the indexes the per-deployment decision reads.
+
+    Everything here depends on the spec and the pools, not on free capacity, so one Ranking
+    serves every deployment with the same spec (the planner memoises it)."""
+
+    ranked: list[Evaluation]
+    feasible: list[int] = field(default_factory=list)
+    """Indices of candidates that passed every check, in rank order."""
+    feasible_by_pool: dict[str, list[int]] = field(default_factory=dict)
+    nearest_by_pool: dict[str, int] = field(default_factory=dict)
+    """Per pool without a feasible candidate: the one that got furthest through the checks."""
+
+
+def rank(evaluations: Iterable[Evaluation], current: Any = None) -> Ranking:
+    """Cheapest first, ties broken as the module says; sets each ``sort_key``."""
+    ranked = list(evaluations)
+    for e in ranked:
+        e.sort_key = rank_key(e, current)
+    ranked.sort(key=lambda e: e.sort_key)
+    result = Ranking(ranked)
+    nearest: dict[str, tuple[tuple, int]] = {}
+    for i, e in enumerate(ranked):
+        pool = e.candidate.pool.name
+        if not e.rejections:
+            result.feasible.append(i)
+            result.feasible_by_pool.setdefault(pool, []).append(i)
+            continue
+        key = _closeness(e)
+        if pool not in nearest or key < nearest[pool][0]:
+            nearest[pool] = (key, i)
+    result.nearest_by_pool = {
+        pool: i for pool, (_, i) in sorted(nearest.items()) if pool not in result.feasible_by_pool
+    }
+    return result
+
+
+def no_capacity(
+    e: Evaluation, capacity: Any, full_pools: frozenset[str] = frozenset()
+) -> Rejection | None:
+    """Whether ``capacity`` (the pool's ``PoolCapacity``) lacks room for the replicas."""
+    c = e.candidate
+    if c.pool.name in full_pools:
+        return Rejection(
+            "NoCapacity",
+            f"pool {c.pool.name} is full for this deployment: its pods stayed unschedulable",
+            resolvable=True,
+        )
+    if e.replicas == 0:
+        return None
+    fits = capacity.replicas_possible(c.gpus, e.resident_bytes_per_gpu, e.replicas)
+    if fits >= e.replicas:
+        return None
+    if c.pool.cpu_only:
+        free = f"{capacity.free_whole_gpus} of {capacity.total_gpus} nodes free"
+        need = f"{e.replicas} nodes"
+    else:
+        free = f"{capacity.free_whole_gpus} of {capacity.total_gpus} GPUs free"
+        need = f"{e.replicas} × {c.gpus} GPU"
+    return Rejection(
+        "NoCapacity",
+        f"needs {need}, room for {fits} in {c.pool.name} ({free})",
+        resolvable=True,
+    )
+
+
+def cheapest(
+    ranking: Ranking, room: Callable[[Evaluation], Rejection | None]
+) -> tuple[int | None, dict[int, Rejection]]:
+    """The index of the first feasible candidate with room, and the NoCapacity rejection of
+    each feasible one that lacked it. Every feasible candidate is asked (none skipped), so the
+    message can say how many were full."""
+    chosen = None
+    full: dict[int, Rejection] = {}
+    for i in ranking.feasible:
+        why = room(ranking.ranked[i])
+        if why is not None:
+            full[i] = why
+        elif chosen is None:
+            chosen = i
+    return chosen, full
+
+
+def _closeness(e: Evaluation) -> tuple:
+    first = min((stage_of(r) for r in e.rejections), default=99)
+    return (-first, len(e.rejections), e.sort_key)
+
+
+def primary(e: Evaluation) -> Rejection | None:
+    """The rejection people see: the earliest stage's."""
+    return min(e.rejections, key=stage_of) if e.rejections else None
+
+
+def alternatives(
+    ranking: Ranking, chosen: int | None, full: dict[int, Rejection]
+) -> list[tuple[Evaluation, Rejection]]:
+    """The next few feasible candidates and the best one per other pool, one reason each.
+
+    Per pool, "best" is its cheapest feasible candidate with room, else its cheapest feasible
+    one (NoCapacity), else the one that got furthest through the checks (the near miss worth
+    explaining). In rank order; a feasible loser's reason is MoreExpensive."""
+    ranked = ranking.ranked
+    winner = None if chosen is None else ranked[chosen]
+
+    def reason(i: int) -> Rejection:
+        e = ranked[i]
+        if i in full:
+            return full[i]
+        if e.rejections:
+            return primary(e)  # type: ignore[return-value]
+        assert winner is not None
+        more = e.per_hour - winner.per_hour
+        if more < 5e-7:
+            return Rejection("MoreExpensive", f"${e.per_hour:.2f}/h, same cost; lost the tie-break")
+        return Rejection(
+            "MoreExpensive", f"${e.per_hour:.2f}/h, ${more:.2f}/h more than the chosen placement"
+        )
+
+    def kind(e: Evaluation) -> tuple:
+        c = e.candidate
+        return (c.pool.name, c.precision.id, c.tier, c.variant.name)
+
+    picked: dict[int, Rejection] = {}
+    seen = set() if winner is None else {kind(winner)}
+    for i in ranking.feasible:
+        if len(picked) >= RUNNERS_UP:
+            break
+        if i == chosen or i in full or (chosen is not None and i < chosen):
+            continue
+        if kind(ranked[i]) not in seen:  # differing only in GPUs or KV dtype: not news
+            seen.add(kind(ranked[i]))
+            picked[i] = reason(i)
+    chosen_pool = None if winner is None else winner.candidate.pool.name
+    for pool, indices in ranking.feasible_by_pool.items():
+        if pool == chosen_pool:
+            continue
+        best = next((i for i in indices if i not in full), indices[0])
+        picked.setdefault(best, reason(best))
+    for pool, i in ranking.nearest_by_pool.items():
+        if pool != chosen_pool:
+            picked.setdefault(i, reason(i))
+    return [(ranked[i], picked[i]) for i in sorted(picked)]

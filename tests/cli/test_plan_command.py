@@ -1,0 +1,119 @@
+import json
+import textwrap
+
+import pytest
+
+from memplace.cli import main
+
+NODES = """
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Node
+  metadata:
+    name: l4-0
+    labels:
+      cloud.google.com/gke-nodepool: l4
+      node.kubernetes.io/instance-type: g2-standard-48
+      nvidia.com/gpu.product: NVIDIA-L4
+  status:
+    allocatable: {cpu: "47", memory: 180Gi, nvidia.com/gpu: "4"}
+"""
+
+DEPLOYMENT = """
+apiVersion: memplace.io/v1alpha1
+kind: ModelDeployment
+metadata: {{name: {name}, namespace: ml}}
+spec:
+  model: {{name: m, parameters: {parameters}}}
+  workload: {{contextTokens: 4096, concurrency: 4}}
+  placement: {{tiers: [gpu]}}
+"""
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "nodes.yaml").write_text(NODES)
+    docs = [
+        DEPLOYMENT.format(name="small", parameters=8e9),
+        DEPLOYMENT.format(name="huge", parameters=2e12),
+        "apiVersion: memplace.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: broken, "
+        "namespace: ml}\nspec: {model: {name: m}}\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: svc}\n",
+    ]
+    (tmp_path / "deployments.yaml").write_text("---\n".join(docs))
+    return tmp_path
+
+
+def test_json_lists_one_entry_per_deployment_with_the_status_fields(files, capsys):
+    assert main(["plan", str(files), "-o", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(e["namespace"], e["name"], e["phase"]) for e in out] == [
+        ("ml", "broken", "Invalid"),
+        ("ml", "huge", "Unschedulable"),
+        ("ml", "small", "Placed"),
+    ]
+    assert set(out[2]) == {
+        "namespace",
+        "name",
+        "phase",
+        "placement",
+        "estimate",
+        "cost",
+        "alternatives",
+        "message",
+    }
+    assert out[2]["placement"]["pool"] == "l4"
+
+
+def test_an_invalid_deployment_is_listed_with_its_message_and_does_not_stop_the_others(
+    files, capsys
+):
+    main(["plan", str(files), "-o", "json"])
+    broken = json.loads(capsys.readouterr().out)[0]
+    assert "sized" in broken["message"]
+
+
+def test_unknown_kinds_are_skipped_with_a_notice(files, capsys):
+    main(["plan", str(files), "-o", "json"])
+    assert "skipped Service/svc" in capsys.readouterr().err
+
+
+def test_fail_on_sets_the_exit_status(files, capsys):
+    assert main(["plan", str(files), "-o", "json", "--fail-on", "unschedulable"]) == 1
+    assert main(["plan", str(files / "nodes.yaml"), "--fail-on", "invalid,unschedulable"]) == 0
+
+
+def test_the_same_input_gives_byte_identical_output(files, capsys):
+    main(["plan", str(files), "-o", "yaml"])
+    first = capsys.readouterr().out
+    main(["plan", str(files), "-o", "yaml"])
+    assert capsys.readouterr().out == first
+
+
+def test_a_yaml_error_names_the_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        textwrap.dedent("""\
+        apiVersion: v1
+        kind: Node
+        metadata:
+          name: [unclosed
+        """)
+    )
+    assert main(["plan", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:" in err and "invalid YAML" in err
+
+
+def test_a_missing_path_is_a_usage_error(tmp_path, capsys):
+    assert main(["plan", str(tmp_path / "nope")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_the_table_shows_totals_and_reasons(files, capsys):
+    main(["plan", str(files)])
+    out = capsys.readouterr().out
+    assert "ml/small" in out and "Total: 1 of 3 placed" in out
+    assert "DoesNotFit" in out

@@ -1,0 +1,50 @@
+"""The running operator for integration tests: ``operator`` starts it against ``cluster``."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from kopf.testing import KopfRunner
+
+from memplace.operator import settings as operator_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RunningOperator:
+    def __init__(self, runner: KopfRunner, metrics_port: int, health_port: int) -> None:
+        self.runner = runner
+        self.metrics_port = metrics_port
+        self.health_port = health_port
+
+
+@pytest_asyncio.fixture()
+async def operator(cluster) -> AsyncIterator[RunningOperator]:
+    """``memplace``'s handlers under Kopf (KopfRunner), logged in to the emulator."""
+    metrics_port, health_port = free_port(), free_port()
+    operator_settings.configure(operator_settings.Settings(
+        resync_seconds=0.2,
+        stuck_after_seconds=1.0,
+        metrics_port=metrics_port,
+        metrics_host="127.0.0.1",
+    ))
+    runner = KopfRunner(
+        ["run", "--standalone", "--all-namespaces", "-m", "memplace.operator.handlers",
+         "--liveness", f"http://127.0.0.1:{health_port}/healthz"],
+        timeout=30,
+    )
+    # The emulator serves from this loop: enter and leave the runner's thread off the loop.
+    await asyncio.to_thread(runner.__enter__)
+    try:
+        yield RunningOperator(runner, metrics_port, health_port)
+    finally:
+        await asyncio.to_thread(runner.__exit__, None, None, None)
+        operator_settings.configure(operator_settings.Settings())
+
