@@ -9,29 +9,41 @@ from memplace.operator import render
 
 OWNER = render.Owner(name="summarizer", namespace="ml", uid="uid-1")
 GIB = 1024**3
-POOL = PlacementPoolSpec.model_validate({
-    "nodeSelector": {"cloud.google.com/gke-nodepool": "a100-80"},
-    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-})
+POOL = PlacementPoolSpec.model_validate(
+    {
+        "nodeSelector": {"cloud.google.com/gke-nodepool": "a100-80"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+)
 
 
 def spec(engine: str = "vllm", **runtime) -> ModelDeploymentSpec:
-    return ModelDeploymentSpec.model_validate({
-        "model": {"name": "Qwen/Qwen3-8B", "source": "hf://Qwen/Qwen3-8B"},
-        "workload": {"contextTokens": 8192, "concurrency": 8, "promptTokens": 1024},
-        "runtime": {"engine": engine, "port": 8000, **runtime},
-    })
+    return ModelDeploymentSpec.model_validate(
+        {
+            "model": {"name": "Qwen/Qwen3-8B", "source": "hf://Qwen/Qwen3-8B"},
+            "workload": {"contextTokens": 8192, "concurrency": 8, "promptTokens": 1024},
+            "runtime": {"engine": engine, "port": 8000, **runtime},
+        }
+    )
 
 
 def placement(**overrides) -> PlacementStatus:
-    values = {"pool": "a100-80", "gpuModel": "A100-SXM4-80GB", "precision": "fp8",
-              "kvCacheDtype": "fp8", "tier": "gpu", "gpusPerReplica": 2, "replicas": 3}
+    values = {
+        "pool": "a100-80",
+        "gpuModel": "A100-SXM4-80GB",
+        "precision": "fp8",
+        "kvCacheDtype": "fp8",
+        "tier": "gpu",
+        "gpusPerReplica": 2,
+        "replicas": 3,
+    }
     values.update(overrides)
     return PlacementStatus.model_validate(values)
 
 
-ESTIMATE = EstimateStatus.model_validate({
-    "totalBytesPerGpu": 40 * GIB, "totalBytes": 80 * GIB, "weightsBytes": 16 * GIB})
+ESTIMATE = EstimateStatus.model_validate(
+    {"totalBytesPerGpu": 40 * GIB, "totalBytes": 80 * GIB, "weightsBytes": 16 * GIB}
+)
 
 
 def container(deployment) -> dict:
@@ -44,8 +56,9 @@ def args_of(deployment) -> dict[str, str]:
 
 
 def test_vllm_gets_precision_kv_cache_context_parallelism_and_memory_share():
-    deployment = render.render_deployment(OWNER, spec(), placement(), ESTIMATE, POOL,
-                                          gpu_memory_bytes=80 * GIB)
+    deployment = render.render_deployment(
+        OWNER, spec(), placement(), ESTIMATE, POOL, gpu_memory_bytes=80 * GIB
+    )
     args = args_of(deployment)
     assert args["--model"] == "Qwen/Qwen3-8B"
     assert args["--quantization"] == "fp8"
@@ -57,8 +70,13 @@ def test_vllm_gets_precision_kv_cache_context_parallelism_and_memory_share():
 
 
 def test_vllm_offload_tier_passes_cpu_offload_gigabytes():
-    offloaded = placement(tier="offload", precision="bf16", kvCacheDtype="bf16",
-                          gpusPerReplica=1, offloadBytesPerReplica=int(20.5 * GIB))
+    offloaded = placement(
+        tier="offload",
+        precision="bf16",
+        kvCacheDtype="bf16",
+        gpusPerReplica=1,
+        offloadBytesPerReplica=int(20.5 * GIB),
+    )
     deployment = render.render_deployment(OWNER, spec(), offloaded, ESTIMATE, POOL)
     args = args_of(deployment)
     assert args["--cpu-offload-gb"] == "21"
@@ -98,8 +116,12 @@ def test_tgi_gets_quantize_total_tokens_and_shards():
 
 
 def test_custom_engine_gets_environment_variables_and_user_env_wins():
-    custom = spec("custom", image="example.com/engine:1",
-                  env=[{"name": "MEMPLACE_PRECISION", "value": "mine"}], args=["--x"])
+    custom = spec(
+        "custom",
+        image="example.com/engine:1",
+        env=[{"name": "MEMPLACE_PRECISION", "value": "mine"}],
+        args=["--x"],
+    )
     deployment = render.render_deployment(OWNER, custom, placement(), ESTIMATE, POOL)
     env = {e["name"]: e["value"] for e in container(deployment)["env"]}
     assert env["MEMPLACE_TIER"] == "gpu"
@@ -116,7 +138,8 @@ def test_custom_engine_without_an_image_cannot_be_rendered():
 
 def test_extra_args_come_after_the_plans():
     deployment = render.render_deployment(
-        OWNER, spec(args=["--enable-prefix-caching"]), placement(), ESTIMATE, POOL)
+        OWNER, spec(args=["--enable-prefix-caching"]), placement(), ESTIMATE, POOL
+    )
     assert container(deployment)["args"][-1] == "--enable-prefix-caching"
 
 
@@ -125,7 +148,8 @@ def test_pods_pin_to_the_pool_and_request_gpus_per_replica():
     pod = deployment["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"cloud.google.com/gke-nodepool": "a100-80"}
     assert pod["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
     assert container(deployment)["resources"]["limits"] == {"nvidia.com/gpu": 2}
     assert deployment["spec"]["replicas"] == 3
     assert pod["volumes"][0]["emptyDir"] == {"medium": "Memory"}  # /dev/shm for TP
@@ -133,30 +157,41 @@ def test_pods_pin_to_the_pool_and_request_gpus_per_replica():
 
 def test_hami_pools_request_gpu_memory_in_mebibytes():
     hami = POOL.model_copy(update={"sharing": "hami"})
-    deployment = render.render_deployment(OWNER, spec(), placement(gpusPerReplica=1), ESTIMATE,
-                                          hami)
+    deployment = render.render_deployment(
+        OWNER, spec(), placement(gpusPerReplica=1), ESTIMATE, hami
+    )
     assert container(deployment)["resources"]["limits"] == {
-        "nvidia.com/gpu": 1, "nvidia.com/gpumem": 40 * 1024}
+        "nvidia.com/gpu": 1,
+        "nvidia.com/gpumem": 40 * 1024,
+    }
 
 
 def test_mig_pools_request_the_smallest_profile_that_fits():
     mig = POOL.model_copy(update={"sharing": "mig"})
     small = EstimateStatus.model_validate({"totalBytesPerGpu": 15 * GIB})
-    deployment = render.render_deployment(OWNER, spec(), placement(gpusPerReplica=1), small, mig,
-                                          gpu_memory_bytes=80 * GIB)
+    deployment = render.render_deployment(
+        OWNER, spec(), placement(gpusPerReplica=1), small, mig, gpu_memory_bytes=80 * GIB
+    )
     assert container(deployment)["resources"]["limits"] == {"nvidia.com/mig-2g.20gb": 1}
 
 
 def test_owned_labelled_and_selected_by_a_stable_label():
     deployment, service = render.render(OWNER, spec(), placement(), ESTIMATE, POOL)
     for obj in (deployment, service):
-        assert obj["metadata"]["ownerReferences"] == [{
-            "apiVersion": "memplace.io/v1alpha1", "kind": "ModelDeployment",
-            "name": "summarizer", "uid": "uid-1", "controller": True,
-            "blockOwnerDeletion": True}]
+        assert obj["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "memplace.io/v1alpha1",
+                "kind": "ModelDeployment",
+                "name": "summarizer",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "memplace"
-    assert deployment["spec"]["selector"] == {"matchLabels": {"memplace.io/deployment":
-                                                              "summarizer"}}
+    assert deployment["spec"]["selector"] == {
+        "matchLabels": {"memplace.io/deployment": "summarizer"}
+    }
     assert service["spec"]["selector"] == {"memplace.io/deployment": "summarizer"}
     assert service["spec"]["ports"][0]["port"] == 8000
 
@@ -168,3 +203,22 @@ def test_the_plan_hash_is_stable_and_moves_with_the_plan():
     hash_of = lambda d: d["metadata"]["annotations"][render.PLAN_HASH]  # noqa: E731
     assert hash_of(first) == hash_of(again)
     assert hash_of(first) != hash_of(other)
+
+
+def test_vllm_quantises_in_flight_only_what_it_can_and_never_a_prequantised_checkpoint():
+    def quantization(precision, config=None):
+        deployment = render.render_deployment(
+            OWNER,
+            spec(),
+            placement(precision=precision),
+            ESTIMATE,
+            POOL,
+            gpu_memory_bytes=80 * GIB,
+            model_config=config,
+        )
+        return args_of(deployment).get("--quantization")
+
+    assert quantization("int4") == "bitsandbytes"  # in-flight 4-bit from a bf16 checkpoint
+    assert quantization("bf16") is None
+    awq = {"model_type": "qwen3", "quantization_config": {"quant_method": "awq", "bits": 4}}
+    assert quantization("int4", awq) is None  # vLLM reads the method from the checkpoint

@@ -70,15 +70,14 @@ CPU_IMAGES = {
     "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.6",
 }
 VLLM_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
-# In-flight quantisation where the engine has it; a pre-quantised checkpoint (a variant) is
-# detected by the engine from its own config, and the flag then agrees with it.
-VLLM_QUANTIZATION = {
-    "fp8": "fp8",
-    "int8": "bitsandbytes",
-    "int4": "bitsandbytes",
-    "nvfp4": "modelopt_fp4",
-    "mxfp4": "mxfp4",
-}
+# In-flight quantisation from a 16-bit checkpoint: dynamic fp8, and bitsandbytes 4-bit (vLLM
+# docs, features/quantization/bnb: "Inflight quantization: load as 4bit"). A checkpoint already
+# in a quantised format (int8 W8A8, nvfp4, mxfp4, a pre-quantised int4) carries its method in
+# config.json and vLLM detects it, so no flag is passed (the planner serves such a checkpoint
+# only in its own format: feasibility.ENGINE_SUPPORT). bitsandbytes stores 4.5 bits per weight
+# (a 32-bit scale per 64) against the 4.25 the plan assumes for group-128 int4: the 0.9
+# --gpu-memory-utilization headroom absorbs the difference.
+VLLM_QUANTIZATION = {"fp8": "fp8", "int4": "bitsandbytes"}
 TGI_QUANTIZE = {"fp8": "fp8", "int8": "bitsandbytes", "int4": "bitsandbytes-nf4"}
 LLAMACPP_CACHE_TYPE = {"bf16": "bf16", "fp16": "f16", "fp8": "q8_0"}
 # MIG profiles by GPU memory (GiB), smallest first: (profile, memory GiB).
@@ -143,8 +142,13 @@ def render(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Deployment and the Service for one placement."""
     deployment = render_deployment(
-        owner, spec, placement, estimate, pool,
-        gpu_memory_bytes=gpu_memory_bytes, model_config=model_config,
+        owner,
+        spec,
+        placement,
+        estimate,
+        pool,
+        gpu_memory_bytes=gpu_memory_bytes,
+        model_config=model_config,
     )
     return deployment, render_service(owner, spec)
 
@@ -250,8 +254,11 @@ def _describe(placement: PlacementStatus) -> str:
 def _readiness_probe(engine: str, port: int) -> dict[str, Any]:
     if engine == "custom":
         return {"tcpSocket": {"port": port}, "periodSeconds": 10}
-    return {"httpGet": {"path": "/health", "port": port}, "periodSeconds": 10,
-            "failureThreshold": 3}
+    return {
+        "httpGet": {"path": "/health", "port": port},
+        "periodSeconds": 10,
+        "failureThreshold": 3,
+    }
 
 
 def _model_id(spec: ModelDeploymentSpec, placement: PlacementStatus) -> str:
@@ -280,7 +287,8 @@ def _engine_args(
     if engine == "vllm":
         args = ["--model", model, "--host", "0.0.0.0", "--port", port]
         args += ["--dtype", VLLM_DTYPE.get(precision, "auto")]
-        if precision in VLLM_QUANTIZATION:
+        prequantised = placement.variant is None and (model_config or {}).get("quantization_config")
+        if precision in VLLM_QUANTIZATION and not prequantised:
             args += ["--quantization", VLLM_QUANTIZATION[precision]]
         if kv == "fp8":  # vLLM's "auto" is the activation dtype (bf16/fp16)
             args += ["--kv-cache-dtype", "fp8"]
@@ -334,9 +342,7 @@ def _engine_args(
     return [], [{"name": k, "value": v} for k, v in env.items()]
 
 
-def _merged_env(
-    planned: list[dict[str, str]], extra: list[dict[str, str]]
-) -> list[dict[str, str]]:
+def _merged_env(planned: list[dict[str, str]], extra: list[dict[str, str]]) -> list[dict[str, str]]:
     names = {e["name"] for e in extra}
     return [e for e in planned if e["name"] not in names] + extra
 
