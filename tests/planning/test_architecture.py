@@ -159,3 +159,11 @@ def test_one_token_reads_its_own_experts_and_a_large_batch_reads_all():
     arch = architecture_from_config(load("qwen3-30b-a3b.json"))
     assert expected_distinct_experts(arch, 1) == pytest.approx(8)
     assert expected_distinct_experts(arch, 4096) == pytest.approx(128, rel=1e-3)
+
+
+def test_gemma3_fills_what_the_hub_file_omits_and_caches_five_local_layers_per_global():
+    arch = architecture_from_config(load("gemma-3-12b-it.json"))
+    assert (arch.kv_layers, arch.window_layers, arch.sliding_window) == (8, 40, 1024)
+    assert arch.vocab_size == 262_208  # Gemma3TextConfig default, absent from config.json
+    assert arch.parameters_in("lm_head") == 0  # tied
+    assert 0.3e9 < arch.parameters_in("vision") < 0.5e9  # SigLIP-400M tower

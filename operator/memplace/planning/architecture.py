@@ -125,13 +125,31 @@ class Architecture:
 # --- reading config.json -------------------------------------------------------------------
 
 
+CLASS_DEFAULTS: dict[str, dict] = {
+    "gemma3": {
+        "vocab_size": 262_208,
+        "head_dim": 256,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "sliding_window": 4096,
+        "sliding_window_pattern": 6,
+        "tie_word_embeddings": True,
+    },
+}
+"""Fields Hugging Face leaves out of config.json because the config class has them as defaults
+(google/gemma-3-12b-it's config.json names neither head_dim nor vocab_size). Values:
+transformers' ``Gemma3TextConfig.__init__`` defaults (vocab_size 262_208, head_dim 256, …)."""
+
+
 class _Config:
-    """A config.json with the text model's fields first (multimodal configs nest them)."""
+    """A config.json with the text model's fields first (multimodal configs nest them), then
+    the config class's defaults."""
 
     def __init__(self, raw: Mapping, family: str):
         self.family = family
         text = raw.get("text_config") or raw.get("llm_config") or {}
         self._layers = [text, raw] if isinstance(text, Mapping) else [raw]
+        self._layers.append(CLASS_DEFAULTS.get(family, {}))
 
     def get(self, key: str, default=None):
         for layer in self._layers:
@@ -402,7 +420,7 @@ def _transformer(c: _Config) -> Architecture:
     tally.add("norms", h)
     _embeddings(c, tally, h, vocab)
     notes = []
-    vision = c._layers[-1].get("vision_config")
+    vision = c.get("vision_config")
     if isinstance(vision, Mapping) and (tower := _vision_tower(vision, h)):
         tally.add("vision", tower, 0)
         notes.append(f"vision tower of about {tower / 1e9:.2f} B parameters loaded, not decoded")
