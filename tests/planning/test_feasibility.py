@@ -53,6 +53,7 @@ def evaluation(
     host_bytes=0,
     loss=0.0,
     variant_loss=0.0,
+    native=None,
     ttft=100.0,
     tpot=20.0,
     replicas=1,
@@ -65,7 +66,7 @@ def evaluation(
         tier=tier,
         gpus=gpus,
         pool=pool(**pool_kw),
-        variant=NS(name="v" if variant_loss else None, quality_loss=variant_loss),
+        variant=NS(name="v" if variant_loss else None, quality_loss=variant_loss, native=native),
     )
     memory = NS(total_bytes_per_gpu=per_gpu, weights_bytes_per_gpu=weights)
     speed = NS(time_to_first_token_ms=ttft, time_per_output_token_ms=tpot)
@@ -117,6 +118,22 @@ def test_engines_serve_only_what_memplace_can_configure():
     assert engine_unsupported(evaluation(precision="fp8"), llama).code == "EngineUnsupported"
     assert engine_unsupported(evaluation(tier="offload"), Requirements(engine="tgi")) is not None
     assert engine_unsupported(evaluation(precision="fp8"), Requirements(engine="custom")) is None
+
+
+def test_vllm_quantises_a_16_bit_checkpoint_to_fp8_and_int4_but_not_int8_in_flight():
+    vllm = Requirements(engine="vllm")
+    assert engine_unsupported(evaluation(precision="fp8"), vllm) is None
+    assert engine_unsupported(evaluation(precision="int4"), vllm) is None
+    rejection = engine_unsupported(evaluation(precision="int8"), vllm)
+    assert rejection.code == "EngineUnsupported" and "int8 checkpoint" in rejection.message
+    assert engine_unsupported(evaluation(precision="int8"), Requirements(engine="tgi")) is None
+
+
+def test_a_quantised_checkpoint_serves_only_in_its_own_format():
+    vllm = Requirements(engine="vllm")
+    assert engine_unsupported(evaluation(precision="mxfp4", native="mxfp4"), vllm) is None
+    rejection = engine_unsupported(evaluation(precision="bf16", native="mxfp4"), vllm)
+    assert "published in mxfp4" in rejection.message
 
 
 def test_quality_loss_over_budget_is_rejected_with_the_parts():

@@ -179,23 +179,34 @@ ENGINE_SUPPORT: dict[str, dict[str, frozenset[str]]] = {
     "vllm": {
         "tiers": frozenset({"gpu", "offload", "cpu"}),
         "precisions": frozenset({"bf16", "fp16", "fp8", "int8", "int4", "nvfp4", "mxfp4"}),
+        "in_flight": frozenset({"bf16", "fp16", "fp8", "int4"}),
         "kv": frozenset({"bf16", "fp16", "fp8"}),
     },
     "llamacpp": {
         "tiers": frozenset({"gpu", "offload", "cpu"}),
         "precisions": frozenset({"bf16", "fp16", "int8", "int4", "mxfp4"}),
+        "in_flight": frozenset({"bf16", "fp16", "int8", "int4", "mxfp4"}),
         "kv": frozenset({"bf16", "fp16"}),
     },
     "tgi": {
         "tiers": frozenset({"gpu"}),
         "precisions": frozenset({"bf16", "fp16", "fp8", "int8", "int4"}),
+        "in_flight": frozenset({"bf16", "fp16", "fp8", "int8", "int4"}),
         "kv": frozenset({"bf16", "fp16", "fp8"}),
     },
 }
 """What memplace knows how to configure per engine (not everything each engine can do):
 vLLM serves every format and offloads with ``--cpu-offload-gb``; llama.cpp serves GGUF
 (Q8_0, Q4_K, MXFP4) and offloads layers with ``--n-gpu-layers``; TGI has no CPU offload.
-``custom`` is not checked: memplace passes it no arguments."""
+``custom`` is not checked: memplace passes it no arguments.
+
+``in_flight``: what the engine can make of a 16-bit checkpoint while loading it. vLLM quantises
+to fp8 dynamically (``--quantization fp8``) and to 4 bits with bitsandbytes ("Inflight
+quantization: load as 4bit", docs.vllm.ai features/quantization/bnb); int8 W8A8, nvfp4 and
+mxfp4 need a checkpoint already in that format (its ``quantization_config`` says so: give it as
+a variant). TGI quantises in flight with ``--quantize fp8 | bitsandbytes | bitsandbytes-nf4``.
+llama.cpp loads GGUF files whose quantisation is chosen by the repository the source names.
+A checkpoint published in a quantised format serves in that format only."""
 
 
 def unsupported_precision(e: Evaluation, r: Requirements) -> Rejection | None:
@@ -219,6 +230,17 @@ def engine_unsupported(e: Evaluation, r: Requirements) -> Rejection | None:
         return Rejection("EngineUnsupported", f"{r.engine} cannot serve {c.precision.id} weights")
     if c.kv.id not in support["kv"]:
         return Rejection("EngineUnsupported", f"{r.engine} cannot keep a {c.kv.id} KV cache")
+    native = c.variant.native
+    if native is not None and c.precision.id != native:
+        return Rejection(
+            "EngineUnsupported", f"the checkpoint is published in {native}; it serves as {native}"
+        )
+    if native is None and c.precision.id not in support["in_flight"]:
+        return Rejection(
+            "EngineUnsupported",
+            f"{r.engine} cannot make {c.precision.id} from a 16-bit checkpoint while loading; "
+            f"add a variant whose source is a {c.precision.id} checkpoint",
+        )
     return None
 
 
