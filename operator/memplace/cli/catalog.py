@@ -101,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(records, indent=2))
         return 0
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     table = Table(
+        box=box.SIMPLE_HEAD,
         title=f"memplace catalogue: {args.what} (sources: memplace catalog {args.what} -o json)"
     )
     for column in header:

@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(rows[0] if args.precision else rows, indent=2))
         return 0
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -181,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         f"concurrency {args.concurrency}, {args.gpus_per_replica} GPU(s)"
         + (f" of {args.gpu}" if args.gpu else "")
     )
-    table = Table(title=title)
+    table = Table(title=title, box=box.SIMPLE_HEAD)
     columns = [
         "precision",
         "weights GiB",
