@@ -97,3 +97,25 @@ def test_readiness_from_the_deployment():
     done = {"metadata": {"generation": 2}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 2, "availableReplicas": 2}}
     assert status.readiness(done).ready
+
+
+def test_a_deployment_waiting_for_an_input_is_pending_and_says_for_what():
+    patch = status.pending_patch(None, "ConfigMap ml/qwen-config", generation=1, now=T0)
+    assert patch["phase"] == "Pending" and patch["observedGeneration"] == 1
+    assert patch["message"] == "waiting for ConfigMap ml/qwen-config"
+    placed = by_type(patch)["Placed"]
+    assert (placed["status"], placed["reason"]) == ("False", "Waiting")
+    assert "ConfigMap ml/qwen-config" in placed["message"]
+    assert by_type(patch)["Ready"]["status"] == "False"
+
+
+def test_a_running_deployment_waiting_for_an_input_keeps_its_phase_and_placement():
+    running = status.status_patch(None, status.Outcome("placed", PLACED), READY, generation=1,
+                                  now=T0)
+    patch = status.pending_patch(running, "ConfigMap ml/new-config", generation=2, now=T1)
+    assert "phase" not in patch and "placement" not in patch
+    assert "waiting for ConfigMap ml/new-config" in patch["message"]
+    assert "running placement is kept" in patch["message"]
+    placed = by_type(patch)["Placed"]
+    assert placed["status"] == "True" and placed["reason"] == "Waiting"
+    assert placed["lastTransitionTime"] == "2026-01-01T12:00:00Z"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 from typing import Any
 
 from memplace.cli import UsageError
@@ -38,6 +39,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--peering", metavar="NAME",
                         help="run as one of several replicas under this Kopf peering; "
                         "one is active (default: standalone)")
+    parser.add_argument("--priority", type=int, metavar="N",
+                        help="this replica's peering priority; the highest runs, the others "
+                        "wait (default: random, so exactly one of several replicas is highest: "
+                        "Kopf pauses every replica that shares the top priority)")
     parser.add_argument("--stuck-after", default="10m", metavar="DURATION",
                         help="pods unschedulable longer than this mark their pool full for "
                         "that deployment (default: 10m)")
@@ -79,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     kopf.run(
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
         clusterwide=not args.namespaces,
         namespaces=args.namespaces or (),
         liveness_endpoint=liveness,

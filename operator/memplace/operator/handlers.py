@@ -9,7 +9,20 @@ What triggers a reconcile of a ModelDeployment:
 - create, resume (operator start) and a ``spec`` change (a new ``metadata.generation``);
 - the resync timer, when the inventory (PlacementPools, Nodes, NodeMemoryReports and the other
   deployments' placements) changed since this deployment was last planned, or when its pods
-  stayed unschedulable past ``--stuck-after`` (the pool is then marked full for it).
+  stayed unschedulable past ``--stuck-after`` (the pool is then marked full for it). A report
+  changes the inventory only through what the planner reads (memory figures, health, whether
+  it is fresh), not through its timestamp or its process list.
+
+What the resync timer also writes, without planning: readiness, ``status.measured`` (the GPU
+memory the deployment's pods hold, from the reports' processes: ``measured``), and every
+PlacementPool's status (``poolstatus``), each only when it changed.
+
+A deployment whose inputs are not there yet (a ConfigMap not created, a config source that does
+not answer: ``inputs.Waiting``) shows phase ``Pending`` and what it waits for, and is retried.
+
+Memory the replicas of memplace's own deployments hold is given back to the reports' free
+memory before planning (``inputs.without_own_use``): the planner already takes it through the
+placements' reservations, and counting it twice would push a running deployment off its GPU.
 
 State: the indexes (``@kopf.index``) are rebuilt from the cluster on start; the running placement
 is read back from ``status``. What lives only in memory (which pools stuck pods marked full, the
@@ -37,9 +50,10 @@ from typing import Any
 import kopf
 
 from memplace.api import MODEL_DEPLOYMENT, NODE_MEMORY_REPORT, PLACEMENT_POOL, PlacementPoolSpec
+from memplace.planning.inventory import STALE_AFTER_HEARTBEATS, build_cluster
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, inputs, kube, render
+from . import events, inputs, kube, measured, poolstatus, render
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION, Metrics
 from .settings import Settings, current
@@ -118,6 +132,13 @@ def pools(name: str, spec: Any, logger: Any, **_: Any) -> dict[str, PlacementPoo
     return {name: entry} if entry is not None else None
 
 
+@kopf.index(*PP)
+def pool_objects(name: str, meta: Any, spec: Any, status: Any, **_: Any) -> dict[str, Any]:
+    """Every PlacementPool's generation, status and spec error: what its status write needs."""
+    return {name: {"generation": meta.get("generation"),
+                   "status": inputs._plain(status or {}), "error": inputs.pool_error(spec)}}
+
+
 @kopf.index("v1", "nodes")
 def nodes(name: str, body: Any, logger: Any, **_: Any) -> dict[str, Any] | None:
     entry = inputs.node_entry(body, logger)
@@ -160,6 +181,13 @@ def workloads(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, dict[
 
 
 @kopf.index("v1", "pods", labels=render.MANAGED_BY)
+def replicas(namespace: str, labels: Any, meta: Any, **_: Any) -> dict[Key, str] | None:
+    """The uid of every pod of an owned Deployment, under its ModelDeployment."""
+    owner, uid = labels.get(render.DEPLOYMENT_LABEL), meta.get("uid")
+    return {(namespace, owner): uid} if owner and uid else None
+
+
+@kopf.index("v1", "pods", labels=render.MANAGED_BY)
 def unscheduled(
     namespace: str, name: str, labels: Any, status: Any, **_: Any
 ) -> dict[Key, tuple[str, str, str]] | None:
@@ -186,6 +214,23 @@ async def spec_changed(**kwargs: Any) -> None:
     await _reconcile(trigger="spec changed", **kwargs)
 
 
+def _ensure_resync(state: State, indexes: Mapping[str, Any], logger: Any) -> None:
+    """Start the resync loop once, from a handler so that it inherits Kopf's context (its
+    Event poster); a PlacementPool or a ModelDeployment, whichever is seen first, starts it."""
+    if state.resync_task is None:
+        state.resync_task = asyncio.create_task(
+            _resync_forever(state, indexes, state.kopf_settings, logger), name="memplace resync"
+        )
+
+
+@kopf.on.event(*PP)
+async def pool_seen(memo: kopf.Memo, logger: Any, **indexes: Any) -> None:
+    """Pools get their status from the resync loop even before any ModelDeployment exists."""
+    state: State | None = getattr(memo, "state", None)
+    if state is not None:
+        _ensure_resync(state, indexes, logger)
+
+
 async def _resync_forever(
     state: State, indexes: Mapping[str, Any], settings: kopf.OperatorSettings, logger: Any
 ) -> None:
@@ -198,6 +243,13 @@ async def _resync_forever(
     api = kube.Kube(settings, logger)
     while True:
         await asyncio.sleep(state.settings.resync_seconds)
+        try:
+            await _write_pool_statuses(indexes, api)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            ERRORS.labels("unexpected").inc()
+            logger.exception("Writing PlacementPool statuses failed; will retry.")
         for key, store in list((indexes.get("models") or {}).items()):
             body = next(iter(store), None)
             if body is None:
@@ -228,16 +280,27 @@ async def _resync_one(
     if trigger is None and _fingerprint(indexes, key) != state.fingerprints.get(key):
         trigger = "capacity changed"
     previous = body.get("status") or {}
+    url = kube.path(MODEL_DEPLOYMENT.api_version, MODEL_DEPLOYMENT.plural, *key) + "/status"
     if trigger is not None:
-        async with state.planning:
-            new_status = await _plan_and_apply(
-                state, trigger, body, body.get("spec") or {}, previous, body["metadata"], key,
-                logger, settings, indexes,
-            )
+        try:
+            async with state.planning:
+                new_status = await _plan_and_apply(
+                    state, trigger, body, body.get("spec") or {}, previous, body["metadata"],
+                    key, logger, settings, indexes,
+                )
+        except inputs.Waiting as waiting:
+            generation = body["metadata"].get("generation")
+            pending = _pending(state, key, previous, generation, waiting)
+            if pending:
+                with contextlib.suppress(kube.NotFound):
+                    await api.merge_patch(url, {"status": pending})
+            raise
     else:
         new_status = _refresh_readiness(state, key, body, indexes)
+    now_measured = measured.per_replica(_pod_uids(indexes, key), _reports(indexes))
+    if measured.changed(previous.get("measured"), now_measured):
+        new_status = {**new_status, "measured": now_measured}
     if new_status:
-        url = kube.path(MODEL_DEPLOYMENT.api_version, MODEL_DEPLOYMENT.plural, *key) + "/status"
         with contextlib.suppress(kube.NotFound):  # deleted meanwhile
             await api.merge_patch(url, {"status": new_status})
 
@@ -273,11 +336,7 @@ async def _reconcile(
     state: State = memo.state
     settings = state.kopf_settings
     key = (namespace, name)
-    if state.resync_task is None:
-        # Started from a handler so that it inherits Kopf's context (its Event poster).
-        state.resync_task = asyncio.create_task(
-            _resync_forever(state, indexes, settings, logger), name="memplace resync"
-        )
+    _ensure_resync(state, indexes, logger)
     try:
         async with state.planning:  # one plan at a time: each sees the previous one's room
             changed = await _plan_and_apply(
@@ -285,6 +344,12 @@ async def _reconcile(
             )
         if changed:
             patch["status"] = changed
+    except inputs.Waiting as waiting:
+        ERRORS.labels("temporary").inc()
+        pending = _pending(state, key, status, meta.get("generation"), waiting)
+        if pending:
+            patch["status"] = pending  # Kopf applies the patch also when the handler fails
+        raise
     except kopf.TemporaryError:
         ERRORS.labels("temporary").inc()
         raise
@@ -317,19 +382,24 @@ async def _plan_and_apply(
     cluster = None
     spec_model = None
     config = None
+    variant_configs: dict[str, dict[str, Any]] = {}
     try:
         spec_model = inputs.parse_spec(spec)
         config = await inputs.model_config(
             spec_model, namespace, api, state.settings, state.configs
         )
+        variant_configs = await inputs.variant_configs(
+            spec_model, namespace, api, state.settings, state.configs
+        )
         cluster = inputs.build_planning_cluster(
-            _pools(indexes), _values(indexes.get("nodes")), _reports(indexes),
+            _pools(indexes), _values(indexes.get("nodes")), _planning_reports(indexes),
             _placed(state, indexes), exclude=key, now=datetime.datetime.now(datetime.UTC),
         )
         request = DeploymentRequest(
             namespace, name, spec_model, model_config=config,
             current=running.placement if running else None,
             full_pools=state.full_pools.get(key, frozenset()),
+            variant_configs=variant_configs,
         )
         with PLAN_DURATION.time():
             plan = plan_deployment(request, cluster)
@@ -339,7 +409,8 @@ async def _plan_and_apply(
 
     if fields.get("phase") == "Placed":
         try:
-            desired = _render(body, spec_model, fields, cluster, config)
+            chosen = _chosen_config(spec_model, fields, config, variant_configs)
+            desired = _render(body, spec_model, fields, cluster, chosen)
         except render.RenderError as error:
             fields = {"phase": "Invalid", "message": str(error)}
         else:
@@ -376,6 +447,20 @@ async def _plan_and_apply(
         events.unschedulable(body, fields)
     not_ready = mdstatus.Readiness(False, "", "")
     return _status_changes(state, key, previous, outcome, not_ready, generation)
+
+
+def _pending(
+    state: State,
+    key: Key,
+    previous: Any,
+    generation: int | None,
+    waiting: inputs.Waiting,
+) -> dict[str, Any]:
+    """The status fields that change while the deployment waits for an input (phase Pending)."""
+    previous = inputs._plain(previous or {})
+    new = mdstatus.pending_patch(previous, waiting.waiting_for, generation=generation)
+    state.metrics.observe(key[0], key[1], {**previous, **new})
+    return {k: v for k, v in new.items() if previous.get(k) != v}
 
 
 def status_outcome_placed(fields: Mapping[str, Any]) -> mdstatus.Outcome:
@@ -539,6 +624,48 @@ def _render(
     )
 
 
+def _chosen_config(
+    spec_model: Any,
+    fields: Mapping[str, Any],
+    config: dict[str, Any] | None,
+    variant_configs: Mapping[str, dict[str, Any]],
+) -> dict[str, Any] | None:
+    """The config.json of what the plan serves: the model's, or the chosen variant's."""
+    variant = (fields.get("placement") or {}).get("variant")
+    if not variant:
+        return config
+    chosen = next((v for v in spec_model.model.variants if v.name == variant), None)
+    if chosen is not None and chosen.config is not None:
+        return dict(chosen.config)
+    return variant_configs.get(variant)
+
+
+def _pod_uids(indexes: Mapping[str, Any], key: Key) -> list[str]:
+    return list((indexes.get("replicas") or {}).get(key) or [])
+
+
+async def _write_pool_statuses(indexes: Mapping[str, Any], api: kube.Kube) -> None:
+    """Each PlacementPool's status, as the planner's inventory resolved it; only on change."""
+    objects = indexes.get("pool_objects") or {}
+    if not objects:
+        return
+    now = datetime.datetime.now(datetime.UTC)
+    cluster = build_cluster(pools=_pools(indexes), nodes=_values(indexes.get("nodes")),
+                            reports=_planning_reports(indexes), now=now)
+    for name, store in list(objects.items()):
+        pool = next(iter(store), None)
+        if pool is None:
+            continue
+        previous = pool["status"]
+        new = poolstatus.pool_status(name, pool["generation"], cluster, previous,
+                                     error=pool["error"], now=now)
+        changes = poolstatus.status_changes(previous, new)
+        if changes:
+            url = kube.path(PLACEMENT_POOL.api_version, PLACEMENT_POOL.plural, None, name)
+            with contextlib.suppress(kube.NotFound):
+                await api.merge_patch(url + "/status", {"status": changes})
+
+
 def _wire(value: Any) -> Any:
     return value.to_wire() if hasattr(value, "to_wire") else dict(value)
 
@@ -592,10 +719,11 @@ def _placed(state: State, indexes: Mapping[str, Any]) -> dict[Key, inputs.Placed
 
 def _fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
     """A hash of everything the plan of ``key`` depends on besides its own spec."""
+    now = datetime.datetime.now(datetime.UTC)
     parts = (
         sorted((n, repr(s)) for n, s in _pools(indexes)),
         sorted(repr(node) for node in _values(indexes.get("nodes"))),
-        sorted((n, repr(r)) for n, r in _reports(indexes)),
+        sorted((n, _report_essence(r, now)) for n, r in _planning_reports(indexes)),
         sorted(
             (k, repr(store))
             for k, store in (indexes.get("placed") or {}).items()
@@ -603,6 +731,31 @@ def _fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
         ),
     )
     return hash(repr(parts))
+
+
+def _planning_reports(indexes: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The reports the planner sees: less what the replicas of existing deployments hold."""
+    models = indexes.get("models") or {}
+    own = [uid for key, store in (indexes.get("replicas") or {}).items() if key in models
+           for uid in store]
+    return inputs.without_own_use(_reports(indexes), own)
+
+
+def _report_essence(report: Any, now: datetime.datetime) -> str:
+    """What the planner reads from a report: whether it is fresh, and its memory figures.
+
+    Not its processes (only ``status.measured`` reads them) nor its timestamp (only freshness
+    matters): a heartbeat that measured the same memory, or a process that came and went
+    without moving free memory, re-plans nothing."""
+    fresh = False
+    if report.observed_at and report.heartbeat_seconds:
+        observed = datetime.datetime.fromisoformat(str(report.observed_at).replace("Z", "+00:00"))
+        age = (now - observed).total_seconds()
+        fresh = age <= STALE_AFTER_HEARTBEATS * float(report.heartbeat_seconds)
+    essence = report.model_dump(
+        exclude={"observed_at": True, "gpus": {"__all__": {"processes"}}}
+    )
+    return repr((fresh, essence))
 
 
 def _stuck_pool(

@@ -8,7 +8,8 @@ through the API, or ``config.json`` over HTTP for ``hf://org/name`` and ``https:
 
 Errors, in Kopf's terms (STYLE.md): a spec that cannot be planned is :class:`InvalidSpec`
 (permanent: reported as phase Invalid, not retried until the spec changes); a source that is
-unreachable right now is ``kopf.TemporaryError`` (retried).
+unreachable right now, or a ConfigMap not created yet, is :class:`Waiting`, a
+``kopf.TemporaryError`` (retried; the deployment shows phase Pending meanwhile).
 """
 
 from __future__ import annotations
@@ -39,13 +40,18 @@ from .sources import SourceError, fetch_config
 __all__ = [
     "InvalidSpec",
     "Placed",
+    "Waiting",
     "build_planning_cluster",
     "model_config",
     "node_entry",
     "parse_spec",
     "placed_entry",
     "pool_entry",
+    "pool_error",
     "report_entry",
+    "sized_config",
+    "variant_configs",
+    "without_own_use",
 ]
 
 PLACED_PHASES = ("Placed", "Ready")
@@ -53,6 +59,16 @@ PLACED_PHASES = ("Placed", "Ready")
 
 class InvalidSpec(Exception):
     """The spec (or what it points to) cannot be planned; the message says why."""
+
+
+class Waiting(kopf.TemporaryError):
+    """An input the spec names is not there yet (retried); the deployment shows ``Pending``.
+
+    ``waiting_for`` completes "waiting for …", e.g. ``ConfigMap ml/qwen3-8b-config``."""
+
+    def __init__(self, waiting_for: str, *, delay: float) -> None:
+        super().__init__(f"waiting for {waiting_for}", delay=delay)
+        self.waiting_for = waiting_for
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,15 @@ def pool_entry(spec: Mapping[str, Any], logger: Any = None) -> PlacementPoolSpec
         if logger is not None:
             logger.warning(f"PlacementPool skipped, its spec is not valid: {_first(error)}")
         return None
+
+
+def pool_error(spec: Mapping[str, Any]) -> str | None:
+    """Why a PlacementPool's spec does not parse, or None (shown in the pool's status)."""
+    try:
+        PlacementPoolSpec.model_validate(_plain(spec or {}))
+    except ValidationError as error:
+        return _first(error)
+    return None
 
 
 def node_entry(body: Mapping[str, Any], logger: Any = None) -> Node | None:
@@ -93,6 +118,39 @@ def report_entry(
         if logger is not None:
             logger.warning(f"NodeMemoryReport for {node} skipped: {_first(error)}")
         return None
+
+
+def without_own_use(
+    reports: Iterable[tuple[str, NodeMemoryReportStatus]], pod_uids: Iterable[str]
+) -> list[tuple[str, NodeMemoryReportStatus]]:
+    """Reports as if memplace's own replicas (``pod_uids``) held no GPU memory.
+
+    The planner takes the room of every placed deployment from its reservation
+    (``Cluster.reserve``), and releases a deployment's own room before re-planning it. Measured
+    free memory already lacks what those replicas hold (vLLM reserves its whole
+    ``--gpu-memory-utilization`` share at start), so counting it again would make a running
+    deployment stop fitting on its own GPU, and move it. Their processes' memory is given back
+    to ``memoryFreeBytes`` (never above ``memoryTotalBytes``)."""
+    own = {uid for uid in pod_uids if uid}
+    result: list[tuple[str, NodeMemoryReportStatus]] = []
+    for node, report in reports:
+        gpus = []
+        changed = False
+        for gpu in report.gpus:
+            held = sum(p.used_memory_bytes or 0 for p in gpu.processes if p.pod_uid in own)
+            if held and gpu.memory_free_bytes is not None:
+                free = gpu.memory_free_bytes + held
+                if gpu.memory_total_bytes is not None:
+                    free = min(free, gpu.memory_total_bytes)
+                used = gpu.memory_used_bytes
+                update: dict[str, Any] = {"memory_free_bytes": free}
+                if used is not None:
+                    update["memory_used_bytes"] = max(0, used - held)
+                gpu = gpu.model_copy(update=update)
+                changed = True
+            gpus.append(gpu)
+        result.append((node, report.model_copy(update={"gpus": gpus}) if changed else report))
+    return result
 
 
 def placed_entry(status: Mapping[str, Any]) -> Placed | None:
@@ -139,30 +197,65 @@ async def model_config(
     settings: Settings,
     cache: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
-    """The model's config.json: inline, from a ConfigMap, or fetched from its source.
+    """The model's config.json: inline, from a ConfigMap, or fetched from its source."""
+    return await sized_config(spec.model, namespace, api, settings, cache)
 
-    None when the spec sizes the model by ``parameters`` alone. Fetched configs are cached by
-    URL (a model's published config does not change under a revision)."""
-    model = spec.model
-    if model.config is not None:
-        return dict(model.config)
-    if model.config_map_ref is not None:
-        ref = model.config_map_ref
+
+async def variant_configs(
+    spec: ModelDeploymentSpec,
+    namespace: str,
+    api: kube.Kube,
+    settings: Settings,
+    cache: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """config.json per variant sized by a ConfigMap or a source (``variant_configs``).
+
+    Resolved as the model's is (:func:`sized_config`), with the same errors: a variant the user
+    named is waited for, not silently dropped. Inline configs stay in the spec, where the planner
+    reads them; a variant sized by ``parameters`` alone is left out."""
+    found: dict[str, dict[str, Any]] = {}
+    for variant in spec.model.variants:
+        if variant.config is not None:
+            continue
+        config = await sized_config(variant, namespace, api, settings, cache)
+        if config is not None:
+            found[variant.name] = config
+    return found
+
+
+async def sized_config(
+    sized: Any,
+    namespace: str,
+    api: kube.Kube,
+    settings: Settings,
+    cache: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
+    """The config.json of a ``ModelSpec`` or ``ModelVariant``: inline, ConfigMap or source.
+
+    None when it is sized by ``parameters`` alone (or its source has no config.json and
+    ``parameters`` is given). Fetched configs are cached by URL (a model's published config does
+    not change under a revision). A missing ConfigMap or an unreachable source is
+    :class:`Waiting` (the deployment is Pending until it appears); a ConfigMap without the
+    key, or a config that is not a JSON object, is :class:`InvalidSpec`."""
+    if sized.config is not None:
+        return dict(sized.config)
+    if sized.config_map_ref is not None:
+        ref = sized.config_map_ref
         configmap = await api.get(kube.path("v1", "configmaps", namespace, ref.name))
         if configmap is None:
-            raise kopf.TemporaryError(f"ConfigMap {namespace}/{ref.name} not found", delay=30)
+            raise Waiting(f"ConfigMap {namespace}/{ref.name}", delay=30)
         text = (configmap.get("data") or {}).get(ref.key)
         if text is None:
             raise InvalidSpec(f"ConfigMap {namespace}/{ref.name} has no key {ref.key!r}")
         return _json_object(text, f"ConfigMap {namespace}/{ref.name} key {ref.key}")
-    if model.source:
-        url = model.source
+    if sized.source:
+        url = sized.source
         if cache is not None and url in cache:
             return cache[url]
         try:
             config = await _fetch(url, settings)
         except InvalidSpec:
-            if model.parameters:
+            if sized.parameters:
                 return None  # the spec sizes the model itself
             raise
         if cache is not None:
@@ -179,7 +272,7 @@ async def _fetch(source: str, settings: Settings) -> dict[str, Any]:
         )
     except SourceError as error:
         if error.retryable:
-            raise kopf.TemporaryError(str(error), delay=60) from error
+            raise Waiting(f"config.json from {source} ({error})", delay=60) from error
         raise InvalidSpec(str(error)) from error
     return dict(config)
 

@@ -8,6 +8,12 @@ condition's ``status`` flips, so an unchanged outcome rewrites nothing a human w
   edit keeps the running placement: reason ``PlacementKept``).
 - ``Ready``: the Deployment has all its replicas available.
 
+A deployment the operator has seen but could not plan yet (a ConfigMap that does not exist, a
+config source that does not answer) is ``Pending``: :func:`pending_patch` says what it waits for
+in ``message`` and in the ``Placed`` condition (reason ``Waiting``). A deployment already running
+keeps its phase and placement: only the message and the ``Placed`` condition say what the new
+generation waits for.
+
 The operator writes this dict as a merge patch to the ``/status`` subresource; ``None`` values
 clear fields that no longer apply (an Unschedulable deployment has no placement).
 """
@@ -22,6 +28,7 @@ from typing import Any, Literal
 __all__ = [
     "Outcome",
     "Readiness",
+    "pending_patch",
     "readiness",
     "set_condition",
     "status_patch",
@@ -150,6 +157,34 @@ def status_patch(
         set_("Ready", False, "NotPlaced", "nothing runs: the deployment is not placed")
     patch["conditions"] = conditions
     return patch
+
+
+def pending_patch(
+    previous: Mapping[str, Any] | None,
+    waiting_for: str,
+    *,
+    generation: int | None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The merge patch for a deployment that waits for an input before it can be planned."""
+    now = now or datetime.now(UTC)
+    previous = previous or {}
+    conditions: list[dict[str, Any]] = list(previous.get("conditions") or [])
+    running = previous.get("phase") in ("Placed", "Ready") and previous.get("placement")
+    if running:
+        message = (f"generation {generation}: waiting for {waiting_for}; "
+                   "the running placement is kept")
+        conditions = set_condition(conditions, "Placed", True, "Waiting", message,
+                                   generation=generation, now=now)
+        return {"message": message, "conditions": conditions}
+    message = f"waiting for {waiting_for}"
+    conditions = set_condition(conditions, "Placed", False, "Waiting", message,
+                               generation=generation, now=now)
+    conditions = set_condition(conditions, "Ready", False, "NotPlaced",
+                               "nothing runs: the deployment is not placed yet",
+                               generation=generation, now=now)
+    return {"phase": "Pending", "message": message, "observedGeneration": generation,
+            "conditions": conditions}
 
 
 def _condition(

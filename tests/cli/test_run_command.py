@@ -1,0 +1,32 @@
+"""`memplace run` hands Kopf the right peering settings."""
+
+from __future__ import annotations
+
+import kopf
+
+from memplace.cli import main
+
+
+def run_and_capture(monkeypatch, *args: str) -> dict:
+    seen: dict = {}
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: seen.update(kwargs))
+    assert main(["run", *args]) == 0
+    return seen
+
+
+def test_standalone_without_peering(monkeypatch):
+    seen = run_and_capture(monkeypatch)
+    assert seen["standalone"] is True and seen["peering_name"] is None
+
+
+def test_peered_replicas_get_distinct_priorities_so_exactly_one_is_active(monkeypatch):
+    # Kopf pauses every replica that shares the top priority: equal defaults would stop all.
+    priorities = {
+        run_and_capture(monkeypatch, "--peering", "memplace")["priority"] for _ in range(5)
+    }
+    assert len(priorities) == 5
+
+
+def test_an_explicit_priority_is_used(monkeypatch):
+    seen = run_and_capture(monkeypatch, "--peering", "memplace", "--priority", "100")
+    assert seen["priority"] == 100 and seen["standalone"] is False

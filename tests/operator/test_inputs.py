@@ -1,0 +1,86 @@
+"""inputs: model and variant configs from inline, ConfigMap or source, through a fake API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from memplace.operator import inputs
+from memplace.operator.settings import Settings
+
+SMALL = {"model_type": "qwen3", "hidden_size": 2560, "num_hidden_layers": 36,
+         "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+         "intermediate_size": 9728, "vocab_size": 151936}
+
+
+class FakeKube:
+    """Answers GETs from a dict of ConfigMaps by URL; records what was asked."""
+
+    def __init__(self, configmaps: dict[str, dict[str, str]]) -> None:
+        self.configmaps = configmaps
+        self.asked: list[str] = []
+
+    async def get(self, url: str) -> dict[str, Any] | None:
+        self.asked.append(url)
+        name = url.rsplit("/", 1)[-1]
+        data = self.configmaps.get(name)
+        return None if data is None else {"data": data}
+
+
+def spec(*variants: dict[str, Any]) -> Any:
+    return inputs.parse_spec({
+        "model": {"name": "Qwen/Qwen3-8B", "parameters": 8e9, "variants": list(variants)},
+    })
+
+
+async def test_a_variant_given_by_configmap_gets_its_config_and_inline_ones_stay_in_the_spec():
+    api = FakeKube({"small-config": {"config.json": json.dumps(SMALL)}})
+    found = await inputs.variant_configs(
+        spec({"name": "small", "configMapRef": {"name": "small-config"}, "qualityLoss": 0.02},
+             {"name": "inline", "config": SMALL, "qualityLoss": 0.02},
+             {"name": "sized", "parameters": 1e9, "qualityLoss": 0.05}),
+        "ml", api, Settings())
+    assert found == {"small": SMALL}
+    assert api.asked == ["/api/v1/namespaces/ml/configmaps/small-config"]
+
+
+async def test_a_missing_variant_configmap_is_waited_for_and_a_missing_key_is_invalid():
+    waiting = spec({"name": "small", "configMapRef": {"name": "later"}, "qualityLoss": 0.02})
+    with pytest.raises(inputs.Waiting) as caught:
+        await inputs.variant_configs(waiting, "ml", FakeKube({}), Settings())
+    assert caught.value.waiting_for == "ConfigMap ml/later"
+
+    wrong_key = spec({"name": "small", "configMapRef": {"name": "cm", "key": "cfg.json"},
+                      "qualityLoss": 0.02})
+    with pytest.raises(inputs.InvalidSpec, match="has no key 'cfg.json'"):
+        await inputs.variant_configs(wrong_key, "ml", FakeKube({"cm": {"config.json": "{}"}}),
+                                     Settings())
+
+
+async def test_the_model_and_its_variants_resolve_the_same_way():
+    api = FakeKube({"cm": {"config.json": json.dumps(SMALL)}})
+    model = inputs.parse_spec({"model": {"name": "m", "configMapRef": {"name": "cm"}}}).model
+    variant = spec({"name": "v", "configMapRef": {"name": "cm"}, "qualityLoss": 0.1}).model
+    assert await inputs.sized_config(model, "ml", api, Settings()) == SMALL
+    assert await inputs.sized_config(variant.variants[0], "ml", api, Settings()) == SMALL
+
+
+def test_own_replicas_memory_is_given_back_to_free_and_nothing_else_is():
+    from memplace.api import NodeMemoryReportStatus
+
+    gib = 1 << 30
+    report = NodeMemoryReportStatus.model_validate({"gpus": [
+        {"index": 0, "memoryTotalBytes": 80 * gib, "memoryUsedBytes": 76 * gib,
+         "memoryFreeBytes": 4 * gib, "processes": [
+             {"pid": 1, "podUid": "ours", "usedMemoryBytes": 72 * gib},
+             {"pid": 2, "podUid": "theirs", "usedMemoryBytes": 4 * gib}]},
+        {"index": 1, "memoryTotalBytes": 80 * gib, "memoryFreeBytes": 80 * gib},
+    ]})
+    [(node, adjusted)] = inputs.without_own_use([("n1", report)], ["ours"])
+    assert node == "n1"
+    assert adjusted.gpus[0].memory_free_bytes == 76 * gib
+    assert adjusted.gpus[0].memory_used_bytes == 4 * gib
+    assert adjusted.gpus[1] == report.gpus[1]
+    assert inputs.without_own_use([("n1", report)], ["nobody"])[0][1] is report
