@@ -56,6 +56,17 @@ def test_each_example_shows_its_lever(plans, name, field, value):
     assert plans[name]["placement"][field] == value
 
 
+def test_vllm_serves_in_flight_only_what_it_can_make_from_a_16_bit_checkpoint(plans):
+    # int8 W8A8 needs an int8 checkpoint; vLLM makes int4 (bitsandbytes) while loading
+    for name in ("moe-coder", "support-bot"):
+        assert plans[name]["placement"]["precision"] == "int4", name
+
+
+def test_the_infeasible_example_shows_each_pools_nearest_miss(plans):
+    (h100,) = [a for a in plans["frontier"]["alternatives"] if a.get("pool") == "h100"]
+    assert h100["code"] == "DoesNotFit" and h100["gpusPerReplica"] == 8
+
+
 def test_every_placed_example_is_cheaper_than_or_equal_to_its_naive_plan(plans):
     for plan in plans.values():
         cost = plan["cost"] or {}

@@ -158,8 +158,11 @@ def test_a_miss_against_measured_memory_may_resolve():
 
 
 def test_offload_that_cannot_fit_even_without_weights_does_not_fit():
-    rej = does_not_fit(evaluation(tier="offload", offload=None), R)
+    # KV cache, activations and overhead alone (32 GiB) exceed the L4's 21.6 GiB
+    e = evaluation(tier="offload", offload=None, per_gpu=40 * GIB, weights=8 * GIB)
+    rej = does_not_fit(e, R)
     assert rej.code == "DoesNotFit" and "without weights" in rej.message
+    assert rej.message.startswith("needs 32.0 GiB per GPU without weights > 21.6 GiB")
 
 
 def test_offload_is_limited_to_the_replicas_share_of_host_memory():

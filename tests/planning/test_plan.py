@@ -287,3 +287,69 @@ def test_pools_left_out_are_listed_as_alternatives():
     )
     plan = plan_deployment(request(), build_cluster(nodes=l4_nodes(1) + [stray]))
     assert any(a.pool == "onprem" and a.code == "NoPrice" for a in plan.alternatives)
+
+
+# --- one definition of each rule: the fast path agrees with the check functions ---
+
+
+def _spec(**over) -> ModelDeploymentSpec:
+    spec = {
+        "model": {"name": "m", "parameters": 8e9},
+        "workload": {"contextTokens": 8192, "concurrency": 8, "outputTokensPerSecond": 300},
+        "slo": {"timeToFirstTokenMs": 1000, "timePerOutputTokenMs": 50},
+        "quality": {"maxLoss": 0.05},
+    }
+    spec.update(over)
+    return ModelDeploymentSpec.model_validate(spec)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {},
+        {"runtime": {"engine": "tgi"}},
+        {"runtime": {"engine": "llamacpp"}, "placement": {"tiers": ["gpu", "cpu"]}},
+        {"quality": {"maxLoss": 0.0}, "placement": {"pools": ["l4"]}},
+        {"model": {"name": "big", "parameters": 400e9}, "placement": {"tiers": ["gpu"]}},
+    ],
+)
+def test_the_fast_path_counts_what_every_check_on_every_candidate_counts(over):
+    from memplace.planning import plan as planning
+    from memplace.planning.feasibility import check_all, funnel
+
+    cluster = build_cluster(nodes=l4_nodes() + a100_nodes() + h100_nodes())
+    request = DeploymentRequest("ml", "x", _spec(**over))
+    variants, _ = planning._variants(request, cluster.memo)
+    r = planning.Requirements.from_spec(request.spec)
+    shape = planning._bases(variants, r, cluster)
+    kept, steps, _ = planning._evaluate_all(shape, r)
+    slow = []
+    for g in shape.groups:
+        for b in g.members:
+            e = planning._evaluate(b, g, r, 1, 1, check=False)
+            demand = r.demand_tokens_per_second
+            for_demand = -(-demand // b.tps) if demand and b.tps else (10**9 if demand else 0)
+            e.replicas_for_demand = int(for_demand)
+            e.rejections = check_all(e, r)
+            slow.append(e)
+    assert steps[:-1] == funnel(slow)[:-1]
+    feasible = {id(e.candidate) for e in slow if e.feasible}
+    assert {id(e.candidate) for e in kept if e.feasible} == feasible
+    assert all(not e.feasible for e in kept if id(e.candidate) not in feasible)
+
+
+def test_vllm_never_serves_int8_made_from_a_16_bit_checkpoint():
+    cluster = build_cluster(nodes=l4_nodes() + a100_nodes())
+    for budget in (0.01, 0.02, 0.05):
+        spec = _spec(quality={"maxLoss": budget, "precisions": ["bf16", "int8"]})
+        plan = plan_deployment(DeploymentRequest("ml", "x", spec), cluster)
+        assert plan.placement is None or plan.placement.precision != "int8"
+
+
+def test_a_pool_where_nothing_fits_shows_its_nearest_miss_not_its_cheapest():
+    cluster = build_cluster(nodes=l4_nodes())
+    spec = _spec(model={"name": "big", "parameters": 400e9}, placement={"tiers": ["gpu"]})
+    plan = plan_deployment(DeploymentRequest("ml", "x", spec), cluster)
+    assert plan.phase == "Unschedulable"
+    (miss,) = [a for a in plan.alternatives if a.pool == "l4"]
+    assert miss.code == "DoesNotFit" and miss.gpus_per_replica == 4  # the most GPUs: least each

@@ -30,6 +30,7 @@ __all__ = [
     "no_capacity",
     "rank",
     "rank_key",
+    "room_key",
 ]
 
 TIER_ORDER = {"gpu": 0, "offload": 1, "cpu": 2}
@@ -75,6 +76,14 @@ class Ranking:
     feasible_by_pool: dict[str, list[int]] = field(default_factory=dict)
     nearest_by_pool: dict[str, int] = field(default_factory=dict)
     """Per pool without a feasible candidate: the one that got furthest through the checks."""
+    by_room: dict[tuple, list[int]] = field(default_factory=dict)
+    """Feasible indices by ``room_key``, in rank order: each key is asked for room once."""
+
+
+def room_key(e: Evaluation) -> tuple:
+    """Everything ``no_capacity`` reads from a candidate: the same key, the same answer."""
+    c = e.candidate
+    return (c.pool.name, c.gpus, e.resident_bytes_per_gpu, e.replicas)
 
 
 def rank(evaluations: Iterable[Evaluation], current: Any = None) -> Ranking:
@@ -90,6 +99,7 @@ def rank(evaluations: Iterable[Evaluation], current: Any = None) -> Ranking:
         if not e.rejections:
             result.feasible.append(i)
             result.feasible_by_pool.setdefault(pool, []).append(i)
+            result.by_room.setdefault(room_key(e), []).append(i)
             continue
         key = _closeness(e)
         if pool not in nearest or key < nearest[pool][0]:
@@ -134,21 +144,25 @@ def cheapest(
 ) -> tuple[int | None, dict[int, Rejection]]:
     """The index of the first feasible candidate with room, and the NoCapacity rejection of
     each feasible one that lacked it. Every feasible candidate is asked (none skipped), so the
-    message can say how many were full."""
+    message can say how many were full; in bulk, once per ``room_key``."""
     chosen = None
     full: dict[int, Rejection] = {}
-    for i in ranking.feasible:
-        why = room(ranking.ranked[i])
+    for indices in ranking.by_room.values():
+        why = room(ranking.ranked[indices[0]])
         if why is not None:
-            full[i] = why
-        elif chosen is None:
-            chosen = i
+            full.update(dict.fromkeys(indices, why))
+        elif chosen is None or indices[0] < chosen:
+            chosen = indices[0]
     return chosen, full
 
 
 def _closeness(e: Evaluation) -> tuple:
-    first = min((stage_of(r) for r in e.rejections), default=99)
-    return (-first, len(e.rejections), e.sort_key)
+    """The nearest miss sorts first: furthest through the stages, then closest to passing the
+    one it failed (``Rejection.excess``), then fewest rejections, then rank order."""
+    first = primary(e)
+    if first is None:
+        return (-99, 0.0, 0, e.sort_key)
+    return (-stage_of(first), first.excess, len(e.rejections), e.sort_key)
 
 
 def primary(e: Evaluation) -> Rejection | None:

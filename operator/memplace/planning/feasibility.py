@@ -12,12 +12,19 @@ scheduler's ``Unschedulable`` vs ``UnschedulableAndUnresolvable``): measured mem
 capacity can change; compute capability and the SLO arithmetic cannot.
 
 Checks run in ``STAGES`` order; a candidate's first rejection is the one people see.
+
+Each rule is defined once, as a predicate over plain values (``pool_allowed``,
+``engine_refusal``, ``memory_need``, ``meets_slo`` …). The check functions ask the predicate and
+explain a "no" with numbers; the planner's fast path (``plan._evaluate_all``) asks the same
+predicates once per group of candidates that share pool, tier, precision, KV dtype and variant,
+and per candidate only what differs inside a group (memory, speed, replicas).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .inventory import gib
@@ -30,16 +37,29 @@ __all__ = [
     "Requirements",
     "check_all",
     "does_not_fit",
+    "excess",
+    "engine_refusal",
     "engine_unsupported",
     "funnel",
+    "hardware_refusal",
+    "host_share",
+    "kv_cache_dtype_allowed",
     "kv_cache_dtype_not_allowed",
+    "meets_slo",
+    "memory_need",
     "offload_to_disk_not_allowed",
+    "pool_allowed",
     "pool_not_allowed",
+    "precision_allowed",
     "precision_not_allowed",
     "quality_too_low",
+    "slo_excess",
+    "spec_allows",
+    "tier_allowed",
     "tier_not_allowed",
     "too_slow",
     "unsupported_precision",
+    "within_budget",
 ]
 
 
@@ -52,6 +72,9 @@ class Rejection:
     message: str
     resolvable: bool = False
     """True when it may pass later with the same spec (memory frees up, a pool drains)."""
+    excess: float = field(default=0.0, compare=False)
+    """How far over the limit, for picking the nearest miss: needed ÷ available memory
+    (DoesNotFit), estimate ÷ SLO (TooSlow); 0 for the other codes."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,20 @@ class Requirements:
     max_replicas: int | None = None
     offload_to_disk: bool = False
     engine: str = "vllm"
+
+    @property
+    def group_rules(self) -> tuple:
+        """What the first three stages (spec, hardware and engine, quality) read: candidates
+        that share pool, tier, precision, KV dtype and variant get the same verdicts from
+        requirements with the same ``group_rules``."""
+        return (
+            self.pools,
+            self.tiers,
+            self.precisions,
+            self.kv_cache_dtypes,
+            self.engine,
+            self.max_loss,
+        )
 
     @classmethod
     def from_spec(cls, spec: Any) -> Requirements:
@@ -135,42 +172,68 @@ def _listed(values: frozenset[str]) -> str:
 # --- the spec's rules ------------------------------------------------------------------------
 
 
+def pool_allowed(pool: str, r: Requirements) -> bool:
+    return not r.pools or pool in r.pools
+
+
+def tier_allowed(tier: str, r: Requirements) -> bool:
+    return tier in r.tiers
+
+
+def precision_allowed(precision: str, r: Requirements) -> bool:
+    return r.precisions is None or precision in r.precisions
+
+
+def kv_cache_dtype_allowed(kv: str, r: Requirements) -> bool:
+    return r.kv_cache_dtypes is None or kv in r.kv_cache_dtypes
+
+
+def spec_allows(pool: str, tier: str, precision: str, kv: str, r: Requirements) -> bool:
+    """All of the spec's allow-lists at once (the first stage)."""
+    return (
+        pool_allowed(pool, r)
+        and tier_allowed(tier, r)
+        and precision_allowed(precision, r)
+        and kv_cache_dtype_allowed(kv, r)
+    )
+
+
 def pool_not_allowed(e: Evaluation, r: Requirements) -> Rejection | None:
     pool = e.candidate.pool.name
-    if r.pools and pool not in r.pools:
-        return Rejection(
-            "PoolNotAllowed", f"pool {pool} not in spec.placement.pools {_listed(r.pools)}"
-        )
-    return None
+    if pool_allowed(pool, r):
+        return None
+    return Rejection(
+        "PoolNotAllowed", f"pool {pool} not in spec.placement.pools {_listed(r.pools)}"
+    )
 
 
 def tier_not_allowed(e: Evaluation, r: Requirements) -> Rejection | None:
     tier = e.candidate.tier
-    if tier not in r.tiers:
-        return Rejection(
-            "TierNotAllowed", f"tier {tier} not in spec.placement.tiers {_listed(r.tiers)}"
-        )
-    return None
+    if tier_allowed(tier, r):
+        return None
+    return Rejection(
+        "TierNotAllowed", f"tier {tier} not in spec.placement.tiers {_listed(r.tiers)}"
+    )
 
 
 def precision_not_allowed(e: Evaluation, r: Requirements) -> Rejection | None:
     precision = e.candidate.precision.id
-    if r.precisions is not None and precision not in r.precisions:
-        return Rejection(
-            "PrecisionNotAllowed",
-            f"{precision} not in spec.quality.precisions {_listed(r.precisions)}",
-        )
-    return None
+    if precision_allowed(precision, r):
+        return None
+    return Rejection(
+        "PrecisionNotAllowed",
+        f"{precision} not in spec.quality.precisions {_listed(r.precisions or frozenset())}",
+    )
 
 
 def kv_cache_dtype_not_allowed(e: Evaluation, r: Requirements) -> Rejection | None:
     kv = e.candidate.kv.id
-    if r.kv_cache_dtypes is not None and kv not in r.kv_cache_dtypes:
-        return Rejection(
-            "KvCacheDtypeNotAllowed",
-            f"{kv} KV cache not in spec.quality.kvCacheDtypes {_listed(r.kv_cache_dtypes)}",
-        )
-    return None
+    if kv_cache_dtype_allowed(kv, r):
+        return None
+    listed = _listed(r.kv_cache_dtypes or frozenset())
+    return Rejection(
+        "KvCacheDtypeNotAllowed", f"{kv} KV cache not in spec.quality.kvCacheDtypes {listed}"
+    )
 
 
 # --- hardware and engine ---------------------------------------------------------------------
@@ -209,46 +272,61 @@ llama.cpp loads GGUF files whose quantisation is chosen by the repository the so
 A checkpoint published in a quantised format serves in that format only."""
 
 
-def unsupported_precision(e: Evaluation, r: Requirements) -> Rejection | None:
+def hardware_refusal(precision: Any, kv: Any, gpu: Any) -> str | None:
+    """Why ``gpu`` cannot run these weights or this KV cache, or None (always None on the cpu
+    tier, whose formats are fixed by ``candidates.CPU_PRECISIONS``)."""
     from .precision import unsupported
 
+    if gpu is None:
+        return None
+    return unsupported(precision, gpu) or unsupported(kv, gpu)
+
+
+def engine_refusal(
+    engine: str, tier: str, precision: str, kv: str, native: str | None
+) -> str | None:
+    """Why ``engine`` cannot serve this tier, precision and KV dtype from a checkpoint published
+    in ``native`` (None: 16-bit), or None when it can (see ``ENGINE_SUPPORT``)."""
+    support = ENGINE_SUPPORT.get(engine)
+    if support is None:
+        return None
+    if tier not in support["tiers"]:
+        return f"{engine} cannot serve the {tier} tier"
+    if precision not in support["precisions"]:
+        return f"{engine} cannot serve {precision} weights"
+    if kv not in support["kv"]:
+        return f"{engine} cannot keep a {kv} KV cache"
+    if native is not None and precision != native:
+        return f"the checkpoint is published in {native}; it serves as {native}"
+    if native is None and precision not in support["in_flight"]:
+        return (
+            f"{engine} cannot make {precision} from a 16-bit checkpoint while loading; "
+            f"add a variant whose source is a {precision} checkpoint"
+        )
+    return None
+
+
+def unsupported_precision(e: Evaluation, r: Requirements) -> Rejection | None:
     c = e.candidate
-    if c.pool.gpu is None:
-        return None  # the cpu tier's formats are fixed by candidates.CPU_PRECISIONS
-    why = unsupported(c.precision, c.pool.gpu) or unsupported(c.kv, c.pool.gpu)
+    why = hardware_refusal(c.precision, c.kv, c.pool.gpu)
     return Rejection("UnsupportedPrecision", why) if why else None
 
 
 def engine_unsupported(e: Evaluation, r: Requirements) -> Rejection | None:
-    support = ENGINE_SUPPORT.get(r.engine)
-    if support is None:
-        return None
     c = e.candidate
-    if c.tier not in support["tiers"]:
-        return Rejection("EngineUnsupported", f"{r.engine} cannot serve the {c.tier} tier")
-    if c.precision.id not in support["precisions"]:
-        return Rejection("EngineUnsupported", f"{r.engine} cannot serve {c.precision.id} weights")
-    if c.kv.id not in support["kv"]:
-        return Rejection("EngineUnsupported", f"{r.engine} cannot keep a {c.kv.id} KV cache")
-    native = c.variant.native
-    if native is not None and c.precision.id != native:
-        return Rejection(
-            "EngineUnsupported", f"the checkpoint is published in {native}; it serves as {native}"
-        )
-    if native is None and c.precision.id not in support["in_flight"]:
-        return Rejection(
-            "EngineUnsupported",
-            f"{r.engine} cannot make {c.precision.id} from a 16-bit checkpoint while loading; "
-            f"add a variant whose source is a {c.precision.id} checkpoint",
-        )
-    return None
+    why = engine_refusal(r.engine, c.tier, c.precision.id, c.kv.id, c.variant.native)
+    return Rejection("EngineUnsupported", why) if why else None
 
 
 # --- quality ---------------------------------------------------------------------------------
 
 
+def within_budget(loss: float, r: Requirements) -> bool:
+    return loss <= r.max_loss + 1e-12
+
+
 def quality_too_low(e: Evaluation, r: Requirements) -> Rejection | None:
-    if e.quality_loss <= r.max_loss + 1e-12:
+    if within_budget(e.quality_loss, r):
         return None
     c = e.candidate
     parts = []
@@ -268,61 +346,86 @@ def quality_too_low(e: Evaluation, r: Requirements) -> Rejection | None:
 # --- memory ----------------------------------------------------------------------------------
 
 
-def _host_share(e: Evaluation) -> tuple[int, int]:
-    """Host memory and local disk the replica may use: its GPUs' share of the node."""
-    pool = e.candidate.pool
+def host_share(pool: Any, gpus: int) -> tuple[int, int]:
+    """Host memory and local disk a replica of ``gpus`` GPUs may use: its GPUs' share of the
+    node (the whole node on the cpu tier)."""
     if pool.cpu_only or not pool.gpus_per_node:
         return pool.host_bytes_per_node, 0
-    share = e.candidate.gpus / pool.gpus_per_node
+    share = gpus / pool.gpus_per_node
     return int(pool.host_bytes_per_node * share), int(pool.disk_bytes_per_node * share)
+
+
+def memory_need(
+    tier: str,
+    bytes_per_gpu: int,
+    weights_bytes_per_gpu: int,
+    usable_bytes_per_gpu: int,
+    offload_bytes_per_gpu: int | None,
+    host_bytes: int,
+    host: int,
+    disk: int,
+    offload_to_disk: bool,
+) -> tuple[int, int]:
+    """(needed, available) bytes of the memory that limits this tier; it fits when needed ≤
+    available. gpu: per GPU; cpu: the node's host memory; offload: per GPU without the weights
+    when even that is too much (``offload_bytes_per_gpu`` None), else the offloaded weights in
+    the replica's share of host memory (and of local disk with ``offloadToDisk``)."""
+    if tier == "cpu":
+        return host_bytes, host
+    if tier == "gpu":
+        return bytes_per_gpu, usable_bytes_per_gpu
+    if offload_bytes_per_gpu is None:
+        return bytes_per_gpu - weights_bytes_per_gpu, usable_bytes_per_gpu
+    return host_bytes, host + (disk if offload_to_disk else 0)
+
+
+def excess(needed: float, available: float) -> float:
+    """needed ÷ available (inf when nothing is available): how far a miss is from fitting."""
+    return needed / available if available > 0 else math.inf
 
 
 def does_not_fit(e: Evaluation, r: Requirements) -> Rejection | None:
     c, pool = e.candidate, e.candidate.pool
+    host, disk = host_share(pool, c.gpus)
+    m = e.memory
+    need, have = memory_need(
+        c.tier,
+        m.total_bytes_per_gpu,
+        m.weights_bytes_per_gpu,
+        pool.usable_bytes_per_gpu,
+        e.offload_bytes_per_gpu,
+        e.host_bytes,
+        host,
+        disk,
+        r.offload_to_disk,
+    )
+    if need <= have:
+        return None
+    over = excess(need, have)
     source = "measured free" if pool.measured else "usable"
     if c.tier == "cpu":
-        host, _ = _host_share(e)
-        if e.host_bytes > host:
-            where = pool.instance.id if pool.instance is not None else pool.name
-            return Rejection(
-                "DoesNotFit", f"needs {gib(e.host_bytes)} > {gib(host)} host memory on {where}"
-            )
-        return None
-    per_gpu = e.memory.total_bytes_per_gpu
-    usable = pool.usable_bytes_per_gpu
+        where = pool.instance.id if pool.instance is not None else pool.name
+        message = f"needs {gib(need)} > {gib(have)} host memory on {where}"
+        return Rejection("DoesNotFit", message, excess=over)
     if c.tier == "gpu":
-        if per_gpu > usable:
-            return Rejection(
-                "DoesNotFit",
-                f"needs {gib(per_gpu)} per GPU > {gib(usable)} {source} on {pool.gpu_name}",
-                resolvable=pool.measured,
-            )
-        return None
-    # offload
-    if e.offload_bytes_per_gpu is None:
-        rest = per_gpu - e.memory.weights_bytes_per_gpu
-        return Rejection(
-            "DoesNotFit",
-            f"needs {gib(rest)} per GPU without weights > {gib(usable)} {source} "
-            f"on {pool.gpu_name}",
-            resolvable=pool.measured,
+        message = f"needs {gib(need)} per GPU > {gib(have)} {source} on {pool.gpu_name}"
+    elif e.offload_bytes_per_gpu is None:
+        message = (
+            f"needs {gib(need)} per GPU without weights > {gib(have)} {source} on {pool.gpu_name}"
         )
-    host, disk = _host_share(e)
-    budget = host + (disk if r.offload_to_disk else 0)
-    if e.host_bytes > budget:
+    else:
         what = "host memory" + (" and local disk" if r.offload_to_disk else "")
-        return Rejection(
-            "DoesNotFit",
-            f"offloads {gib(e.host_bytes)} > {gib(budget)} {what} for {c.gpus} of "
-            f"{pool.gpus_per_node} GPUs",
+        message = (
+            f"offloads {gib(need)} > {gib(have)} {what} for {c.gpus} of {pool.gpus_per_node} GPUs"
         )
-    return None
+        return Rejection("DoesNotFit", message, excess=over)
+    return Rejection("DoesNotFit", message, resolvable=pool.measured, excess=over)
 
 
 def offload_to_disk_not_allowed(e: Evaluation, r: Requirements) -> Rejection | None:
     if e.candidate.tier != "offload" or r.offload_to_disk or e.offload_bytes_per_gpu is None:
         return None
-    host, disk = _host_share(e)
+    host, disk = host_share(e.candidate.pool, e.candidate.gpus)
     if host < e.host_bytes <= host + disk:
         return Rejection(
             "OffloadToDiskNotAllowed",
@@ -335,20 +438,49 @@ def offload_to_disk_not_allowed(e: Evaluation, r: Requirements) -> Rejection | N
 # --- speed -----------------------------------------------------------------------------------
 
 
+def meets_slo(ttft_ms: float, tpot_ms: float, replicas_for_demand: int, r: Requirements) -> bool:
+    """Whether the estimates meet the SLO, and the demand needs no more than maxReplicas."""
+    return (
+        (r.ttft_ms is None or ttft_ms <= r.ttft_ms)
+        and (r.tpot_ms is None or tpot_ms <= r.tpot_ms)
+        and (r.max_replicas is None or replicas_for_demand <= r.max_replicas)
+    )
+
+
+def slo_excess(ttft_ms: float, tpot_ms: float, replicas_for_demand: int, r: Requirements) -> float:
+    """The largest estimate ÷ limit: how far a too-slow candidate is from the SLO."""
+    ratios = [0.0]
+    if r.ttft_ms is not None:
+        ratios.append(excess(ttft_ms, r.ttft_ms))
+    if r.tpot_ms is not None:
+        ratios.append(excess(tpot_ms, r.tpot_ms))
+    if r.max_replicas is not None:
+        ratios.append(excess(replicas_for_demand, r.max_replicas))
+    return max(ratios)
+
+
 def too_slow(e: Evaluation, r: Requirements) -> Rejection | None:
-    if e.speed is None:
+    s = e.speed
+    if s is None:
         return None
-    misses = []
-    if r.ttft_ms is not None and e.speed.time_to_first_token_ms > r.ttft_ms:
-        misses.append(f"TTFT {e.speed.time_to_first_token_ms:.0f} ms > SLO {r.ttft_ms:g} ms")
-    if r.tpot_ms is not None and e.speed.time_per_output_token_ms > r.tpot_ms:
-        misses.append(f"TPOT {e.speed.time_per_output_token_ms:.1f} ms > SLO {r.tpot_ms:g} ms")
-    if r.max_replicas is not None and e.replicas_for_demand > r.max_replicas:
+    ttft, tpot, for_demand = (
+        s.time_to_first_token_ms,
+        s.time_per_output_token_ms,
+        e.replicas_for_demand,
+    )
+    if meets_slo(ttft, tpot, for_demand, r):
+        return None
+    misses = []  # the message names each limit missed
+    if r.ttft_ms is not None and ttft > r.ttft_ms:
+        misses.append(f"TTFT {ttft:.0f} ms > SLO {r.ttft_ms:g} ms")
+    if r.tpot_ms is not None and tpot > r.tpot_ms:
+        misses.append(f"TPOT {tpot:.1f} ms > SLO {r.tpot_ms:g} ms")
+    if r.max_replicas is not None and for_demand > r.max_replicas:
         misses.append(
-            f"needs {e.replicas_for_demand} replicas for {r.demand_tokens_per_second:g} tok/s "
+            f"needs {for_demand} replicas for {r.demand_tokens_per_second:g} tok/s "
             f"> maxReplicas {r.max_replicas}"
         )
-    return Rejection("TooSlow", "; ".join(misses)) if misses else None
+    return Rejection("TooSlow", "; ".join(misses), excess=slo_excess(ttft, tpot, for_demand, r))
 
 
 # --- all of them -----------------------------------------------------------------------------

@@ -282,6 +282,7 @@ class PoolCapacity:
         "owners",
         "total_gpus",
         "free_whole_gpus",
+        "answers",
     )
 
     def __init__(self, names: Sequence[str], usable: Sequence[Sequence[int]], sharing: bool):
@@ -296,6 +297,9 @@ class PoolCapacity:
         """GPUs in the pool (slots, for CPU-only nodes)."""
         self.free_whole_gpus = self.total_gpus
         """GPUs no replica uses."""
+        self.answers: dict = {}
+        """Answers computed from the free room as it is now (the planner's NoCapacity per
+        replica shape); emptied whenever a placement or release changes the room."""
         all_usable = [b for u in usable for b in u]
         self._min_usable = min(all_usable) if all_usable else 0
         self._rebuild_index()
@@ -330,6 +334,7 @@ class PoolCapacity:
         clone._buckets = [list(b) for b in self._buckets]
         clone._count_by_k = list(self._count_by_k)
         clone._shared = list(self._shared)
+        clone.answers = {}
         return clone
 
     # -- queries --
@@ -382,6 +387,7 @@ class PoolCapacity:
         """Take room for ``replicas``; the node of each, or None (and no change) when short."""
         if self.replicas_possible(gpus, bytes_per_gpu, replicas) < replicas:
             return None
+        self.answers.clear()
         preferred = [self.names.index(p) for p in prefer if p in self.names]
         nodes: list[str] = []
         for r in range(replicas):
@@ -490,6 +496,7 @@ class PoolCapacity:
         held = self.owners.pop(owner, None)
         if not held:
             return False
+        self.answers.clear()
         for n, g, need, whole in held:
             if self.sharing:
                 self._shared_remove(n, g)

@@ -39,9 +39,31 @@ from memplace.api import (
 
 from .architecture import ConfigError, architecture_from_config, architecture_from_parameters
 from .candidates import Variant, enumerate_candidates
-from .choose import TIER_ORDER, Ranking, alternatives, cheapest, no_capacity, rank
+from .choose import (
+    TIER_ORDER,
+    Ranking,
+    alternatives,
+    cheapest,
+    no_capacity,
+    rank,
+    room_key,
+)
 from .cost import cost_per_million_tokens, replica_cost
-from .feasibility import Evaluation, Requirements, check_all
+from .feasibility import (
+    STAGES,
+    Evaluation,
+    Requirements,
+    check_all,
+    engine_refusal,
+    excess,
+    hardware_refusal,
+    host_share,
+    meets_slo,
+    memory_need,
+    slo_excess,
+    spec_allows,
+    within_budget,
+)
 from .inventory import Cluster
 from .latency import estimate_speed
 from .memory import estimate_memory, offload_bytes_needed
@@ -116,13 +138,19 @@ def _native(config: Mapping[str, Any] | None) -> str | None:
     return NATIVE_FORMATS.get(str(quant.get("quant_method", "")).lower())
 
 
-def _size(sized: Any, resolved: Mapping[str, Any] | None, what: str) -> tuple[Any, str | None]:
+def _size(
+    sized: Any, resolved: Mapping[str, Any] | None, what: str, memo: dict
+) -> tuple[Any, str | None]:
     config = sized.config if sized.config is not None else resolved
     try:
         if config is not None:
             return architecture_from_config(config), _native(config)
         if sized.parameters is not None:
-            return architecture_from_parameters(sized.parameters, sized.active_parameters), None
+            key = (sized.parameters, sized.active_parameters)
+            by_parameters = memo.setdefault("parameters", {})
+            if key not in by_parameters:
+                by_parameters[key] = architecture_from_parameters(*key)
+            return by_parameters[key], None
     except ConfigError as error:
         raise _Invalid(f"{what}: {error}") from error
     if sized.config_map_ref is not None:
@@ -136,14 +164,16 @@ def _size(sized: Any, resolved: Mapping[str, Any] | None, what: str) -> tuple[An
     )
 
 
-def _variants(request: DeploymentRequest) -> tuple[list[Variant], list[Alternative]]:
+def _variants(request: DeploymentRequest, memo: dict) -> tuple[list[Variant], list[Alternative]]:
     model = request.spec.model
-    arch, native = _size(model, request.model_config, f"model {model.name}")
+    arch, native = _size(model, request.model_config, f"model {model.name}", memo)
     variants = [Variant(None, arch, 0.0, native)]
     problems = []
     for v in model.variants:
         try:
-            varch, vnative = _size(v, request.variant_configs.get(v.name), f"variant {v.name}")
+            varch, vnative = _size(
+                v, request.variant_configs.get(v.name), f"variant {v.name}", memo
+            )
         except _Invalid as error:
             problems.append(Alternative(variant=v.name, reason=str(error), code="Invalid"))
             continue
@@ -162,7 +192,8 @@ def _arch_id(memo: dict, arch: Any) -> int:
 class _Base:
     """What a candidate is whatever the SLO, budget, demand and allow-lists: memoised per
     (sizes, context, concurrency, prompt) on the cluster and shared by every deployment with
-    that shape."""
+    that shape. What its group shares (pool, tier, precision, KV dtype, variant) is on the
+    ``_Group``."""
 
     __slots__ = (
         "candidate",
@@ -172,30 +203,108 @@ class _Base:
         "resident",
         "host_bytes",
         "per_replica",
-        "loss",
-        "hardware_ok",
         "fits",
-        "fits_host",
-        "fits_disk",
+        "excess",
         "tps",
         "ttft",
         "tpot",
+        "order",
+    )
+
+
+class _Group:
+    """Candidates that share pool, tier, precision, KV dtype and variant, and so every fact the
+    checks before memory read: computed once here, not per member."""
+
+    __slots__ = (
         "pool",
         "tier",
         "precision",
         "kv",
-        "order",
+        "native",
+        "loss",
+        "hardware_ok",
         "plain",
+        "members",
+        "_engine_ok",
     )
 
+    def __init__(self, c: Any, loss: float) -> None:
+        self.pool, self.tier = c.pool.name, c.tier
+        self.precision, self.kv, self.native = c.precision.id, c.kv.id, c.variant.native
+        self.loss = loss
+        self.hardware_ok = hardware_refusal(c.precision, c.kv, c.pool.gpu) is None
+        self.plain = (
+            c.precision.id == "bf16"
+            and c.kv.id == "bf16"
+            and c.tier == "gpu"
+            and c.variant.name is None
+        )
+        self.members: list[_Base] = []
+        self._engine_ok: dict[str, bool] = {}
 
-def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> list[list[_Base]]:
+    def engine_ok(self, engine: str) -> bool:
+        ok = self._engine_ok.get(engine)
+        if ok is None:
+            why = engine_refusal(engine, self.tier, self.precision, self.kv, self.native)
+            ok = self._engine_ok[engine] = why is None
+        return ok
+
+    def verdicts(self, r: Requirements) -> tuple[bool, bool, bool]:
+        """The first three stages: allowed by the spec, supported, within the quality budget."""
+        return (
+            spec_allows(self.pool, self.tier, self.precision, self.kv, r),
+            self.hardware_ok and self.engine_ok(r.engine),
+            within_budget(self.loss, r),
+        )
+
+
+class _Shape:
+    """Every candidate of one shape (sizes, context, concurrency, prompt), in groups, and the
+    groups' verdicts per ``Requirements.group_rules`` (memoised)."""
+
+    __slots__ = ("groups", "judged")
+
+    def __init__(self, groups: list[_Group]) -> None:
+        self.groups = groups
+        self.judged: dict[tuple, _Judged] = {}
+
+    def judge(self, r: Requirements) -> _Judged:
+        found = self.judged.get(r.group_rules)
+        if found is None:
+            found = self.judged[r.group_rules] = _Judged(self.groups, r)
+        return found
+
+
+class _Judged:
+    """The groups' verdicts on the first three stages: the groups that pass them, and per pool
+    the others by the stage they fail, furthest first (each with its candidate count)."""
+
+    __slots__ = ("total", "passing", "failing")
+
+    def __init__(self, groups: Sequence[_Group], r: Requirements) -> None:
+        self.total = sum(len(g.members) for g in groups)
+        self.passing: list[tuple[_Group, int]] = []
+        failing: dict[str, dict[int, list]] = {}
+        for g in groups:
+            allowed, supported, good = g.verdicts(r)
+            first = 0 if not allowed else 1 if not supported else 2 if not good else 3
+            if first == 3:
+                self.passing.append((g, 3))
+                continue
+            bucket = failing.setdefault(g.pool, {}).setdefault(first, [first, 0, []])
+            bucket[1] += len(g.members)
+            bucket[2].append((g, allowed + supported + good))
+        self.failing: list[tuple[str, list[tuple[int, int, list[tuple[_Group, int]]]]]] = [
+            (pool, [tuple(by_stage[f]) for f in sorted(by_stage, reverse=True)])
+            for pool, by_stage in failing.items()
+        ]
+
+
+def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _Shape:
     """Every candidate with its estimates and cost per replica (no requirement applied), in
     groups that share pool, tier, precision, KV dtype and variant (and so every check before
     memory: the planner asks those once per group)."""
-    from .feasibility import _host_share
-    from .precision import unsupported
-
     memo = cluster.memo
     key = (
         tuple((_arch_id(memo, v.architecture), v.name, v.quality_loss, v.native) for v in variants),
@@ -212,6 +321,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> li
     arch_ids = {id(v): _arch_id(memo, v.architecture) for v in variants}
     pools = [p for p in cluster.pools if not (p.cpu_only and p.instance is None)]
     out: list[_Base] = []
+    groups: dict[tuple, _Group] = {}
     for c in enumerate_candidates(variants, pools, cluster.catalogue):
         arch, aid, pool = c.variant.architecture, arch_ids[id(c.variant)], c.pool
         gpus = max(c.gpus, 1)
@@ -277,72 +387,68 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> li
         b.candidate, b.memory, b.speed = c, mem, speed
         b.offload, b.resident, b.host_bytes = offload, resident, host_bytes
         b.per_replica = replica_cost(pool, c.gpus, fraction).total
-        b.loss = quality_loss(c.precision, c.kv, c.variant.quality_loss, native=c.variant.native)
-        b.hardware_ok = pool.gpu is None or not (
-            unsupported(c.precision, pool.gpu) or unsupported(c.kv, pool.gpu)
-        )
-        host_share, disk_share = _host_share(
-            Evaluation(c, mem, speed, 0.0, offload, resident, host_bytes, 1, 1, 0.0, 0.0)
-        )
-        b.fits_host = b.fits_disk = False
-        if c.tier == "gpu":
-            b.fits = mem.total_bytes_per_gpu <= pool.usable_bytes_per_gpu
-        elif c.tier == "cpu":
-            b.fits = host_bytes <= host_share
-        else:
-            b.fits = None  # depends on offloadToDisk
-            b.fits_host = offload is not None and host_bytes <= host_share
-            b.fits_disk = offload is not None and host_bytes <= host_share + disk_share
+        host, disk = host_share(pool, c.gpus)
+        # fits and how far it misses, without and with offloadToDisk
+        fits, over = [], []
+        for to_disk in (False, True):
+            need, have = memory_need(
+                c.tier,
+                mem.total_bytes_per_gpu,
+                mem.weights_bytes_per_gpu,
+                pool.usable_bytes_per_gpu,
+                offload,
+                host_bytes,
+                host,
+                disk,
+                to_disk,
+            )
+            fits.append(need <= have)
+            over.append(excess(need, have))
+        b.fits, b.excess = tuple(fits), tuple(over)
         b.tps = speed.output_tokens_per_second_per_replica if speed is not None else 0.0
         b.ttft = speed.time_to_first_token_ms if speed is not None else math.inf
         b.tpot = speed.time_per_output_token_ms if speed is not None else math.inf
-        b.pool, b.tier = pool.name, c.tier
-        b.precision, b.kv = c.precision.id, c.kv.id
-        b.plain = (
-            c.precision.id == "bf16"
-            and c.kv.id == "bf16"
-            and c.tier == "gpu"
-            and c.variant.name is None
-        )
         out.append(b)
+        gkey = (pool.name, c.tier, c.precision.id, c.kv.id, c.variant.name)
+        group = groups.get(gkey)
+        if group is None:
+            loss = quality_loss(c.precision, c.kv, c.variant.quality_loss, native=c.variant.native)
+            group = groups[gkey] = _Group(c, loss)
+        group.members.append(b)
     static_order = sorted(
         range(len(out)),
         key=lambda i: (
             -out[i].candidate.precision.weight_bits,
             -out[i].candidate.kv.bits,
-            TIER_ORDER[out[i].tier],
-            out[i].pool,
+            TIER_ORDER[out[i].candidate.tier],
+            out[i].candidate.pool.name,
             out[i].candidate.gpus,
             out[i].candidate.variant.name or "",
-            out[i].precision,
-            out[i].kv,
+            out[i].candidate.precision.id,
+            out[i].candidate.kv.id,
         ),
     )
     for order, i in enumerate(static_order):
         out[i].order = order
-    groups: dict[tuple, list[_Base]] = {}
-    for b in out:
-        c = b.candidate
-        groups.setdefault((b.pool, b.tier, b.precision, b.kv, c.variant.name), []).append(b)
-    shapes[key] = list(groups.values())
+    shapes[key] = _Shape(list(groups.values()))
     return shapes[key]
 
 
 def _evaluate(
-    b: _Base, r: Requirements, replicas: int, for_demand: int, check: bool = True
+    b: _Base, g: _Group, r: Requirements, replicas: int, for_demand: int, check: bool = True
 ) -> Evaluation:
     e = Evaluation(
-        candidate=b.candidate,
-        memory=b.memory,
-        speed=b.speed,
-        quality_loss=b.loss,
-        offload_bytes_per_gpu=b.offload,
-        resident_bytes_per_gpu=b.resident,
-        host_bytes=b.host_bytes,
-        replicas=replicas,
-        replicas_for_demand=for_demand,
-        per_replica_hour=b.per_replica,
-        per_hour=b.per_replica * replicas,
+        b.candidate,
+        b.memory,
+        b.speed,
+        g.loss,
+        b.offload,
+        b.resident,
+        b.host_bytes,
+        replicas,
+        for_demand,
+        b.per_replica,
+        b.per_replica * replicas,
     )
     if check:
         e.rejections = check_all(e, r)
@@ -350,88 +456,28 @@ def _evaluate(
 
 
 def _evaluate_all(
-    bases: Sequence[Sequence[_Base]], r: Requirements
+    shape: _Shape, r: Requirements
 ) -> tuple[list[Evaluation], list[tuple[str, int]], float | None]:
-    """Every check on every candidate, as inline predicates (the check functions then explain
-    the few candidates people see): the feasible candidates and, per pool without one, the
-    candidate that got furthest; the survivors of each stage; the naive plan's cost."""
-    from .feasibility import ENGINE_SUPPORT, STAGES
+    """Every check on every candidate (the rules as ``feasibility``'s predicates, asked once per
+    group for what a group shares; the check functions then explain the few candidates people
+    see): the feasible candidates and, per pool without one, its nearest miss; the survivors of
+    each stage; the naive plan's cost.
 
-    pools, tiers, precisions, kvs = r.pools, r.tiers, r.precisions, r.kv_cache_dtypes
-    engine = ENGINE_SUPPORT.get(r.engine)
+    Nearest miss: the candidate that got furthest through the stages; among those, the one
+    closest to passing the stage it failed (needed ÷ available memory for DoesNotFit, estimate
+    ÷ SLO for TooSlow), then the fewest failed stages, the cheapest, the static order. Groups
+    failing an earlier stage than a candidate the pool already has are counted in bulk."""
     demand, floor, ceiling = r.demand_tokens_per_second, r.min_replicas, r.max_replicas
-    ttft_slo = r.ttft_ms if r.ttft_ms is not None else math.inf
-    tpot_slo = r.tpot_ms if r.tpot_ms is not None else math.inf
-    budget = r.max_loss + 1e-12
-    to_disk = r.offload_to_disk
+    disk = 1 if r.offload_to_disk else 0
     stages = len(STAGES)
     firsts = [0] * (stages + 1)
     kept: list[Evaluation] = []
-    nearest: dict[str, tuple[tuple, _Base, int, int]] = {}
-    naive_ok = naive_fit = None
-    total = 0
-    # groups that pass the spec, hardware and quality checks first, so that the others can
-    # mostly be counted without comparing them (a pool with a candidate further along wins)
-    passing, failing = [], []
-    for members in bases:
-        total += len(members)
-        b0 = members[0]
-        ok = (
-            (not pools or b0.pool in pools)
-            and b0.tier in tiers
-            and (precisions is None or b0.precision in precisions)
-            and (kvs is None or b0.kv in kvs)
-            and b0.hardware_ok
-            and (
-                engine is None
-                or (
-                    b0.tier in engine["tiers"]
-                    and b0.precision in engine["precisions"]
-                    and b0.kv in engine["kv"]
-                )
-            )
-            and b0.loss <= budget
-        )
-        (passing if ok else failing).append(members)
-    for members in passing + failing:
-        b0 = members[0]
-        if not (
-            (not pools or b0.pool in pools)
-            and b0.tier in tiers
-            and (precisions is None or b0.precision in precisions)
-            and (kvs is None or b0.kv in kvs)
-            and b0.hardware_ok
-            and (
-                engine is None
-                or (
-                    b0.tier in engine["tiers"]
-                    and b0.precision in engine["precisions"]
-                    and b0.kv in engine["kv"]
-                )
-            )
-            and b0.loss <= budget
-        ):
-            best = nearest.get(b0.pool)
-            if best is not None and best[0][0] <= -3:
-                # the pool already has a candidate further along: count, don't compare
-                allowed = (
-                    (not pools or b0.pool in pools)
-                    and b0.tier in tiers
-                    and (precisions is None or b0.precision in precisions)
-                    and (kvs is None or b0.kv in kvs)
-                )
-                supported = b0.hardware_ok and (
-                    engine is None
-                    or (
-                        b0.tier in engine["tiers"]
-                        and b0.precision in engine["precisions"]
-                        and b0.kv in engine["kv"]
-                    )
-                )
-                first = 0 if not allowed else 1 if not supported else 2
-                firsts[first] += len(members)
-                continue
-        for b in members:
+    nearest: dict[str, tuple[tuple, _Base, _Group, int, int]] = {}
+    naive: list[float | None] = [None, None]  # cheapest plain bf16 that fits: fast, any
+
+    def members(g: _Group, group_first: int, passed: int) -> None:
+        plain = g.plain and group_first > 1  # allowed and supported
+        for b in g.members:
             if demand > 0:
                 for_demand = math.ceil(demand / b.tps - 1e-9) if b.tps > 0 else 10**9
             else:
@@ -439,65 +485,52 @@ def _evaluate_all(
             replicas = for_demand if for_demand > floor else floor
             if ceiling is not None and replicas > ceiling:
                 replicas = ceiling
-            allowed = (
-                (not pools or b.pool in pools)
-                and b.tier in tiers
-                and (precisions is None or b.precision in precisions)
-                and (kvs is None or b.kv in kvs)
-            )
-            supported = b.hardware_ok and (
-                engine is None
-                or (
-                    b.tier in engine["tiers"]
-                    and b.precision in engine["precisions"]
-                    and b.kv in engine["kv"]
-                )
-            )
-            good = b.loss <= budget
-            fits = b.fits if b.fits is not None else (b.fits_host or (to_disk and b.fits_disk))
-            fast = (
-                b.ttft <= ttft_slo
-                and b.tpot <= tpot_slo
-                and (ceiling is None or for_demand <= ceiling)
-            )
-            if not allowed:
-                first = 0
-            elif not supported:
-                first = 1
-            elif not good:
-                first = 2
-            elif not fits:
-                first = 3
-            elif not fast:
-                first = 4
-            else:
-                first = stages
+            fits = b.fits[disk]
+            fast = meets_slo(b.ttft, b.tpot, for_demand, r)
+            first = group_first if group_first < 3 else 3 if not fits else 4 if not fast else stages
             firsts[first] += 1
             per_hour = b.per_replica * replicas
-            if b.plain and allowed and supported and fits:
-                if fast and (naive_ok is None or per_hour < naive_ok):
-                    naive_ok = per_hour
-                if naive_fit is None or per_hour < naive_fit:
-                    naive_fit = per_hour
+            if plain and fits:
+                if fast and (naive[0] is None or per_hour < naive[0]):
+                    naive[0] = per_hour
+                if naive[1] is None or per_hour < naive[1]:
+                    naive[1] = per_hour
             if first == stages:
-                kept.append(_evaluate(b, r, replicas, for_demand, check=False))
-                nearest[b.pool] = ((-stages, 0, 0.0, 0), b, replicas, for_demand)
+                kept.append(_evaluate(b, g, r, replicas, for_demand, check=False))
+                nearest[g.pool] = ((-stages,), b, g, replicas, for_demand)
                 continue
-            best = nearest.get(b.pool)
+            best = nearest.get(g.pool)
             if best is not None and -first > best[0][0]:
                 continue
-            failed = 5 - (allowed + supported + good + bool(fits) + fast)
-            closeness = (-first, failed, per_hour, b.order)
+            if first == 3:
+                miss = b.excess[disk]
+            elif first == 4:
+                miss = slo_excess(b.ttft, b.tpot, for_demand, r)
+            else:
+                miss = 0.0
+            closeness = (-first, miss, 5 - (passed + fits + fast), per_hour, b.order)
             if best is None or closeness < best[0]:
-                nearest[b.pool] = (closeness, b, replicas, for_demand)
+                nearest[g.pool] = (closeness, b, g, replicas, for_demand)
+
+    judged = shape.judge(r)
+    for g, _ in judged.passing:
+        members(g, 3, 3)
+    for pool, buckets in judged.failing:
+        for first, count, groups in buckets:
+            best = nearest.get(pool)
+            if best is not None and best[0][0] < -first:
+                firsts[first] += count  # the pool has a candidate further along
+                continue
+            for g, passed in groups:
+                members(g, first, passed)
     feasible_pools = {e.candidate.pool.name for e in kept}
-    for pool, (_, b, replicas, for_demand) in sorted(nearest.items()):
+    for pool, (_, b, g, replicas, for_demand) in sorted(nearest.items()):
         if pool not in feasible_pools:
-            kept.append(_evaluate(b, r, replicas, for_demand))
-    steps = [("candidates", total)]
+            kept.append(_evaluate(b, g, r, replicas, for_demand))
+    steps = [("candidates", judged.total)]
     steps += [(name, sum(firsts[i + 1 :])) for i, (name, _) in enumerate(STAGES)]
     steps.append(("have free capacity", 0))
-    return kept, steps, naive_ok if naive_ok is not None else naive_fit
+    return kept, steps, naive[0] if naive[0] is not None else naive[1]
 
 
 @dataclass
@@ -509,10 +542,12 @@ class _Static:
     variant_problems: list[Alternative]
     naive_per_hour: float | None
     steps: list[tuple[str, int]]
+    alternatives: dict[tuple, Alternative] = field(default_factory=dict)
+    """Alternatives already built, by (evaluation, code, reason)."""
 
 
 def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
-    variants, problems = _variants(request)
+    variants, problems = _variants(request, cluster.memo)
     r = Requirements.from_spec(request.spec)
     current = request.current
     current_key = (
@@ -617,19 +652,29 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
     except _Invalid as error:
         return Plan(request.namespace, request.name, "Invalid", message=str(error))
     ranking = static.ranking
-    cache: dict[tuple, Any] = {}
+    full_pools = request.full_pools
 
     def room(e: Evaluation) -> Any:
+        # answers keep while the pool's free room does (``PoolCapacity.answers``)
         c = e.candidate
-        key = (c.pool.name, c.gpus, e.resident_bytes_per_gpu, e.replicas)
-        if key not in cache:
-            cache[key] = no_capacity(e, cluster.capacity(c.pool.name), request.full_pools)
-        return cache[key]
+        capacity = cluster.capacity(c.pool.name)
+        if c.pool.name in full_pools:
+            return no_capacity(e, capacity, full_pools)
+        key = room_key(e)
+        answers = capacity.answers
+        if key not in answers:
+            answers[key] = no_capacity(e, capacity)
+        return answers[key]
 
     chosen, full = cheapest(ranking, room)
-    alts = [
-        _alternative(e, why.code, why.message) for e, why in alternatives(ranking, chosen, full)
-    ]
+    shown = static.alternatives  # the same loser with the same reason: the same object
+    alts = []
+    for e, why in alternatives(ranking, chosen, full):
+        key = (id(e), why.code, why.message)
+        alt = shown.get(key)
+        if alt is None:
+            alt = shown[key] = _alternative(e, why.code, why.message)
+        alts.append(alt)
     allowed = static.requirements.pools
     alts += [
         Alternative(pool=x.name, reason=x.reason, code=x.code)
