@@ -1,4 +1,4 @@
-"""Fixtures for the agent: fake NVML modules from examples/nvml-fake, and fixed samples."""
+"""Fixtures for the agent: fake NVML modules from tests/fixtures/nvml, and fixed samples."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 
 from memplace.agent.fake import FakeNvml, load_fixture
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "nvml-fake"
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "nvml"
 
 
 def fake_nvml(name: str) -> FakeNvml:
-    """A fresh fake NVML module from ``examples/nvml-fake/<name>.yaml``."""
+    """A fresh fake NVML module from ``tests/fixtures/nvml/<name>.yaml``."""
     return load_fixture(EXAMPLES / f"{name}.yaml")
 
 

@@ -14,7 +14,7 @@ from memplace.api import NodeMemoryReport
 from memplace.cli import UsageError
 from memplace.cli.agent import parse_duration, parse_size
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "nvml-fake"
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "nvml"
 
 # ``memplace.cli.main`` builds every subcommand; while a sibling is not written yet, run ``agent``
 # through a parser of its own, with the same one-line/exit-2 handling as ``main``.

@@ -3,7 +3,7 @@
 It raises the real ``pynvml.NVMLError`` subclasses (``pynvml.NVMLError(code)`` maps a code to
 its class, as the library does), so ``PynvmlSampler`` runs the same code over it as over a driver.
 
-The fixture (YAML or JSON; see ``examples/nvml-fake/``)::
+The fixture (YAML or JSON; see ``tests/fixtures/nvml/``)::
 
     library: present               # missing: nvmlInit raises NVMLError_LibraryNotFound
     driverVersion: "550.54.15"

@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--nvml-fake",
         metavar="FILE",
-        help="read GPUs from a fixture (see examples/nvml-fake/) instead of the driver",
+        help="read GPUs from a fixture (see tests/fixtures/nvml/) instead of the driver",
     )
     parser.add_argument(
         "--heartbeat",

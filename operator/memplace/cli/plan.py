@@ -256,11 +256,12 @@ def _money(value: float | None) -> str:
 
 
 def _table(plans: list[Any], cluster: Any) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 200, highlight=False, soft_wrap=False)
-    table = Table(title="memplace plan", title_justify="left")
+    table = Table(title="memplace plan", title_justify="left", box=box.SIMPLE_HEAD)
     for column, justify in (
         ("DEPLOYMENT", "left"),
         ("PHASE", "left"),
