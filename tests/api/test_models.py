@@ -379,3 +379,29 @@ def test_models_are_frozen() -> None:
     spec = ModelDeploymentSpec.model_validate({"model": {"name": "m", "parameters": 1}})
     with pytest.raises(ValidationError):
         spec.model = ModelSpec(name="other", parameters=1)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["qwen3.5-chat", "8b-chat", "Chat", "a" * 64, "chat-"])
+def test_a_model_deployment_name_must_be_able_to_name_its_service(name):
+    with pytest.raises(ValidationError, match="DNS-1035"):
+        ModelDeployment.model_validate(
+            {"metadata": {"name": name}, "spec": {"model": {"name": "m", "parameters": 1e9}}}
+        )
+
+
+def test_a_good_model_deployment_name_passes_and_the_crd_carries_the_same_rule():
+    from memplace.api.crds import RESOURCES, build_crd
+
+    ModelDeployment.model_validate(
+        {"metadata": {"name": "qwen3-chat"}, "spec": {"model": {"name": "m", "parameters": 1e9}}}
+    )
+    crd = build_crd(RESOURCES[0])
+    rules = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
+    assert "self.metadata.name.matches" in rules[0]["rule"] and "DNS-1035" in rules[0]["message"]
+
+
+def test_a_pool_name_must_fit_a_label_value():
+    with pytest.raises(ValidationError, match="memplace.io/pool"):
+        PlacementPool.model_validate(
+            {"metadata": {"name": "p" * 64}, "spec": {"nodeSelector": {"a": "b"}}}
+        )

@@ -54,7 +54,7 @@ from ._placementpool import (
     Sharing,
     Toleration,
 )
-from ._resource import API_VERSION, GROUP, VERSION, ObjectMeta, ResourceInfo
+from ._resource import API_VERSION, GROUP, VERSION, NameRule, ObjectMeta, ResourceInfo
 from ._status import Condition, ConditionStatus, Timestamp, format_bytes
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "ModelDeploymentStatus",
     "ModelSpec",
     "ModelVariant",
+    "NameRule",
     "NodeMemoryReport",
     "NodeMemoryReportSpec",
     "NodeMemoryReportStatus",

@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from ._base import ApiModel
-from ._resource import API_VERSION, GROUP, VERSION, ObjectMeta, ResourceInfo
+from ._resource import API_VERSION, GROUP, VERSION, NameRule, ObjectMeta, ResourceInfo
 from ._status import Conditions, ListType, Timestamp, format_bytes, unique
 
 __all__ = [
@@ -456,6 +456,14 @@ class ModelDeploymentStatus(ApiModel):
     """Valid, Placed and Ready."""
 
 
+MODEL_DEPLOYMENT_NAME = NameRule(
+    pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+    max_length=63,
+    message="must be a DNS-1035 label (lowercase letters, digits and '-', starting with a "
+    "letter, at most 63 characters): it names the model's Service and labels its pods",
+)
+
+
 class ModelDeployment(ApiModel):
     """A model to serve: memplace chooses precision, tier, pool and replicas, cheapest first."""
 
@@ -469,3 +477,8 @@ class ModelDeployment(ApiModel):
     """What to serve, and the constraints on how."""
     status: ModelDeploymentStatus | None = None
     """What memplace decided and observed."""
+
+    @model_validator(mode="after")
+    def _name_fits_a_service(self) -> ModelDeployment:
+        MODEL_DEPLOYMENT_NAME.check(self.metadata.name)
+        return self

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from ._base import ApiModel
-from ._resource import API_VERSION, GROUP, VERSION, ObjectMeta, ResourceInfo
+from ._resource import API_VERSION, GROUP, VERSION, NameRule, ObjectMeta, ResourceInfo
 from ._status import Conditions
 
 __all__ = [
@@ -126,6 +126,14 @@ class PlacementPoolStatus(ApiModel):
     """Ready (nodes found), Priced (a price is known)."""
 
 
+PLACEMENT_POOL_NAME = NameRule(
+    pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    max_length=63,
+    message="must be at most 63 characters: it is the value of the memplace.io/pool label "
+    "on the pods placed in it",
+)
+
+
 class PlacementPool(ApiModel):
     """A set of interchangeable nodes and their price, for memplace to place models on."""
 
@@ -139,3 +147,8 @@ class PlacementPool(ApiModel):
     """Which nodes, what they carry and what they cost."""
     status: PlacementPoolStatus | None = None
     """What the operator found."""
+
+    @model_validator(mode="after")
+    def _name_fits_a_label(self) -> PlacementPool:
+        PLACEMENT_POOL_NAME.check(self.metadata.name)
+        return self

@@ -9,13 +9,14 @@ once::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pydantic import ConfigDict
 
 from ._base import ApiModel
 
-__all__ = ["API_VERSION", "GROUP", "VERSION", "ObjectMeta", "ResourceInfo"]
+__all__ = ["API_VERSION", "GROUP", "VERSION", "NameRule", "ObjectMeta", "ResourceInfo"]
 
 GROUP = "memplace.io"
 VERSION = "v1alpha1"
@@ -76,3 +77,25 @@ class ObjectMeta(ApiModel):
     """The API server's version of the object."""
     creation_timestamp: str | None = None
     """When the object was created (RFC 3339)."""
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """A constraint on ``metadata.name`` beyond Kubernetes' own: checked by a CEL rule at the
+    CRD's root (where CEL may read ``self.metadata.name``) and by the pydantic model, so
+    ``kubectl apply`` and ``memplace plan`` refuse the same names with the same message."""
+
+    pattern: str
+    max_length: int
+    message: str
+
+    @property
+    def cel(self) -> str:
+        return (
+            f"self.metadata.name.matches('{self.pattern}') "
+            f"&& size(self.metadata.name) <= {self.max_length}"
+        )
+
+    def check(self, name: str | None) -> None:
+        if name is not None and (len(name) > self.max_length or not re.match(self.pattern, name)):
+            raise ValueError(f"metadata.name {name!r}: {self.message}")

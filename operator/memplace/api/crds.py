@@ -31,10 +31,20 @@ from typing import Any
 import yaml
 
 from ._base import ApiModel
-from ._modeldeployment import MODEL_DEPLOYMENT, ModelDeploymentSpec, ModelDeploymentStatus
+from ._modeldeployment import (
+    MODEL_DEPLOYMENT,
+    MODEL_DEPLOYMENT_NAME,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
 from ._nodememoryreport import NODE_MEMORY_REPORT, NodeMemoryReportSpec, NodeMemoryReportStatus
-from ._placementpool import PLACEMENT_POOL, PlacementPoolSpec, PlacementPoolStatus
-from ._resource import ResourceInfo
+from ._placementpool import (
+    PLACEMENT_POOL,
+    PLACEMENT_POOL_NAME,
+    PlacementPoolSpec,
+    PlacementPoolStatus,
+)
+from ._resource import NameRule, ResourceInfo
 
 __all__ = [
     "CRD_DIRS",
@@ -126,6 +136,8 @@ class CrdSource:
     status: type[ApiModel]
     columns: tuple[PrinterColumn, ...]
     description: str
+    name_rule: NameRule | None = None
+    """A rule on metadata.name, emitted as a CEL rule at the schema's root."""
 
 
 RESOURCES: tuple[CrdSource, ...] = (
@@ -133,6 +145,7 @@ RESOURCES: tuple[CrdSource, ...] = (
         resource=MODEL_DEPLOYMENT,
         spec=ModelDeploymentSpec,
         status=ModelDeploymentStatus,
+        name_rule=MODEL_DEPLOYMENT_NAME,
         description="A model to serve: memplace chooses precision, tier, pool and replicas, "
         "cheapest first, and explains the choice in status.",
         columns=(
@@ -167,6 +180,7 @@ RESOURCES: tuple[CrdSource, ...] = (
         resource=PLACEMENT_POOL,
         spec=PlacementPoolSpec,
         status=PlacementPoolStatus,
+        name_rule=PLACEMENT_POOL_NAME,
         description="A set of interchangeable nodes, their GPUs and their price, for memplace "
         "to place models on.",
         columns=(
@@ -271,10 +285,16 @@ def _root_schema(source: CrdSource) -> dict[str, Any]:
         schema = model.model_json_schema(by_alias=True, mode="validation")
         return structural({**schema, "description": description})
 
+    rules = (
+        [{"rule": source.name_rule.cel, "message": f"metadata.name {source.name_rule.message}"}]
+        if source.name_rule
+        else []
+    )
     return {
         "description": _description(source.description),
         "type": "object",
         "required": ["spec"],
+        **({"x-kubernetes-validations": rules} if rules else {}),
         "properties": {
             "apiVersion": {
                 "description": "The versioned schema of this object: memplace.io/v1alpha1.",
