@@ -66,6 +66,16 @@ def test_once_json_with_a_fake_prints_one_report(tmp_path: Path) -> None:
     assert status["host"]["offloadFreeBytes"] > 0
 
 
+def test_once_on_an_old_driver_prints_a_report_with_its_processes() -> None:
+    # r470 has no ..._v3 process listing: nvidia-ml-py 13 raises NVMLLibraryMismatchError there.
+    done = agent_once("-o", "json", "--nvml-fake", str(EXAMPLES / "old-driver.yaml"))
+
+    assert done.returncode == 0, done.stderr
+    gpu = json.loads(done.stdout)["status"]["gpus"][0]
+    assert gpu["healthy"] is True
+    assert gpu["processes"] == [{"pid": 3131, "usedMemoryBytes": 1073741824}]
+
+
 def test_once_with_no_driver_says_nvml_is_unavailable_and_exits_0() -> None:
     done = agent_once("-o", "json")  # the real pynvml backend; this machine has no driver
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
+
 import pynvml
 import pytest
 
 from memplace.agent.fake import FakeGpu, FakeNvml
+from memplace.agent.host import HostSample
 from memplace.agent.nvml import PynvmlSampler
+from memplace.agent.report import NodeSample, to_status
 
 GiB = 1024**3
 
@@ -45,7 +50,6 @@ def test_a_mig_gpu_reports_each_instance_s_own_memory_not_the_parent_s(nvml_fixt
     assert big.memory_used_bytes == 10 * GiB
     assert big.memory_free_bytes == 42144366592 - 10 * GiB
     assert mig_gpu.mig_devices[2].memory_used_bytes == 5 * GiB
-    assert [p.pid for p in mig_gpu.processes] == [7001]
     assert sampling.gpus[1].mig_mode == "disabled" and sampling.gpus[1].mig_devices == ()
 
 
@@ -157,6 +161,124 @@ def test_a_failing_process_list_is_counted_but_leaves_the_gpu_healthy(h100x2: Fa
 
     assert sampling.gpus[0].healthy and sampling.gpus[0].processes == ()
     assert sampling.error_kinds == ("NVMLError_NoPermission",)
+
+
+def test_an_old_driver_without_v3_process_listing_falls_back_to_v2_and_remembers_it(
+    nvml_fixture,
+) -> None:
+    fake = nvml_fixture("old-driver")  # r470: nvidia-ml-py 13 raises NVMLLibraryMismatchError
+    sampler = PynvmlSampler(fake)
+
+    sampling = sampler.sample()
+
+    gpu = sampling.gpus[0]
+    assert gpu.healthy and gpu.error is None
+    assert [(p.pid, p.used_memory_bytes) for p in gpu.processes] == [(3131, GiB)]
+    assert sampling.error_kinds == ()
+    assert fake.calls.count("nvmlDeviceGetComputeRunningProcesses") == 1
+    assert fake.calls.count("nvmlDeviceGetComputeRunningProcesses_v2") == 1
+
+    sampler.sample()
+    assert fake.calls.count("nvmlDeviceGetComputeRunningProcesses") == 1  # no second v3 probe
+    assert fake.calls.count("nvmlDeviceGetComputeRunningProcesses_v2") == 2
+
+
+def test_a_driver_with_no_process_listing_reports_no_processes_counts_it_and_stays_healthy(
+    nvml_fixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = nvml_fixture("old-driver")
+    fake.compute_processes_v2 = False
+    sampler = PynvmlSampler(fake)
+
+    with caplog.at_level(logging.WARNING, logger="memplace.agent.nvml"):
+        first = sampler.sample()
+        second = sampler.sample()
+
+    for sampling in (first, second):
+        assert sampling.nvml.available
+        gpu = sampling.gpus[0]
+        assert gpu.healthy and gpu.processes == () and gpu.memory_used_bytes is not None
+        assert sampling.error_kinds == ("NVMLError_FunctionNotFound",)  # every pass, for metrics
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1  # said once
+    assert fake.calls.count("nvmlDeviceGetComputeRunningProcesses_v2") == 1  # not asked again
+
+
+def test_a_library_mismatch_from_the_unversioned_call_is_not_an_nvml_error() -> None:
+    """pynvml 13 wraps v3 in @throwOnVersionMismatch: a plain Exception the sampler must catch."""
+    raised: list[BaseException] = []
+
+    class NoListing(FakeNvml):
+        def nvmlDeviceGetComputeRunningProcesses(self, handle):  # noqa: N802 — pynvml's name
+            error = pynvml.NVMLLibraryMismatchError("use a versioned function")
+            raised.append(error)
+            raise error
+
+    fake = NoListing([FakeGpu(name="T4", uuid="GPU-t4", total_bytes=16 * GiB)])
+    fake.compute_processes_v2 = False
+
+    sampling = PynvmlSampler(fake).sample()
+
+    assert not isinstance(raised[0], pynvml.NVMLError)
+    assert sampling.gpus[0].healthy and sampling.gpus[0].processes == ()
+    assert sampling.error_kinds == ("NVMLError_FunctionNotFound",)
+
+
+def test_the_fake_old_driver_raises_what_nvidia_ml_py_13_raises(nvml_fixture) -> None:
+    fake = nvml_fixture("old-driver")
+    fake.nvmlInit()
+    handle = fake.nvmlDeviceGetHandleByIndex(0)
+
+    with pytest.raises(pynvml.NVMLLibraryMismatchError) as caught:
+        fake.nvmlDeviceGetComputeRunningProcesses(handle)
+    assert not isinstance(caught.value, pynvml.NVMLError)
+    with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+        fake.nvmlDeviceGetComputeRunningProcesses_v3(handle)
+    assert [p.pid for p in fake.nvmlDeviceGetComputeRunningProcesses_v2(handle)] == [3131]
+
+
+def test_mig_processes_are_read_per_instance_without_an_error_from_the_parent(
+    nvml_fixture,
+) -> None:
+    fake = nvml_fixture("a100-mig")  # not privileged: the parent answers NoPermission
+    pods = {7003: ("0b4f7a2e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", None)}
+
+    sampling = PynvmlSampler(fake, pid_to_pod=pods.get).sample()
+
+    mig_gpu = sampling.gpus[0]
+    assert mig_gpu.healthy
+    assert [(p.pid, p.mig_device_index, p.used_memory_bytes) for p in mig_gpu.processes] == [
+        (7001, 0, 10 * GiB),
+        (7003, 3, 5 * GiB),
+    ]
+    assert mig_gpu.processes[1].pod_uid == "0b4f7a2e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+    assert sampling.error_kinds == ()
+    plain = sampling.gpus[1]
+    assert plain.processes == () and plain.mig_devices == ()
+
+
+def test_mig_processes_are_listed_on_the_parent_gpu_in_the_report(nvml_fixture) -> None:
+    sampling = PynvmlSampler(nvml_fixture("a100-mig")).sample()
+    sample = NodeSample.of(datetime(2025, 1, 1, tzinfo=UTC), sampling, HostSample())
+
+    status = to_status(sample, heartbeat_seconds=60)
+
+    assert [p.pid for p in status.gpus[0].processes] == [7001, 7003]
+
+
+def test_the_fake_refuses_a_mig_parent_s_processes_unless_privileged(nvml_fixture) -> None:
+    fake = nvml_fixture("a100-mig")
+    fake.nvmlInit()
+    parent = fake.nvmlDeviceGetHandleByIndex(0)
+
+    with pytest.raises(pynvml.NVMLError_NoPermission):
+        fake.nvmlDeviceGetComputeRunningProcesses(parent)
+    with pytest.raises(pynvml.NVMLError_NoPermission):
+        fake.nvmlDeviceGetComputeRunningProcesses_v2(parent)
+    big = fake.nvmlDeviceGetMigDeviceHandleByIndex(parent, 0)
+    assert [p.pid for p in fake.nvmlDeviceGetComputeRunningProcesses(big)] == [7001]
+
+    fake.privileged = True  # root: the aggregate over every instance
+    assert [p.pid for p in fake.nvmlDeviceGetComputeRunningProcesses(parent)] == [7001, 7003]
 
 
 def test_gpu_processes_are_mapped_to_pods_through_the_pid_lookup(h100x2: FakeNvml) -> None:

@@ -9,6 +9,9 @@ The fixture (YAML or JSON; see ``tests/fixtures/nvml/``)::
     driverVersion: "550.54.15"
     cudaDriverVersion: "12.4"      # or NVML's integer, 12040
     memoryInfoV2: true             # false: a pre-r510 driver, v2 raises FunctionNotFound
+    computeProcessesV3: true       # false: a pre-r510 driver (e.g. r470), see below
+    computeProcessesV2: true       # false: no nvmlDeviceGetComputeRunningProcesses_v2 either
+    privileged: false              # true: root, MIG parents list every instance's processes
     errors: {nvmlDeviceGetCount: NVML_ERROR_DRIVER_NOT_LOADED}     # system-wide calls
     gpus:
       - name: NVIDIA H100 80GB HBM3
@@ -24,6 +27,14 @@ The fixture (YAML or JSON; see ``tests/fixtures/nvml/``)::
 
 An error is a ``pynvml`` constant name or its integer code. Tests may change the fake's
 ``gpus`` between samples (e.g. ``fake.gpus[0].used_bytes += …``).
+
+Process listings, as nvidia-ml-py 13 over a driver behaves:
+
+- ``nvmlDeviceGetComputeRunningProcesses`` is v3 behind ``pynvml.throwOnVersionMismatch``: without
+  the v3 symbol it raises ``pynvml.NVMLLibraryMismatchError`` (a plain ``Exception``).
+  ``…_v3`` and ``…_v2`` raise ``NVMLError_FunctionNotFound`` when their symbol is missing.
+- On a MIG-enabled GPU the parent handle's aggregate is for privileged callers only: others get
+  ``NVMLError_NoPermission``. MIG device handles list their own instance's processes.
 """
 
 from __future__ import annotations
@@ -125,6 +136,9 @@ class FakeNvml:
         driver_version: str = "550.54.15",
         cuda_driver_version: int = 12040,
         memory_info_v2: bool = True,
+        compute_processes_v3: bool = True,
+        compute_processes_v2: bool = True,
+        privileged: bool = False,
         errors: dict[str, str | int] | None = None,
     ) -> None:
         self.gpus = gpus
@@ -132,6 +146,9 @@ class FakeNvml:
         self.driver_version = driver_version
         self.cuda_driver_version = cuda_driver_version
         self.memory_info_v2 = memory_info_v2
+        self.compute_processes_v3 = compute_processes_v3
+        self.compute_processes_v2 = compute_processes_v2
+        self.privileged = privileged
         self.errors = dict(errors or {})
         self.initialised = False
         self.calls: list[str] = []
@@ -144,6 +161,9 @@ class FakeNvml:
             driver_version=str(data.get("driverVersion", "550.54.15")),
             cuda_driver_version=_cuda_version(data.get("cudaDriverVersion")),
             memory_info_v2=bool(data.get("memoryInfoV2", True)),
+            compute_processes_v3=bool(data.get("computeProcessesV3", True)),
+            compute_processes_v2=bool(data.get("computeProcessesV2", True)),
+            privileged=bool(data.get("privileged", False)),
             errors=data.get("errors"),
         )
 
@@ -255,13 +275,30 @@ class FakeNvml:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
         return _Handle(handle.gpu, index)
 
+    @pynvml.throwOnVersionMismatch
     def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[Any]:
+        # pynvml's own decorator: v3's FunctionNotFound becomes NVMLLibraryMismatchError.
         gpu = self._enter("nvmlDeviceGetComputeRunningProcesses", handle)
+        return self._running_processes(gpu, handle, available=self.compute_processes_v3)
+
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, handle: _Handle) -> list[Any]:  # noqa: N802
+        gpu = self._enter("nvmlDeviceGetComputeRunningProcesses_v3", handle)
+        return self._running_processes(gpu, handle, available=self.compute_processes_v3)
+
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, handle: _Handle) -> list[Any]:  # noqa: N802
+        gpu = self._enter("nvmlDeviceGetComputeRunningProcesses_v2", handle)
+        return self._running_processes(gpu, handle, available=self.compute_processes_v2)
+
+    def _running_processes(self, gpu: FakeGpu, handle: _Handle, *, available: bool) -> list[Any]:
+        if not available:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
         mig = self._mig(gpu, handle)
         if mig is not None:
             listed = mig.processes
         elif gpu.mig_mode == "enabled":
-            # Like a driver: the parent lists every instance's processes.
+            # The parent's aggregate is for privileged callers only.
+            if not self.privileged:
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
             listed = [p for m in gpu.mig_devices if m is not None for p in m.processes]
         else:
             listed = gpu.processes

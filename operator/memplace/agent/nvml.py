@@ -15,7 +15,16 @@ What it reads per GPU, and why each way:
   from its MIG device handle (``nvmlDeviceGetMaxMigDeviceCount`` slots, empty ones raise
   ``NVMLError_NotFound``).
 - processes: ``nvmlDeviceGetComputeRunningProcesses``; a failure there is counted but does not
-  make the GPU unhealthy (the memory figures stand).
+  make the GPU unhealthy (the memory figures stand). In nvidia-ml-py 13 that call is v3 behind
+  ``@throwOnVersionMismatch``: a driver without the v3 symbol (before r510, e.g. r470) raises
+  ``NVMLLibraryMismatchError``, a plain ``Exception``, not an ``NVMLError``. The sampler then
+  uses ``nvmlDeviceGetComputeRunningProcesses_v2`` and remembers it; a driver with neither gives
+  no processes, counted every pass under the error's class name (the GPU stays healthy).
+- MIG processes: on a MIG-enabled GPU NVML gives the parent handle's aggregate only to
+  privileged callers (others get ``NVMLError_NoPermission``), so the sampler never asks the
+  parent: it asks each MIG device handle and tags each process with its instance
+  (``ProcessSample.mig_device_index``). They are all listed on the parent GPU: the report's API
+  has no per-instance process list.
 
 Failures: ``nvmlInit`` failing gives ``nvml.available = False`` with the reason and no GPUs; the
 next ``sample()`` tries ``nvmlInit`` again. A call failing on one GPU gives that GPU
@@ -59,6 +68,8 @@ class ProcessSample:
     container_id: str | None = None
     pod_namespace: str | None = None
     pod_name: str | None = None
+    mig_device_index: int | None = None
+    """The MIG instance (``MigDeviceSample.index``) it runs on; None off MIG. Not on the wire."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +142,15 @@ def _text(value: Any) -> str:
 # The capability probes: these errors mean "not on this GPU/driver", not "broken".
 _NOT_SUPPORTED = (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound)
 
+# The process listings, newest first. The unversioned call is v3; pynvml turns its missing
+# symbol into NVMLLibraryMismatchError (not an NVMLError), a versioned call raises
+# NVMLError_FunctionNotFound.
+_PROCESS_CALLS = (
+    "nvmlDeviceGetComputeRunningProcesses",
+    "nvmlDeviceGetComputeRunningProcesses_v2",
+)
+_CALL_MISSING = (pynvml.NVMLLibraryMismatchError, pynvml.NVMLError_FunctionNotFound)
+
 
 class PynvmlSampler:
     """The one sampler, over ``pynvml`` or anything with its surface (see ``fake.FakeNvml``).
@@ -148,6 +168,10 @@ class PynvmlSampler:
         self.pid_to_pod = pid_to_pod
         self._initialised = False
         self._memory_v2: bool | None = None  # None: not probed yet
+        # Index into _PROCESS_CALLS of the listing that works; None: not probed yet.
+        self._process_call: int | None = None
+        # The error class name when no listing exists on this driver (counted every pass).
+        self._processes_missing: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -162,6 +186,8 @@ class PynvmlSampler:
             ) from error
         self._initialised = True
         self._memory_v2 = None
+        self._process_call = None
+        self._processes_missing = None
 
     def close(self) -> None:
         if self._initialised:
@@ -194,12 +220,20 @@ class PynvmlSampler:
         for index in range(count):
             found: dict[str, Any] = {"index": index}
             try:
-                handle = self._read_gpu(index, found)
+                handle, mig_handles = self._read_gpu(index, found)
             except GpuFailed as failed:
                 kinds.append(failed.kind)
                 gpus.append(GpuSample(**found, healthy=False, error=str(failed)))
                 continue
-            found["processes"] = self._processes(handle, kinds)
+            if mig_handles is None:
+                found["processes"] = self._processes(handle, kinds)
+            else:
+                # Not the parent: it answers non-root callers with NoPermission.
+                found["processes"] = tuple(
+                    process
+                    for slot, mig in mig_handles
+                    for process in self._processes(mig, kinds, mig_device_index=slot)
+                )
             gpus.append(GpuSample(**found))
         return GpuSampling(
             nvml=NvmlStatus(available=True, driver_version=driver, cuda_driver_version=cuda),
@@ -218,8 +252,14 @@ class PynvmlSampler:
             cuda = None
         return driver, cuda
 
-    def _read_gpu(self, index: int, found: dict[str, Any]) -> Any:
-        """Fill ``found`` call by call; the first failing call raises ``GpuFailed``."""
+    def _read_gpu(
+        self, index: int, found: dict[str, Any]
+    ) -> tuple[Any, list[tuple[int, Any]] | None]:
+        """Fill ``found`` call by call; the first failing call raises ``GpuFailed``.
+
+        Returns the GPU's handle and, when MIG is enabled, its MIG device handles by slot.
+        """
+        mig_handles: list[tuple[int, Any]] | None = None
         call = "nvmlDeviceGetHandleByIndex"
         try:
             handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
@@ -236,12 +276,13 @@ class PynvmlSampler:
             found["mig_mode"] = mode = self._mig_mode(handle)
             if mode == "enabled":
                 call = "nvmlDeviceGetMigDeviceHandleByIndex"
-                found["mig_devices"] = self._mig_devices(handle)
+                mig_handles = []
+                found["mig_devices"] = self._mig_devices(handle, mig_handles)
         except pynvml.NVMLError as error:
             raise GpuFailed(
                 f"{call}: {describe(error)}", index=index, call=call, kind=type(error).__name__
             ) from error
-        return handle
+        return handle, mig_handles
 
     def _memory(self, handle: Any) -> dict[str, int | None]:
         if self._memory_v2 is not False:
@@ -273,7 +314,10 @@ class PynvmlSampler:
             return "unsupported"
         return "enabled" if current == pynvml.NVML_DEVICE_MIG_ENABLE else "disabled"
 
-    def _mig_devices(self, handle: Any) -> tuple[MigDeviceSample, ...]:
+    def _mig_devices(
+        self, handle: Any, handles: list[tuple[int, Any]]
+    ) -> tuple[MigDeviceSample, ...]:
+        """The MIG instances; their handles are appended to ``handles`` as (slot, handle)."""
         devices: list[MigDeviceSample] = []
         for slot in range(self.nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
             try:
@@ -291,15 +335,53 @@ class PynvmlSampler:
                     memory_free_bytes=int(info.free),
                 )
             )
+            handles.append((slot, mig))
         return tuple(devices)
 
-    def _processes(self, handle: Any, kinds: list[str]) -> tuple[ProcessSample, ...]:
+    def _running(self, handle: Any) -> Any:
+        """The compute processes on ``handle`` through the newest listing the driver has.
+
+        Raises what the listing raises; ``_CALL_MISSING`` only when no listing exists (then
+        ``_processes_missing`` is set and later passes do not ask again).
+        """
+        start = self._process_call or 0
+        missing: Exception | None = None
+        for position in range(start, len(_PROCESS_CALLS)):
+            call = _PROCESS_CALLS[position]
+            function = getattr(self.nvml, call, None)
+            if function is None:  # a module without it
+                continue
+            try:
+                running = function(handle)
+            except _CALL_MISSING as error:
+                logger.info("%s unavailable on this driver: %s", call, describe(error))
+                missing = error
+                continue
+            self._process_call = position
+            return running
+        error = missing or pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        self._processes_missing = type(error).__name__
+        logger.warning(
+            "no process listing on this driver (%s): GPU processes will not be reported",
+            describe(error),
+        )
+        raise error
+
+    def _processes(
+        self, handle: Any, kinds: list[str], *, mig_device_index: int | None = None
+    ) -> tuple[ProcessSample, ...]:
+        if self._processes_missing is not None:
+            kinds.append(self._processes_missing)
+            return ()
         try:
-            running = self.nvml.nvmlDeviceGetComputeRunningProcesses(handle)
-        except _NOT_SUPPORTED:
+            running = self._running(handle)
+        except _CALL_MISSING as error:
+            kinds.append(type(error).__name__)
+            return ()
+        except pynvml.NVMLError_NotSupported:
             return ()
         except pynvml.NVMLError as error:
-            logger.warning("nvmlDeviceGetComputeRunningProcesses: %s", describe(error))
+            logger.warning("%s: %s", _PROCESS_CALLS[self._process_call or 0], describe(error))
             kinds.append(type(error).__name__)
             return ()
         processes = []
@@ -313,6 +395,7 @@ class PynvmlSampler:
                     used_memory_bytes=None if used is None else int(used),
                     pod_uid=pod[0] if pod else None,
                     container_id=pod[1] if pod else None,
+                    mig_device_index=mig_device_index,
                 )
             )
         return tuple(processes)
