@@ -4,6 +4,8 @@
 
 Prints one JSON line: deployments, nodes, pools, seconds (building the cluster and planning
 every deployment with ``plan_cluster``, one core), placed, unschedulable, peakRssMiB.
+``--dump FILE`` also writes every plan (its status fields, funnel and resolvable) as JSON lines,
+to check that a change to the planner leaves its output byte-identical.
 
 The workload is drawn like a real platform's: a few dozen model sizes (dense and MoE), a
 handful of workload shapes, SLOs and quality budgets, so many deployments share a spec and
@@ -123,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=500)
     parser.add_argument("--pools", type=int, default=12)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--dump", type=Path, help="also write every plan to this file, one JSON line each"
+    )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     nodes, catalogue = cluster(args.nodes, args.pools, rng)
@@ -131,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     plans = plan_cluster(requests, build_cluster(nodes=nodes, catalogue=catalogue))
     seconds = time.perf_counter() - start
     phases = [p.phase for p in plans]
+    if args.dump is not None:
+        with args.dump.open("w") as out:
+            for p in plans:
+                line = {"namespace": p.namespace, "name": p.name, **p.status_fields()}
+                line["funnel"], line["resolvable"] = p.funnel, p.resolvable
+                out.write(json.dumps(line, sort_keys=True) + "\n")
     print(
         json.dumps(
             {

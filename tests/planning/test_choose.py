@@ -86,7 +86,7 @@ def test_cheapest_skips_candidates_without_room_and_records_why():
     )
     caps = {"full": PoolCapacity(["n"], [[1]], False), "free": PoolCapacity(["n"], [[1, 1]], False)}
     caps["full"].place(1, 0, 1)
-    chosen, full = cheapest(ranking, lambda e: no_capacity(e, caps[e.candidate.pool.name]))
+    chosen, full = cheapest(ranking, lambda key, i: no_capacity(ranking.ranked[i], caps[key[0]]))
     assert ranking.ranked[chosen].candidate.pool.name == "free"
     (why,) = full.values()
     assert why.code == "NoCapacity" and why.resolvable and "room for 0" in why.message
@@ -107,7 +107,7 @@ def test_alternatives_list_runners_up_and_the_best_per_other_pool_with_one_reaso
             ev("a100", 2.5, bits=8, precision="fp8"),
         ]
     )
-    chosen, full = cheapest(ranking, lambda e: None)
+    chosen, full = cheapest(ranking, lambda key, i: None)
     alts = alternatives(ranking, chosen, full)
     got = [(e.candidate.pool.name, e.candidate.precision.id, why.code) for e, why in alts]
     assert got == [

@@ -322,11 +322,11 @@ def test_the_fast_path_counts_what_every_check_on_every_candidate_counts(over):
     variants, _ = planning._variants(request, cluster.memo)
     r = planning.Requirements.from_spec(request.spec)
     shape = planning._bases(variants, r, cluster)
-    kept, steps, _ = planning._evaluate_all(shape, r)
+    kept, misses, steps, _ = planning._evaluate_all(shape, r)
     slow = []
     for g in shape.groups:
         for b in g.members:
-            e = planning._evaluate(b, g, r, 1, 1, check=False)
+            e = planning._evaluate(b, r, 1, 1, check=False)
             demand = r.demand_tokens_per_second
             for_demand = -(-demand // b.tps) if demand and b.tps else (10**9 if demand else 0)
             e.replicas_for_demand = int(for_demand)
@@ -334,8 +334,9 @@ def test_the_fast_path_counts_what_every_check_on_every_candidate_counts(over):
             slow.append(e)
     assert steps[:-1] == funnel(slow)[:-1]
     feasible = {id(e.candidate) for e in slow if e.feasible}
-    assert {id(e.candidate) for e in kept if e.feasible} == feasible
-    assert all(not e.feasible for e in kept if id(e.candidate) not in feasible)
+    assert {id(shape.bases[at].candidate) for at, _, _ in kept} == feasible
+    assert all(not e.feasible for e in misses.values())
+    assert not feasible & {id(e.candidate) for e in misses.values()}
 
 
 def test_vllm_never_serves_int8_made_from_a_16_bit_checkpoint():

@@ -16,7 +16,7 @@ pool can take the replicas now (and ``no_capacity`` explains when it cannot), ``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,11 @@ __all__ = [
     "TIER_ORDER",
     "Ranking",
     "alternatives",
+    "candidate_rank_key",
+    "candidate_room_key",
     "cheapest",
+    "has_room",
+    "index",
     "no_capacity",
     "rank",
     "rank_key",
@@ -39,7 +43,13 @@ RUNNERS_UP = 3
 
 
 def rank_key(e: Evaluation, current: Any = None) -> tuple:
-    c = e.candidate
+    """The order of the module docstring, for one evaluated candidate."""
+    return candidate_rank_key(e.candidate, e.per_hour, e.replicas, current)
+
+
+def candidate_rank_key(c: Any, per_hour: float, replicas: int, current: Any = None) -> tuple:
+    """The order of the module docstring, from the candidate, its cost and its replicas (what
+    the planner ranks on without building an ``Evaluation``)."""
     is_current = current is not None and (
         current.pool == c.pool.name
         and current.precision == c.precision.id
@@ -49,8 +59,8 @@ def rank_key(e: Evaluation, current: Any = None) -> tuple:
         and current.variant == c.variant.name
     )
     return (
-        round(e.per_hour, 6),
-        e.replicas * max(c.gpus, 1),
+        round(per_hour, 6),
+        replicas * max(c.gpus, 1),
         -c.precision.weight_bits,
         -c.kv.bits,
         TIER_ORDER.get(c.tier, 9),
@@ -68,22 +78,55 @@ class Ranking:
     """Candidates in rank order, with the indexes the per-deployment decision reads.
 
     Everything here depends on the spec and the pools, not on free capacity, so one Ranking
-    serves every deployment with the same spec (the planner memoises it)."""
+    serves every deployment with the same spec (the planner memoises it). ``ranked`` is any
+    sequence of Evaluations: ``rank`` keeps the ones it was given; the planner's builds each
+    on access from a light row, so that only the candidates shown (the chosen one, the
+    alternatives, a pool without room explained) ever become objects. The indexes hold plain
+    ints and tuples of them."""
 
-    ranked: list[Evaluation]
+    ranked: Sequence[Evaluation]
     feasible: list[int] = field(default_factory=list)
     """Indices of candidates that passed every check, in rank order."""
-    feasible_by_pool: dict[str, list[int]] = field(default_factory=dict)
+    feasible_by_pool: dict[str, tuple[int, ...]] = field(default_factory=dict)
     nearest_by_pool: dict[str, int] = field(default_factory=dict)
     """Per pool without a feasible candidate: the one that got furthest through the checks."""
-    by_room: dict[tuple, list[int]] = field(default_factory=dict)
+    by_room: dict[tuple, tuple[int, ...]] = field(default_factory=dict)
     """Feasible indices by ``room_key``, in rank order: each key is asked for room once."""
 
 
 def room_key(e: Evaluation) -> tuple:
     """Everything ``no_capacity`` reads from a candidate: the same key, the same answer."""
-    c = e.candidate
-    return (c.pool.name, c.gpus, e.resident_bytes_per_gpu, e.replicas)
+    return candidate_room_key(e.candidate, e.resident_bytes_per_gpu, e.replicas)
+
+
+def candidate_room_key(c: Any, resident_bytes_per_gpu: int, replicas: int) -> tuple:
+    """``room_key`` from the candidate, what it holds per GPU and its replicas."""
+    return (c.pool.name, c.gpus, resident_bytes_per_gpu, replicas)
+
+
+def index(
+    ranked: Sequence[Evaluation],
+    rows: Iterable[tuple[str, tuple | None]],
+    nearest: dict[str, int],
+) -> Ranking:
+    """The Ranking of ``ranked`` (already in rank order), given per candidate its pool and its
+    ``room_key`` (None: infeasible), and per pool its nearest miss (kept for pools with no
+    feasible candidate)."""
+    feasible: list[int] = []
+    by_pool: dict[str, list[int]] = {}
+    by_room: dict[tuple, list[int]] = {}
+    for i, (pool, key) in enumerate(rows):
+        if key is not None:
+            feasible.append(i)
+            by_pool.setdefault(pool, []).append(i)
+            by_room.setdefault(key, []).append(i)
+    return Ranking(
+        ranked,
+        feasible,
+        {pool: tuple(indices) for pool, indices in by_pool.items()},
+        {pool: i for pool, i in sorted(nearest.items()) if pool not in by_pool},
+        {key: tuple(indices) for key, indices in by_room.items()},
+    )
 
 
 def rank(evaluations: Iterable[Evaluation], current: Any = None) -> Ranking:
@@ -92,22 +135,22 @@ def rank(evaluations: Iterable[Evaluation], current: Any = None) -> Ranking:
     for e in ranked:
         e.sort_key = rank_key(e, current)
     ranked.sort(key=lambda e: e.sort_key)
-    result = Ranking(ranked)
     nearest: dict[str, tuple[tuple, int]] = {}
     for i, e in enumerate(ranked):
-        pool = e.candidate.pool.name
-        if not e.rejections:
-            result.feasible.append(i)
-            result.feasible_by_pool.setdefault(pool, []).append(i)
-            result.by_room.setdefault(room_key(e), []).append(i)
-            continue
-        key = _closeness(e)
-        if pool not in nearest or key < nearest[pool][0]:
-            nearest[pool] = (key, i)
-    result.nearest_by_pool = {
-        pool: i for pool, (_, i) in sorted(nearest.items()) if pool not in result.feasible_by_pool
-    }
-    return result
+        if e.rejections:
+            pool, key = e.candidate.pool.name, _closeness(e)
+            if pool not in nearest or key < nearest[pool][0]:
+                nearest[pool] = (key, i)
+    return index(
+        ranked,
+        ((e.candidate.pool.name, None if e.rejections else room_key(e)) for e in ranked),
+        {pool: i for pool, (_, i) in nearest.items()},
+    )
+
+
+def has_room(capacity: Any, gpus: int, bytes_per_gpu: int, replicas: int) -> bool:
+    """Whether ``capacity`` (the pool's ``PoolCapacity``) can take the replicas now."""
+    return replicas == 0 or capacity.replicas_possible(gpus, bytes_per_gpu, replicas) >= replicas
 
 
 def no_capacity(
@@ -121,11 +164,9 @@ def no_capacity(
             f"pool {c.pool.name} is full for this deployment: its pods stayed unschedulable",
             resolvable=True,
         )
-    if e.replicas == 0:
+    if has_room(capacity, c.gpus, e.resident_bytes_per_gpu, e.replicas):
         return None
     fits = capacity.replicas_possible(c.gpus, e.resident_bytes_per_gpu, e.replicas)
-    if fits >= e.replicas:
-        return None
     if c.pool.cpu_only:
         free = f"{capacity.free_whole_gpus} of {capacity.total_gpus} nodes free"
         need = f"{e.replicas} nodes"
@@ -140,15 +181,16 @@ def no_capacity(
 
 
 def cheapest(
-    ranking: Ranking, room: Callable[[Evaluation], Rejection | None]
+    ranking: Ranking, room: Callable[[tuple, int], Rejection | None]
 ) -> tuple[int | None, dict[int, Rejection]]:
     """The index of the first feasible candidate with room, and the NoCapacity rejection of
     each feasible one that lacked it. Every feasible candidate is asked (none skipped), so the
-    message can say how many were full; in bulk, once per ``room_key``."""
+    message can say how many were full; in bulk, once per ``room_key``: ``room(key, i)`` with
+    ``i`` the first candidate that has that key."""
     chosen = None
     full: dict[int, Rejection] = {}
-    for indices in ranking.by_room.values():
-        why = room(ranking.ranked[indices[0]])
+    for key, indices in ranking.by_room.items():
+        why = room(key, indices[0])
         if why is not None:
             full.update(dict.fromkeys(indices, why))
         elif chosen is None or indices[0] < chosen:
@@ -178,11 +220,18 @@ def alternatives(
     Per pool, "best" is its cheapest feasible candidate with room, else its cheapest feasible
     one (NoCapacity), else the one that got furthest through the checks (the near miss worth
     explaining). In rank order; a feasible loser's reason is MoreExpensive."""
-    ranked = ranking.ranked
-    winner = None if chosen is None else ranked[chosen]
+    built: dict[int, Evaluation] = {}
+
+    def at(i: int) -> Evaluation:  # each asked once: the planner's Ranking builds on access
+        e = built.get(i)
+        if e is None:
+            e = built[i] = ranking.ranked[i]
+        return e
+
+    winner = None if chosen is None else at(chosen)
 
     def reason(i: int) -> Rejection:
-        e = ranked[i]
+        e = at(i)
         if i in full:
             return full[i]
         if e.rejections:
@@ -206,8 +255,8 @@ def alternatives(
             break
         if i == chosen or i in full or (chosen is not None and i < chosen):
             continue
-        if kind(ranked[i]) not in seen:  # differing only in GPUs or KV dtype: not news
-            seen.add(kind(ranked[i]))
+        if kind(at(i)) not in seen:  # differing only in GPUs or KV dtype: not news
+            seen.add(kind(at(i)))
             picked[i] = reason(i)
     chosen_pool = None if winner is None else winner.candidate.pool.name
     for pool, indices in ranking.feasible_by_pool.items():
@@ -218,4 +267,4 @@ def alternatives(
     for pool, i in ranking.nearest_by_pool.items():
         if pool != chosen_pool:
             picked.setdefault(i, reason(i))
-    return [(ranked[i], picked[i]) for i in sorted(picked)]
+    return [(at(i), picked[i]) for i in sorted(picked)]

@@ -19,13 +19,18 @@ Steps (names as in the modules):
 
 Speed: estimates are memoised per (architecture, precision, KV dtype, context, concurrency,
 GPUs …) and whole rankings per (sizes, requirements, current placement), on the cluster
-(``Cluster.memo``); placing a replica is an index lookup, not a scan of every node.
+(``Cluster.memo``); placing a replica is an index lookup, not a scan of every node. Every memo
+table is a bounded LRU (``_Lru``; the ``…_KEPT`` constants), and a ranking keeps its candidates
+as rows of ints (``_Ranked``): an ``Evaluation`` is built only for a candidate a plan shows or
+a check explains, so a big plan leaves few long-lived objects for the garbage collector.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,10 +48,12 @@ from .choose import (
     TIER_ORDER,
     Ranking,
     alternatives,
+    candidate_rank_key,
+    candidate_room_key,
     cheapest,
+    has_room,
+    index,
     no_capacity,
-    rank,
-    room_key,
 )
 from .cost import cost_per_million_tokens, replica_cost
 from .feasibility import (
@@ -126,6 +133,64 @@ class Plan:
         }
 
 
+# --- memo ------------------------------------------------------------------------------------
+
+
+class _Lru:
+    """A dict that keeps at most ``size`` entries, dropping the least recently used.
+
+    Every table the planner keeps across calls (on ``Cluster.memo``) is one of these, so a
+    long-running operator's memo stays bounded however many specs and capacities it sees. The
+    values are pure functions of their keys: an evicted entry is recomputed, never wrong."""
+
+    __slots__ = ("size", "_entries")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: Hashable, value: Any) -> Any:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+PARAMETER_MODELS_KEPT = 64
+"""Architectures sized from ``parameters`` (and ``activeParameters``) kept in the memo."""
+ARCHITECTURES_KEPT = 256
+"""Architectures given a short id for the other tables' keys (ids are never reused)."""
+ESTIMATES_KEPT = 8192
+"""Memory estimates, and speed estimates, kept (each table): a shape needs a few hundred."""
+SHAPES_KEPT = 64
+"""Shapes (sizes × context × concurrency × prompt) kept, with every candidate's estimates."""
+STATICS_KEPT = 8192
+"""Rankings kept, one per (sizes, requirements, current placement): each is rows of ints and a
+few built nearest misses (tens of KiB); ``bench/plan_scale.py`` draws ~9,600 distinct specs."""
+JUDGED_KEPT = 256
+"""Verdicts kept per shape, one per distinct ``Requirements.group_rules``."""
+ALTERNATIVES_KEPT = 4096
+"""Alternatives kept for reuse: the same fields, the same (frozen) object, in every plan that
+lists it (a 10,000-deployment plan lists ~200,000, of ~15,000 distinct values)."""
+
+
+def _table(memo: dict, name: str, size: int) -> _Lru:
+    table = memo.get(name)
+    if table is None:
+        table = memo[name] = _Lru(size)
+    return table
+
+
 # --- sizing ----------------------------------------------------------------------------------
 
 
@@ -147,10 +212,11 @@ def _size(
             return architecture_from_config(config), _native(config)
         if sized.parameters is not None:
             key = (sized.parameters, sized.active_parameters)
-            by_parameters = memo.setdefault("parameters", {})
-            if key not in by_parameters:
-                by_parameters[key] = architecture_from_parameters(*key)
-            return by_parameters[key], None
+            by_parameters = _table(memo, "parameters", PARAMETER_MODELS_KEPT)
+            arch = by_parameters.get(key)
+            if arch is None:
+                arch = by_parameters.put(key, architecture_from_parameters(*key))
+            return arch, None
     except ConfigError as error:
         raise _Invalid(f"{what}: {error}") from error
     if sized.config_map_ref is not None:
@@ -185,8 +251,11 @@ def _variants(request: DeploymentRequest, memo: dict) -> tuple[list[Variant], li
 
 
 def _arch_id(memo: dict, arch: Any) -> int:
-    ids = memo.setdefault("arch", {})
-    return ids.setdefault(arch, len(ids))
+    ids = _table(memo, "arch", ARCHITECTURES_KEPT)
+    found = ids.get(arch)
+    if found is None:
+        found = ids.put(arch, next(memo.setdefault("arch_serial", itertools.count())))
+    return found
 
 
 class _Base:
@@ -209,6 +278,8 @@ class _Base:
         "ttft",
         "tpot",
         "order",
+        "index",
+        "loss",
     )
 
 
@@ -263,39 +334,43 @@ class _Shape:
     """Every candidate of one shape (sizes, context, concurrency, prompt), in groups, and the
     groups' verdicts per ``Requirements.group_rules`` (memoised)."""
 
-    __slots__ = ("groups", "judged")
+    __slots__ = ("groups", "bases", "judged")
 
-    def __init__(self, groups: list[_Group]) -> None:
+    def __init__(self, groups: list[_Group], bases: list[_Base]) -> None:
         self.groups = groups
-        self.judged: dict[tuple, _Judged] = {}
+        self.bases = bases
+        """Every candidate, by ``_Base.index``: what a ranking's rows point into."""
+        self.judged = _Lru(JUDGED_KEPT)
 
     def judge(self, r: Requirements) -> _Judged:
         found = self.judged.get(r.group_rules)
         if found is None:
-            found = self.judged[r.group_rules] = _Judged(self.groups, r)
+            found = self.judged.put(r.group_rules, _Judged(self.groups, r))
         return found
 
 
 class _Judged:
     """The groups' verdicts on the first three stages: the groups that pass them, and per pool
-    the others by the stage they fail, furthest first (each with its candidate count)."""
+    the others by the stage they fail, furthest first (each with its candidate count, and per
+    group its index in the shape's ``groups`` and how many of the three stages it passed: plain
+    ints, so a shape's many verdicts are no work for the garbage collector)."""
 
     __slots__ = ("total", "passing", "failing")
 
     def __init__(self, groups: Sequence[_Group], r: Requirements) -> None:
         self.total = sum(len(g.members) for g in groups)
-        self.passing: list[tuple[_Group, int]] = []
+        self.passing: list[_Group] = []
         failing: dict[str, dict[int, list]] = {}
-        for g in groups:
+        for gi, g in enumerate(groups):
             allowed, supported, good = g.verdicts(r)
             first = 0 if not allowed else 1 if not supported else 2 if not good else 3
             if first == 3:
-                self.passing.append((g, 3))
+                self.passing.append(g)
                 continue
             bucket = failing.setdefault(g.pool, {}).setdefault(first, [first, 0, []])
             bucket[1] += len(g.members)
-            bucket[2].append((g, allowed + supported + good))
-        self.failing: list[tuple[str, list[tuple[int, int, list[tuple[_Group, int]]]]]] = [
+            bucket[2].append((gi, allowed + supported + good))
+        self.failing: list[tuple[str, list[tuple[int, int, list[tuple[int, int]]]]]] = [
             (pool, [tuple(by_stage[f]) for f in sorted(by_stage, reverse=True)])
             for pool, by_stage in failing.items()
         ]
@@ -312,11 +387,12 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
         r.concurrency,
         r.prompt_tokens,
     )
-    shapes = memo.setdefault("shape", {})
-    if key in shapes:
-        return shapes[key]
-    mem_memo = memo.setdefault("memory", {})
-    speed_memo = memo.setdefault("speed", {})
+    shapes = _table(memo, "shape", SHAPES_KEPT)
+    found = shapes.get(key)
+    if found is not None:
+        return found
+    mem_memo = _table(memo, "memory", ESTIMATES_KEPT)
+    speed_memo = _table(memo, "speed", ESTIMATES_KEPT)
     ctx, conc, prompt = r.context_tokens, r.concurrency, r.prompt_tokens
     arch_ids = {id(v): _arch_id(memo, v.architecture) for v in variants}
     pools = [p for p in cluster.pools if not (p.cpu_only and p.instance is None)]
@@ -328,13 +404,16 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
         mkey = (aid, c.precision.id, c.kv.id, ctx, conc, gpus)
         mem = mem_memo.get(mkey)
         if mem is None:
-            mem = mem_memo[mkey] = estimate_memory(
-                arch,
-                c.precision,
-                c.kv,
-                context_tokens=ctx,
-                concurrency=conc,
-                gpus_per_replica=gpus,
+            mem = mem_memo.put(
+                mkey,
+                estimate_memory(
+                    arch,
+                    c.precision,
+                    c.kv,
+                    context_tokens=ctx,
+                    concurrency=conc,
+                    gpus_per_replica=gpus,
+                ),
             )
         offload: int | None = 0
         host_bytes = 0
@@ -367,18 +446,21 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
             )
             speed = speed_memo.get(skey)
             if speed is None:
-                speed = speed_memo[skey] = estimate_speed(
-                    arch,
-                    c.precision,
-                    c.kv,
-                    tier=c.tier,
-                    gpu=pool.gpu,
-                    host=pool.instance,
-                    gpus_per_replica=gpus,
-                    concurrency=conc,
-                    context_tokens=ctx,
-                    prompt_tokens=prompt,
-                    offloaded_bytes_per_gpu=offload or 0,
+                speed = speed_memo.put(
+                    skey,
+                    estimate_speed(
+                        arch,
+                        c.precision,
+                        c.kv,
+                        tier=c.tier,
+                        gpu=pool.gpu,
+                        host=pool.instance,
+                        gpus_per_replica=gpus,
+                        concurrency=conc,
+                        context_tokens=ctx,
+                        prompt_tokens=prompt,
+                        offloaded_bytes_per_gpu=offload or 0,
+                    ),
                 )
         fraction = 1.0
         if pool.shares_gpus and c.gpus == 1 and c.tier == "gpu" and pool.usable_bytes_per_gpu:
@@ -408,12 +490,14 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
         b.tps = speed.output_tokens_per_second_per_replica if speed is not None else 0.0
         b.ttft = speed.time_to_first_token_ms if speed is not None else math.inf
         b.tpot = speed.time_per_output_token_ms if speed is not None else math.inf
+        b.index = len(out)
         out.append(b)
         gkey = (pool.name, c.tier, c.precision.id, c.kv.id, c.variant.name)
         group = groups.get(gkey)
         if group is None:
             loss = quality_loss(c.precision, c.kv, c.variant.quality_loss, native=c.variant.native)
             group = groups[gkey] = _Group(c, loss)
+        b.loss = group.loss
         group.members.append(b)
     static_order = sorted(
         range(len(out)),
@@ -430,18 +514,17 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
     )
     for order, i in enumerate(static_order):
         out[i].order = order
-    shapes[key] = _Shape(list(groups.values()))
-    return shapes[key]
+    return shapes.put(key, _Shape(list(groups.values()), out))
 
 
 def _evaluate(
-    b: _Base, g: _Group, r: Requirements, replicas: int, for_demand: int, check: bool = True
+    b: _Base, r: Requirements, replicas: int, for_demand: int, check: bool = True
 ) -> Evaluation:
     e = Evaluation(
         b.candidate,
         b.memory,
         b.speed,
-        g.loss,
+        b.loss,
         b.offload,
         b.resident,
         b.host_bytes,
@@ -455,13 +538,18 @@ def _evaluate(
     return e
 
 
+_Row = tuple[int, int, int]
+"""A ranked candidate, light: (``_Base.index``, replicas, replicas for the demand)."""
+
+
 def _evaluate_all(
     shape: _Shape, r: Requirements
-) -> tuple[list[Evaluation], list[tuple[str, int]], float | None]:
+) -> tuple[list[_Row], dict[int, Evaluation], list[tuple[str, int]], float | None]:
     """Every check on every candidate (the rules as ``feasibility``'s predicates, asked once per
     group for what a group shares; the check functions then explain the few candidates people
-    see): the feasible candidates and, per pool without one, its nearest miss; the survivors of
-    each stage; the naive plan's cost.
+    see): the feasible candidates, as rows; per pool without one, its nearest miss, evaluated
+    and explained (by ``_Base.index``, in pool order); the survivors of each stage; the naive
+    plan's cost.
 
     Nearest miss: the candidate that got furthest through the stages; among those, the one
     closest to passing the stage it failed (needed ÷ available memory for DoesNotFit, estimate
@@ -471,8 +559,8 @@ def _evaluate_all(
     disk = 1 if r.offload_to_disk else 0
     stages = len(STAGES)
     firsts = [0] * (stages + 1)
-    kept: list[Evaluation] = []
-    nearest: dict[str, tuple[tuple, _Base, _Group, int, int]] = {}
+    kept: list[_Row] = []
+    nearest: dict[str, tuple[tuple, _Base, int, int]] = {}
     naive: list[float | None] = [None, None]  # cheapest plain bf16 that fits: fast, any
 
     def members(g: _Group, group_first: int, passed: int) -> None:
@@ -496,8 +584,8 @@ def _evaluate_all(
                 if naive[1] is None or per_hour < naive[1]:
                     naive[1] = per_hour
             if first == stages:
-                kept.append(_evaluate(b, g, r, replicas, for_demand, check=False))
-                nearest[g.pool] = ((-stages,), b, g, replicas, for_demand)
+                kept.append((b.index, replicas, for_demand))
+                nearest[g.pool] = ((-stages,), b, replicas, for_demand)
                 continue
             best = nearest.get(g.pool)
             if best is not None and -first > best[0][0]:
@@ -510,10 +598,10 @@ def _evaluate_all(
                 miss = 0.0
             closeness = (-first, miss, 5 - (passed + fits + fast), per_hour, b.order)
             if best is None or closeness < best[0]:
-                nearest[g.pool] = (closeness, b, g, replicas, for_demand)
+                nearest[g.pool] = (closeness, b, replicas, for_demand)
 
     judged = shape.judge(r)
-    for g, _ in judged.passing:
+    for g in judged.passing:
         members(g, 3, 3)
     for pool, buckets in judged.failing:
         for first, count, groups in buckets:
@@ -521,16 +609,70 @@ def _evaluate_all(
             if best is not None and best[0][0] < -first:
                 firsts[first] += count  # the pool has a candidate further along
                 continue
-            for g, passed in groups:
-                members(g, first, passed)
-    feasible_pools = {e.candidate.pool.name for e in kept}
-    for pool, (_, b, g, replicas, for_demand) in sorted(nearest.items()):
-        if pool not in feasible_pools:
-            kept.append(_evaluate(b, g, r, replicas, for_demand))
+            for gi, passed in groups:
+                members(shape.groups[gi], first, passed)
+    misses = {
+        b.index: _evaluate(b, r, replicas, for_demand)
+        for _, (closeness, b, replicas, for_demand) in sorted(nearest.items())
+        if closeness[0] != -stages
+    }
     steps = [("candidates", judged.total)]
     steps += [(name, sum(firsts[i + 1 :])) for i, (name, _) in enumerate(STAGES)]
     steps.append(("have free capacity", 0))
-    return kept, steps, naive[0] if naive[0] is not None else naive[1]
+    return kept, misses, steps, naive[0] if naive[0] is not None else naive[1]
+
+
+class _Ranked(Sequence[Evaluation]):
+    """A ranking's candidates as light rows; ``[i]`` builds the i-th's ``Evaluation`` (the
+    nearest misses come built, with their rejections). Nothing built is kept: the planner asks
+    for the few it shows."""
+
+    __slots__ = ("bases", "rows", "requirements", "misses")
+
+    def __init__(
+        self, bases: list[_Base], rows: list[_Row], r: Requirements, misses: dict[int, Evaluation]
+    ) -> None:
+        self.bases, self.rows, self.requirements, self.misses = bases, rows, r, misses
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> Evaluation:  # type: ignore[override]
+        at, replicas, for_demand = self.rows[i]
+        missed = self.misses.get(at)
+        if missed is not None:
+            return missed
+        return _evaluate(self.bases[at], self.requirements, replicas, for_demand, check=False)
+
+
+def _rank(
+    shape: _Shape,
+    feasible: list[_Row],
+    missed: dict[int, Evaluation],
+    r: Requirements,
+    current: Any,
+) -> Ranking:
+    """``choose``'s ranking, on rows: the order is ``candidate_rank_key``'s."""
+    bases = shape.bases
+    rows = list(feasible)
+    rows += [(at, e.replicas, e.replicas_for_demand) for at, e in missed.items()]
+
+    def key(row: _Row) -> tuple:
+        b, replicas = bases[row[0]], row[1]
+        return candidate_rank_key(b.candidate, b.per_replica * replicas, replicas, current)
+
+    rows.sort(key=key)
+    facts = []
+    nearest = {}
+    for i, (at, replicas, _) in enumerate(rows):
+        b = bases[at]
+        pool = b.candidate.pool.name
+        if at in missed:
+            facts.append((pool, None))
+            nearest[pool] = i
+        else:
+            facts.append((pool, candidate_room_key(b.candidate, b.resident, replicas)))
+    return index(_Ranked(bases, rows, r, missed), facts, nearest)
 
 
 @dataclass
@@ -542,8 +684,6 @@ class _Static:
     variant_problems: list[Alternative]
     naive_per_hour: float | None
     steps: list[tuple[str, int]]
-    alternatives: dict[tuple, Alternative] = field(default_factory=dict)
-    """Alternatives already built, by (evaluation, code, reason)."""
 
 
 def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
@@ -562,7 +702,7 @@ def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
             current.variant,
         )
     )
-    memo = cluster.memo.setdefault("static", {})
+    memo = _table(cluster.memo, "static", STATICS_KEPT)
     key = (
         tuple(
             (v.name, _arch_id(cluster.memo, v.architecture), v.quality_loss, v.native)
@@ -573,8 +713,10 @@ def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
     )
     found = memo.get(key)
     if found is None:
-        kept, steps, naive = _evaluate_all(_bases(variants, r, cluster), r)
-        found = memo[key] = _Static(r, rank(kept, current), problems, naive, steps)
+        shape = _bases(variants, r, cluster)
+        kept, misses, steps, naive = _evaluate_all(shape, r)
+        ranking = _rank(shape, kept, misses, r, current)
+        found = memo.put(key, _Static(r, ranking, problems, naive, steps))
     return found
 
 
@@ -604,21 +746,44 @@ def _estimate_status(e: Evaluation) -> EstimateStatus:
     )
 
 
-def _alternative(e: Evaluation, code: str, reason: str) -> Alternative:
+def _alternative(e: Evaluation, code: str, reason: str, memo: dict) -> Alternative:
+    """The Alternative for ``e`` losing for ``reason``: one object per distinct value."""
     c = e.candidate
-    return Alternative(
-        pool=c.pool.name,
-        gpu_model=c.pool.gpu_name,
-        precision=c.precision.id,
-        kv_cache_dtype=c.kv.id,
-        tier=c.tier,
-        variant=c.variant.name,
-        gpus_per_replica=c.gpus,
-        replicas=e.replicas,
-        per_hour=round(e.per_hour, 4),
-        reason=reason,
-        code=code,
+    fields = (
+        c.pool.name,
+        c.pool.gpu_name,
+        c.precision.id,
+        c.kv.id,
+        c.tier,
+        c.variant.name,
+        c.gpus,
+        e.replicas,
+        round(e.per_hour, 4),
+        reason,
+        code,
     )
+    built = _table(memo, "alternative", ALTERNATIVES_KEPT)
+    found = built.get(fields)
+    if found is None:
+        found = built.put(
+            fields, Alternative(**dict(zip(_ALTERNATIVE_FIELDS, fields, strict=True)))
+        )
+    return found
+
+
+_ALTERNATIVE_FIELDS = (
+    "pool",
+    "gpu_model",
+    "precision",
+    "kv_cache_dtype",
+    "tier",
+    "variant",
+    "gpus_per_replica",
+    "replicas",
+    "per_hour",
+    "reason",
+    "code",
+)
 
 
 def _what(e: Evaluation) -> str:
@@ -654,27 +819,24 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
     ranking = static.ranking
     full_pools = request.full_pools
 
-    def room(e: Evaluation) -> Any:
-        # answers keep while the pool's free room does (``PoolCapacity.answers``)
-        c = e.candidate
-        capacity = cluster.capacity(c.pool.name)
-        if c.pool.name in full_pools:
-            return no_capacity(e, capacity, full_pools)
-        key = room_key(e)
+    def room(key: tuple, i: int) -> Any:
+        # answers keep while the pool's free room does (``PoolCapacity.answers``); only a
+        # candidate without room is built, to be explained
+        pool, gpus, resident, replicas = key
+        capacity = cluster.capacity(pool)
+        if pool in full_pools:
+            return no_capacity(ranking.ranked[i], capacity, full_pools)
         answers = capacity.answers
         if key not in answers:
-            answers[key] = no_capacity(e, capacity)
+            ok = has_room(capacity, gpus, resident, replicas)
+            answers[key] = None if ok else no_capacity(ranking.ranked[i], capacity)
         return answers[key]
 
     chosen, full = cheapest(ranking, room)
-    shown = static.alternatives  # the same loser with the same reason: the same object
-    alts = []
-    for e, why in alternatives(ranking, chosen, full):
-        key = (id(e), why.code, why.message)
-        alt = shown.get(key)
-        if alt is None:
-            alt = shown[key] = _alternative(e, why.code, why.message)
-        alts.append(alt)
+    alts = [
+        _alternative(e, why.code, why.message, cluster.memo)
+        for e, why in alternatives(ranking, chosen, full)
+    ]
     allowed = static.requirements.pools
     alts += [
         Alternative(pool=x.name, reason=x.reason, code=x.code)
