@@ -4,7 +4,10 @@ KMock's ``KubernetesEmulator`` is a store with Kubernetes URLs, not a cluster. I
 what it leaves out and invites subclassing; :class:`Cluster` adds only the object metadata a real
 API server stamps and that Kopf and the operator rely on (kmock#33): ``uid``, ``resourceVersion``,
 ``creationTimestamp``, a ``name`` from ``generateName``, and ``generation``, bumped only when the
-``spec`` changes. It still has no schema validation, no scheduler, no garbage collection, no label
+``spec`` changes. Two API-server answers are added for the tests that need them: 409 to a merge
+patch whose ``metadata.resourceVersion`` is not the stored one (optimistic concurrency), and 422
+to writes of an object a test marked with :meth:`Cluster.refuse` (a stand-in for validation). It
+still has no schema validation, no scheduler, no garbage collection, no label
 selectors, no PUT, and no separation of ``/status`` from the main resource: e2e/ covers those.
 """
 
@@ -37,6 +40,14 @@ MEMPLACE_RESOURCES: dict[str, dict[str, Any]] = {
         categories={"memplace"}, subresources={"status"},
     ),
 }
+KOPF_RESOURCES: dict[str, dict[str, Any]] = {  # Kopf's peering CRDs (peering.crd.yaml)
+    "kopf.dev/v1/clusterkopfpeerings": dict(
+        kind="ClusterKopfPeering", singular="clusterkopfpeering", namespaced=False,
+    ),
+    "kopf.dev/v1/kopfpeerings": dict(
+        kind="KopfPeering", singular="kopfpeering", namespaced=True,
+    ),
+}
 VERBS = {"create", "delete", "get", "list", "patch", "update", "watch"}
 
 
@@ -44,14 +55,31 @@ class Cluster(kmock.KubernetesEmulator):
     """KMock's emulator plus the metadata a real API server stamps on writes (kmock#33)."""
 
     _versions = itertools.count(1000)
+    _refused: dict[tuple[str, str], str] | None = None
+
+    def refuse(self, plural: str, name: str, message: str) -> None:
+        """Answer 422 ``message`` to every create or patch of the object ``plural``/``name``."""
+        self._refused = {**(self._refused or {}), (plural, name): message}
 
     async def _handle(self, request: kmock.Request) -> Any:
         if request.resource is not None:
+            self._check_refused(request)
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
                 self._stamp_created(request)
             elif request.action == kmock.action.UPDATE and request.name is not None:
                 self._stamp_patched(request)
         return await super()._handle(request)
+
+    def _check_refused(self, request: kmock.Request) -> None:
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            name = request.data.get("metadata", {}).get("name")
+        elif request.action == kmock.action.UPDATE:
+            name = request.name
+        else:
+            return
+        message = (self._refused or {}).get((request.resource.plural, name))
+        if message is not None:
+            raise kmock.KubernetesError(status=422, reason="Invalid", message=message)
 
     def _stamp_created(self, request: kmock.Request) -> None:
         meta = request.data.setdefault("metadata", {})
@@ -69,11 +97,18 @@ class Cluster(kmock.KubernetesEmulator):
         if key not in self.objects or self.objects[key].deleted:
             return  # the emulator answers 404 itself
         old = copy.deepcopy(self.objects[key].raw)
+        meta = old.get("metadata", {})
+        if isinstance(request.data, dict):
+            wanted = (request.data.get("metadata") or {}).get("resourceVersion")
+            if wanted is not None and wanted != meta.get("resourceVersion"):
+                raise kmock.KubernetesError(
+                    status=409, reason="Conflict",
+                    message=f"the object has been modified (resourceVersion "
+                            f"{meta.get('resourceVersion')}, not {wanted})")
         try:
             new = kmock_dicts.patch_dict(old, request.data)
         except Exception:  # noqa: BLE001 — a failing JSON-patch `test` op: the emulator answers
             return
-        meta = old.get("metadata", {})
         stamps = {"resourceVersion": str(next(self._versions))}
         if new.get("spec") != old.get("spec"):
             stamps["generation"] = int(meta.get("generation", 1)) + 1
@@ -137,7 +172,7 @@ async def cluster() -> AsyncIterator[Cluster]:
     """An emulated API server on localhost; Kopf (if imported) logs in to it."""
     emulator = Cluster()
     emulator.resources.load_bundled()
-    for resource, info in MEMPLACE_RESOURCES.items():
+    for resource, info in (MEMPLACE_RESOURCES | KOPF_RESOURCES).items():
         emulator.resources[resource] = kmock.ResourceInfo(verbs=VERBS, **info)
     async with emulator, kmock.Server(emulator):
         _LOGIN["server"] = str(emulator.url).rstrip("/")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import kopf
 
 from memplace.cli import main
@@ -30,3 +32,12 @@ def test_peered_replicas_get_distinct_priorities_so_exactly_one_is_active(monkey
 def test_an_explicit_priority_is_used(monkeypatch):
     seen = run_and_capture(monkeypatch, "--peering", "memplace", "--priority", "100")
     assert seen["priority"] == 100 and seen["standalone"] is False
+
+
+def test_a_peered_replica_has_an_identity_its_own_peer_check_can_read(monkeypatch):
+    monkeypatch.delenv("POD_ID", raising=False)
+    run_and_capture(monkeypatch, "--peering", "memplace")
+    assert os.environ["POD_ID"]  # Kopf's detect_own_id and peering.own_identity read it
+    monkeypatch.setenv("POD_ID", "memplace-abc")
+    run_and_capture(monkeypatch, "--peering", "memplace")
+    assert os.environ["POD_ID"] == "memplace-abc"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
 from kopf.testing import KopfRunner
+from operator_support import OWN_ID, PEERING, PRIORITY
 
 from memplace.operator import settings as operator_settings
 
@@ -28,6 +30,25 @@ class RunningOperator:
 @pytest_asyncio.fixture()
 async def operator(cluster) -> AsyncIterator[RunningOperator]:
     """``memplace``'s handlers under Kopf (KopfRunner), logged in to the emulator."""
+    async with _running(["--standalone"]) as running:
+        yield running
+
+
+@pytest_asyncio.fixture()
+async def peered_operator(cluster, monkeypatch) -> AsyncIterator[RunningOperator]:
+    """The operator as one replica of a peering (``--peering``), with Kopf's identity ``OWN_ID``
+    (``POD_ID``, as the chart sets it) and priority ``PRIORITY``; the ClusterKopfPeering exists
+    and names no other peer."""
+    monkeypatch.setenv("POD_ID", OWN_ID)
+    await cluster.create("/apis/kopf.dev/v1/clusterkopfpeerings", {
+        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
+        "metadata": {"name": PEERING}})
+    async with _running(["--peering", PEERING, "--priority", str(PRIORITY)]) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _running(mode: list[str]) -> AsyncIterator[RunningOperator]:
     metrics_port, health_port = free_port(), free_port()
     operator_settings.configure(operator_settings.Settings(
         resync_seconds=0.2,
@@ -36,7 +57,7 @@ async def operator(cluster) -> AsyncIterator[RunningOperator]:
         metrics_host="127.0.0.1",
     ))
     runner = KopfRunner(
-        ["run", "--standalone", "--all-namespaces", "-m", "memplace.operator.handlers",
+        ["run", *mode, "--all-namespaces", "-m", "memplace.operator.handlers",
          "--liveness", f"http://127.0.0.1:{health_port}/healthz"],
         timeout=30,
     )
@@ -47,4 +68,3 @@ async def operator(cluster) -> AsyncIterator[RunningOperator]:
     finally:
         await asyncio.to_thread(runner.__exit__, None, None, None)
         operator_settings.configure(operator_settings.Settings())
-

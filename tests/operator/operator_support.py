@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from memplace.operator.metrics import REGISTRY
+
 
 async def eventually(
     check: Any, *, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
@@ -26,12 +28,20 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+def plans() -> float:
+    """How many plans the operator made so far (``memplace_plan_duration_seconds_count``)."""
+    return REGISTRY.get_sample_value("memplace_plan_duration_seconds_count") or 0.0
+
+
 MDS = "memplace.io/v1alpha1/modeldeployments"
 POOLS_URL = "/apis/memplace.io/v1alpha1/placementpools"
 NODES_URL = "/api/v1/nodes"
 DEPLOYMENTS = "apps/v1/deployments"
 SERVICES = "v1/services"
 NS = "ml"
+PEERING = "memplace-test"  # the ClusterKopfPeering of ``peered_operator``
+PRIORITY = 100  # that replica's priority
+OWN_ID = "memplace-operator-test-0"  # and its Kopf identity (POD_ID)
 
 
 def md_url(namespace: str = NS, name: str | None = None) -> str:

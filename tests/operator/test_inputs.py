@@ -84,3 +84,18 @@ def test_own_replicas_memory_is_given_back_to_free_and_nothing_else_is():
     assert adjusted.gpus[0].memory_used_bytes == 4 * gib
     assert adjusted.gpus[1] == report.gpus[1]
     assert inputs.without_own_use([("n1", report)], ["nobody"])[0][1] is report
+
+
+def _report(*processes: tuple[str | None, int]) -> Any:
+    from memplace.api import NodeMemoryReportStatus
+
+    return NodeMemoryReportStatus.model_validate({"gpus": [{"index": 0, "processes": [
+        {"pid": 100 + n, "podUid": uid, "usedMemoryBytes": used}
+        for n, (uid, used) in enumerate(processes)]}]})
+
+
+def test_a_report_that_cannot_say_whose_memory_it_is_is_dropped_only_where_replicas_run():
+    unattributed, attributed = _report((None, 70), ("pod-b", 5)), _report(("pod-a", 70))
+    reports = [("runs-a", unattributed), ("runs-b", attributed), ("idle", _report((None, 3)))]
+    kept = inputs.without_unattributed(reports, ["runs-a", "runs-b"])
+    assert [node for node, _ in kept] == ["runs-b", "idle"]

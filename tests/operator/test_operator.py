@@ -24,6 +24,7 @@ from operator_support import (
     gpu_node,
     md_url,
     model_deployment,
+    plans,
     pool,
     status_of,
 )
@@ -85,14 +86,18 @@ async def test_status_is_written_through_the_status_subresource_and_spec_never(c
 async def test_a_repeated_reconcile_writes_nothing_to_the_deployment(cluster, operator):
     await add_pool(cluster, "a100", 30.0)
     await cluster.create(md_url(), model_deployment("summarizer"))
-    await eventually(lambda: cluster.stored(DEPLOYMENTS, NS, "summarizer"))
+    await eventually(lambda: status_of(cluster, "summarizer").get("placement"))
+    await asyncio.sleep(0.5)  # settled
+    planned = plans()
     # New capacity: the deployment is re-planned, to the same placement.
     await add_pool(cluster, "a100-more", 45.0)
-    await asyncio.sleep(1.5)
+    await eventually(lambda: plans() > planned, what="a re-plan")
+    await asyncio.sleep(1.0)
     writes = [r for r in cluster.seen()
               if r.resource is not None and r.resource.plural == "deployments"
               and r.method in ("POST", "PATCH", "PUT")]
     assert len(writes) == 1, [w.method for w in writes]
+    assert status_of(cluster, "summarizer")["placement"]["pool"] == "a100"
 
 
 async def test_a_spec_edit_replans_and_patches_the_deployment(cluster, operator):

@@ -21,11 +21,10 @@ from operator_support import (
     gpu_node,
     md_url,
     model_deployment,
+    plans,
     pool,
     status_of,
 )
-
-from memplace.operator.metrics import REGISTRY
 
 GIB = 1 << 30
 REPORTS_URL = "/apis/memplace.io/v1alpha1/nodememoryreports"
@@ -56,10 +55,6 @@ def report(node: str, observed_at: str, processes: list[tuple[str, int]]) -> dic
                 for n, (uid, used) in enumerate(processes)
             ]}]},
     }
-
-
-def plans() -> float:
-    return REGISTRY.get_sample_value("memplace_plan_duration_seconds_count") or 0.0
 
 
 def deployment_writes(cluster) -> int:
@@ -230,3 +225,34 @@ async def test_a_running_replica_s_own_memory_does_not_push_it_off_its_gpu(clust
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_unattributed_memory_on_the_replica_s_node_does_not_push_it_off_its_gpu(
+    cluster, operator
+):
+    # The agent without hostPID (the chart's default) names no pod: the replica's 72 GiB show as
+    # a process without podUid, so nothing can be given back. Its node's report is left out of
+    # planning; trusted, its 8 GiB free would move the model to the dear pool.
+    await add_pool(cluster, "a100", 30.0, gpus=1)
+    await cluster.create(NODES_URL, gpu_node("dear-node-0", "dear", gpus=1))
+    await cluster.create(POOLS_URL, pool("dear", 50.0, gpus=1))
+    await cluster.create(md_url(), model_deployment("summarizer", placement={"tiers": ["gpu"]}))
+    await eventually(lambda: status_of(cluster, "summarizer").get("placement", {})
+                     .get("pool") == "a100")
+    replica = pod("summarizer-a", "summarizer", str(uuid.uuid4()))
+    replica["spec"]["nodeName"] = "a100-node-0"
+    await cluster.create(f"/api/v1/namespaces/{NS}/pods", replica)
+    fresh = report("a100-node-0", _now(), [(None, 72 * GIB)])
+    fresh["status"]["heartbeatSeconds"] = 600
+    fresh["status"]["gpus"][0].update(memoryTotalBytes=80 * GIB, memoryUsedBytes=72 * GIB,
+                                      memoryFreeBytes=8 * GIB)
+    await cluster.create(REPORTS_URL, fresh)
+
+    await asyncio.sleep(1.0)  # five resyncs
+    assert status_of(cluster, "summarizer")["placement"]["pool"] == "a100"
+    assert not events_for(cluster, "summarizer", "Replanned")
+
+    # Control: with no replica on that node the report is trusted, and 8 GiB free is too little.
+    await cluster.remove(f"/api/v1/namespaces/{NS}/pods/summarizer-a")
+    await eventually(lambda: status_of(cluster, "summarizer")["placement"]["pool"] == "dear",
+                     what="the move once the report is trusted")

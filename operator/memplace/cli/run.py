@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import socket
 from typing import Any
 
 from memplace.cli import UsageError
@@ -25,29 +26,59 @@ def register(subparsers: Any) -> None:
         description="Run the memplace operator: place every ModelDeployment, run its pods, "
         "report status and Events.",
     )
-    parser.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig to use "
-                        "(default: $KUBECONFIG, ~/.kube/config, or the in-cluster account)")
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or the in-cluster account)",
+    )
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("--namespace", "-n", dest="namespaces", action="append", metavar="NS",
-                       help="watch ModelDeployments in this namespace (repeatable; globs allowed)")
-    scope.add_argument("--all-namespaces", "-A", action="store_true",
-                       help="watch ModelDeployments in every namespace (the default)")
-    parser.add_argument("--metrics-port", type=int, metavar="N",
-                        help="serve Prometheus metrics on :N/metrics")
-    parser.add_argument("--health-port", type=int, metavar="N",
-                        help="serve Kopf's liveness probe on :N/healthz")
-    parser.add_argument("--peering", metavar="NAME",
-                        help="run as one of several replicas under this Kopf peering; "
-                        "one is active (default: standalone)")
-    parser.add_argument("--priority", type=int, metavar="N",
-                        help="this replica's peering priority; the highest runs, the others "
-                        "wait (default: random, so exactly one of several replicas is highest: "
-                        "Kopf pauses every replica that shares the top priority)")
-    parser.add_argument("--stuck-after", default="10m", metavar="DURATION",
-                        help="pods unschedulable longer than this mark their pool full for "
-                        "that deployment (default: 10m)")
-    parser.add_argument("--resync", default="15s", metavar="DURATION",
-                        help="how often each deployment re-checks capacity and readiness")
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        dest="namespaces",
+        action="append",
+        metavar="NS",
+        help="watch ModelDeployments in this namespace (repeatable; globs allowed)",
+    )
+    scope.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="watch ModelDeployments in every namespace (the default)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on :N/metrics"
+    )
+    parser.add_argument(
+        "--health-port", type=int, metavar="N", help="serve Kopf's liveness probe on :N/healthz"
+    )
+    parser.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="run as one of several replicas under this Kopf peering; "
+        "one is active (default: standalone)",
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        metavar="N",
+        help="this replica's peering priority; the highest runs, the others "
+        "wait (default: random, so exactly one of several replicas is highest: "
+        "Kopf pauses every replica that shares the top priority)",
+    )
+    parser.add_argument(
+        "--stuck-after",
+        default="10m",
+        metavar="DURATION",
+        help="pods unschedulable longer than this mark their pool full for "
+        "that deployment (default: 10m)",
+    )
+    parser.add_argument(
+        "--resync",
+        default="15s",
+        metavar="DURATION",
+        help="how often each deployment re-checks capacity and readiness",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     parser.set_defaults(handler=run)
 
@@ -78,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
 
     import memplace.operator.handlers  # noqa: F401  (registers the handlers)
 
+    if args.peering and not os.environ.get("POD_ID"):
+        # Kopf and memplace's own peer check (operator/peering.py) both read POD_ID: without
+        # it Kopf would make up an identity that the check cannot know.
+        os.environ["POD_ID"] = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(32):08x}"
     kopf.configure(verbose=args.verbose)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None

@@ -10,7 +10,8 @@ Placed          Normal   the first placement: precision, tier, pool, replicas, G
                          $/h, and the best rejected alternative with its reason
 Replanned       Normal   a running placement changed (spec edit, capacity, a full pool)
 Unschedulable   Warning  nothing feasible fits now; reasons per pool; retried on capacity
-Invalid         Warning  the spec cannot be planned at all; nothing else is touched
+Invalid         Warning  the spec cannot be planned at all, or the API server refused the
+                         rendered Deployment or Service (422); not retried
 PlacementKept   Warning  an edit is infeasible or invalid, so the running placement stays
 PoolFull        Warning  pods stayed unschedulable too long; the pool is skipped for now
 ==============  =======  ==================================================================

@@ -23,6 +23,12 @@ not answer: ``inputs.Waiting``) shows phase ``Pending`` and what it waits for, a
 Memory the replicas of memplace's own deployments hold is given back to the reports' free
 memory before planning (``inputs.without_own_use``): the planner already takes it through the
 placements' reservations, and counting it twice would push a running deployment off its GPU.
+Where a report does not say which process is whose (no ``podUid``: the agent without
+``hostPID``) on a node running such replicas, that node's report is left out of planning
+(``inputs.without_unattributed``): the catalogue and the reservations size it instead.
+
+With ``--peering``, the resync loop writes only while this replica is the active one
+(``peering``): Kopf pauses its own watches, not this loop.
 
 State: the indexes (``@kopf.index``) are rebuilt from the cluster on start; the running placement
 is read back from ``status``. What lives only in memory (which pools stuck pods marked full, the
@@ -32,7 +38,10 @@ that matters: the next reconcile re-plans and finds the Deployment already match
 Safety rules:
 
 - an infeasible or invalid edit never touches a running Deployment (PlacementKept, Warning);
-- an Unschedulable or Invalid new deployment gets no Deployment;
+- an Unschedulable or Invalid new deployment gets no Deployment; a Deployment or Service the
+  API server refuses (422) makes it Invalid, and is not retried until something changes;
+- the resync loop writes only while this replica is the active peer, and its status patches
+  carry the indexed ``resourceVersion`` (a 409 skips the write: the next pass redoes it);
 - the operator writes ``status`` only through the status subresource (Kopf's patch) and never
   ``spec``; it adds no finalizers: owner references let the garbage collector delete the
   Deployment and the Service with their ModelDeployment, also while the operator is down.
@@ -43,7 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +62,7 @@ from memplace.api import MODEL_DEPLOYMENT, NODE_MEMORY_REPORT, PLACEMENT_POOL, P
 from memplace.planning.inventory import STALE_AFTER_HEARTBEATS, build_cluster
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, inputs, kube, measured, poolstatus, render
+from . import events, inputs, kube, measured, peering, poolstatus, render
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION, Metrics
 from .settings import Settings, current
@@ -80,6 +89,8 @@ class State:
     metrics_port: int | None = None
     kopf_settings: Any = None
     resync_task: asyncio.Task[None] | None = None
+    paused: str | None = None
+    """Why the resync loop is not acting (a peer outranks this replica), or None."""
 
 
 # ---------------------------------------------------------------------------------- lifecycle
@@ -165,7 +176,8 @@ def models(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, dict[str
         "apiVersion": MODEL_DEPLOYMENT.api_version,
         "kind": MODEL_DEPLOYMENT.kind,
         "metadata": {"name": name, "namespace": namespace, "uid": meta.get("uid"),
-                     "generation": meta.get("generation")},
+                     "generation": meta.get("generation"),
+                     "resourceVersion": meta.get("resourceVersion")},
         "spec": inputs._plain(body.get("spec") or {}),
         "status": inputs._plain(body.get("status") or {}),
     }}
@@ -185,6 +197,15 @@ def replicas(namespace: str, labels: Any, meta: Any, **_: Any) -> dict[Key, str]
     """The uid of every pod of an owned Deployment, under its ModelDeployment."""
     owner, uid = labels.get(render.DEPLOYMENT_LABEL), meta.get("uid")
     return {(namespace, owner): uid} if owner and uid else None
+
+
+@kopf.index("v1", "pods", labels=render.MANAGED_BY)
+def replica_nodes(
+    namespace: str, labels: Any, spec: Any, **_: Any
+) -> dict[str, Key] | None:
+    """The node of every scheduled pod of an owned Deployment → its ModelDeployment."""
+    owner, node = labels.get(render.DEPLOYMENT_LABEL), (spec or {}).get("nodeName")
+    return {node: (namespace, owner)} if owner and node else None
 
 
 @kopf.index("v1", "pods", labels=render.MANAGED_BY)
@@ -238,11 +259,15 @@ async def _resync_forever(
 
     One loop for the operator instead of a Kopf timer per object: Kopf timers need a finalizer
     on every ModelDeployment, and memplace adds none (deletion never waits for the operator).
+    Kopf does not pause this loop when a peer outranks this replica, so each pass first asks
+    the peering itself (``_may_act``) and writes nothing while paused.
     """
     logger = logger.logger if hasattr(logger, "logger") else logger  # not one object's logger
     api = kube.Kube(settings, logger)
     while True:
         await asyncio.sleep(state.settings.resync_seconds)
+        if not await _may_act(state, indexes, api, settings, logger):
+            continue
         try:
             await _write_pool_statuses(indexes, api)
         except asyncio.CancelledError:
@@ -266,6 +291,36 @@ async def _resync_forever(
                 logger.exception(f"Resync of {key[0]}/{key[1]} failed; will retry.")
 
 
+async def _may_act(
+    state: State, indexes: Mapping[str, Any], api: kube.Kube, settings: Any, logger: Any
+) -> bool:
+    """Whether this replica is the active one now (``peering``); logs each change.
+
+    A replica that pauses forgets what it decided (``recent``, the fingerprints): the active
+    peer may re-plan meanwhile, so on taking over every deployment is re-checked against the
+    indexes Kopf re-lists; the first pass after taking over is skipped to give it that time."""
+    namespaces = [namespace for namespace, _ in (indexes.get("models") or {})]
+    try:
+        ok, why = await peering.active(
+            settings, api, namespaces, datetime.datetime.now(datetime.UTC)
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # noqa: BLE001 — unknown standing: do not write
+        ok, why = False, f"the peering cannot be read: {error!r}"
+    if ok and state.paused is not None:
+        logger.info("Resync resumes next pass: this replica is the active one.")
+        state.paused = None
+        return False
+    if not ok and state.paused != why:
+        if state.paused is None:
+            state.recent.clear()
+            state.fingerprints.clear()
+        logger.info(f"Resync paused, writing nothing: {why}.")
+        state.paused = why
+    return ok
+
+
 async def _resync_one(
     state: State,
     key: Key,
@@ -280,7 +335,6 @@ async def _resync_one(
     if trigger is None and _fingerprint(indexes, key) != state.fingerprints.get(key):
         trigger = "capacity changed"
     previous = body.get("status") or {}
-    url = kube.path(MODEL_DEPLOYMENT.api_version, MODEL_DEPLOYMENT.plural, *key) + "/status"
     if trigger is not None:
         try:
             async with state.planning:
@@ -292,8 +346,7 @@ async def _resync_one(
             generation = body["metadata"].get("generation")
             pending = _pending(state, key, previous, generation, waiting)
             if pending:
-                with contextlib.suppress(kube.NotFound):
-                    await api.merge_patch(url, {"status": pending})
+                await _write_status(state, api, key, body, pending, logger)
             raise
     else:
         new_status = _refresh_readiness(state, key, body, indexes)
@@ -301,8 +354,35 @@ async def _resync_one(
     if measured.changed(previous.get("measured"), now_measured):
         new_status = {**new_status, "measured": now_measured}
     if new_status:
-        with contextlib.suppress(kube.NotFound):  # deleted meanwhile
-            await api.merge_patch(url, {"status": new_status})
+        await _write_status(state, api, key, body, new_status, logger)
+
+
+async def _write_status(
+    state: State,
+    api: kube.Kube,
+    key: Key,
+    body: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    logger: Any,
+) -> None:
+    """Merge-patch ``status`` as of the indexed ``resourceVersion``; skip it if that is stale.
+
+    The changes were computed from the indexed object; a handler (or another pass) may have
+    written status since. ``metadata.resourceVersion`` in the patch makes the API server answer
+    409 then instead of restoring old fields; the next pass, on a fresher index, redoes it (its
+    fingerprint is forgotten so that a plan whose status was lost is made and written again)."""
+    url = kube.path(MODEL_DEPLOYMENT.api_version, MODEL_DEPLOYMENT.plural, *key) + "/status"
+    patch: dict[str, Any] = {"status": dict(changes)}
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    if version:
+        patch["metadata"] = {"resourceVersion": version}
+    try:
+        await api.merge_patch(url, patch)
+    except kube.NotFound:
+        pass  # deleted meanwhile
+    except kube.Conflict:
+        state.fingerprints.pop(key, None)
+        logger.debug(f"Status of {key[0]}/{key[1]} changed since it was read; next resync.")
 
 
 @kopf.on.event(*MD)
@@ -411,10 +491,10 @@ async def _plan_and_apply(
         try:
             chosen = _chosen_config(spec_model, fields, config, variant_configs)
             desired = _render(body, spec_model, fields, cluster, chosen)
-        except render.RenderError as error:
+            deployment = await _apply(api, desired)
+        except (render.RenderError, Rejected) as error:  # a 422 is not retried: same object
             fields = {"phase": "Invalid", "message": str(error)}
         else:
-            deployment = await _apply(api, desired)
             state.recent[key] = inputs.placed_entry({**fields, "phase": "Placed"})
             state.fingerprints[key] = fingerprint
             ready = _readiness(deployment)
@@ -525,46 +605,69 @@ def _refresh_readiness(
 # ---------------------------------------------------------------------------------- effects
 
 
+class Rejected(Exception):
+    """The API server refused the rendered Deployment or Service as invalid (422).
+
+    Not retried: the same spec renders the same object. The deployment shows phase Invalid
+    (or, when running, keeps its placement with PlacementKept) with the server's message."""
+
+
 async def _apply(api: kube.Kube, desired: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
-    """Create or patch the Deployment and the Service; a matching plan hash writes nothing."""
+    """Create or patch the Service and the Deployment; a matching plan hash writes nothing.
+
+    The Service first: it is the one whose name is stricter (a DNS label), so a name the API
+    server refuses is refused before any pod starts."""
     deployment, service = desired
+    await _apply_service(api, service)
     meta = deployment["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     url = kube.path("apps/v1", "deployments", namespace, name)
     existing = await api.get(url)
-    if existing is None:
-        try:
-            existing = await api.create(kube.path("apps/v1", "deployments", namespace), deployment)
-        except kube.Conflict as error:
-            raise kopf.TemporaryError(f"Deployment {namespace}/{name} appeared; retrying",
-                                      delay=1) from error
-    else:
+    with _rejected_as("Deployment", namespace, name):
+        if existing is None:
+            try:
+                return await api.create(kube.path("apps/v1", "deployments", namespace),
+                                        deployment)
+            except kube.Conflict as error:
+                raise kopf.TemporaryError(f"Deployment {namespace}/{name} appeared; retrying",
+                                          delay=1) from error
         _check_owned(existing, deployment)
         annotations = existing.get("metadata", {}).get("annotations") or {}
         if annotations.get(render.PLAN_HASH) != meta["annotations"][render.PLAN_HASH]:
             existing = await api.json_patch(url, _replace_ops(existing, deployment))
-    await _apply_service(api, service)
     return existing
 
 
 async def _apply_service(api: kube.Kube, service: dict[str, Any]) -> None:
     meta = service["metadata"]
-    url = kube.path("v1", "services", meta["namespace"], meta["name"])
+    namespace, name = meta["namespace"], meta["name"]
+    url = kube.path("v1", "services", namespace, name)
     existing = await api.get(url)
-    if existing is None:
-        try:
-            await api.create(kube.path("v1", "services", meta["namespace"]), service)
-        except kube.Conflict as error:
-            raise kopf.TemporaryError("Service appeared; retrying", delay=1) from error
-        return
-    _check_owned(existing, service)
-    current_spec = existing.get("spec") or {}
-    wanted = service["spec"]
-    if current_spec.get("selector") != wanted["selector"] or _ports(current_spec) != _ports(wanted):
-        await api.json_patch(url, [
-            {"op": "add", "path": "/spec/selector", "value": wanted["selector"]},
-            {"op": "add", "path": "/spec/ports", "value": wanted["ports"]},
-        ])
+    with _rejected_as("Service", namespace, name):
+        if existing is None:
+            try:
+                await api.create(kube.path("v1", "services", namespace), service)
+            except kube.Conflict as error:
+                raise kopf.TemporaryError("Service appeared; retrying", delay=1) from error
+            return
+        _check_owned(existing, service)
+        current_spec = existing.get("spec") or {}
+        wanted = service["spec"]
+        if current_spec.get("selector") != wanted["selector"] or \
+                _ports(current_spec) != _ports(wanted):
+            await api.json_patch(url, [
+                {"op": "add", "path": "/spec/selector", "value": wanted["selector"]},
+                {"op": "add", "path": "/spec/ports", "value": wanted["ports"]},
+            ])
+
+
+@contextlib.contextmanager
+def _rejected_as(kind: str, namespace: str, name: str) -> Iterator[None]:
+    try:
+        yield
+    except kube.Invalid as error:
+        raise Rejected(f"the API server rejected {kind} {namespace}/{name}: "
+                       f"{kube.message(error)}") from error
 
 
 def _ports(spec: Mapping[str, Any]) -> list[tuple[Any, Any]]:
@@ -734,11 +837,15 @@ def _fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
 
 
 def _planning_reports(indexes: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """The reports the planner sees: less what the replicas of existing deployments hold."""
+    """The reports the planner sees: less what the replicas of existing deployments hold, and
+    none for a node running replicas whose processes the report does not attribute to pods."""
     models = indexes.get("models") or {}
     own = [uid for key, store in (indexes.get("replicas") or {}).items() if key in models
            for uid in store]
-    return inputs.without_own_use(_reports(indexes), own)
+    nodes = [node for node, store in (indexes.get("replica_nodes") or {}).items()
+             if any(key in models for key in store)]
+    attributed = inputs.without_unattributed(_reports(indexes), nodes)
+    return inputs.without_own_use(attributed, own)
 
 
 def _report_essence(report: Any, now: datetime.datetime) -> str:

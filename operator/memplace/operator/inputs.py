@@ -52,6 +52,7 @@ __all__ = [
     "sized_config",
     "variant_configs",
     "without_own_use",
+    "without_unattributed",
 ]
 
 PLACED_PHASES = ("Placed", "Ready")
@@ -151,6 +152,24 @@ def without_own_use(
             gpus.append(gpu)
         result.append((node, report.model_copy(update={"gpus": gpus}) if changed else report))
     return result
+
+
+def without_unattributed(
+    reports: Iterable[tuple[str, NodeMemoryReportStatus]], replica_nodes: Iterable[str]
+) -> list[tuple[str, NodeMemoryReportStatus]]:
+    """Reports less those of nodes that run memplace's replicas but do not say which process is
+    whose (a process without ``podUid``: the agent runs without ``hostPID``, its default).
+
+    There :func:`without_own_use` cannot give the replicas' memory back, and measured free
+    memory would count it a second time, on top of the placements' reservations. Without a
+    report the planner sizes that node from the catalogue and its own reservations, which is
+    what it counts on anyway; nodes that run no replica keep their measurements."""
+    nodes = set(replica_nodes)
+    return [
+        (node, report) for node, report in reports
+        if node not in nodes
+        or all(p.pod_uid for gpu in report.gpus for p in gpu.processes)
+    ]
 
 
 def placed_entry(status: Mapping[str, Any]) -> Placed | None:

@@ -7,8 +7,9 @@ Deployments and Services. Those calls go through Kopf's API client so that there
 That client lives in ``kopf._cogs``, which is not Kopf's public API: this module is the only one
 that touches it, so a Kopf upgrade that moves it costs one file.
 
-Errors: :class:`NotFound` and :class:`Conflict` (409) are raised for the caller to decide; every
-other failure is Kopf's ``APIError`` and makes the handler retry.
+Errors: :class:`NotFound`, :class:`Conflict` (409: a name taken, or a stale ``resourceVersion``)
+and :class:`Invalid` (422: the API server rejects the object; :func:`message` says why) are raised
+for the caller to decide; every other failure is Kopf's ``APIError`` and makes the handler retry.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import kopf
 from kopf._cogs.clients import api as _api
 from kopf._cogs.clients import errors as _errors
 
-__all__ = ["Conflict", "NotFound", "Kube"]
+__all__ = ["Conflict", "Invalid", "NotFound", "Kube", "message"]
 
 NotFound = _errors.APINotFoundError
 Conflict = _errors.APIConflictError
+Invalid = _errors.APIUnprocessableEntityError
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 
@@ -32,6 +34,11 @@ def path(api_version: str, plural: str, namespace: str | None, name: str | None 
     root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     url = root + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
     return url + (f"/{name}" if name else "")
+
+
+def message(error: Exception) -> str:
+    """The API server's own words for a failed call (its Status ``message``)."""
+    return str(getattr(error, "message", None) or error)
 
 
 class Kube:
