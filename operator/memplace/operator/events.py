@@ -41,8 +41,11 @@ REASONS = ("Placed", "Replanned", "Unschedulable", "Invalid", "PlacementKept", "
 GIB = 1024**3
 
 
-def summary(placement: Mapping[str, Any], estimate: Mapping[str, Any] | None = None,
-            cost: Mapping[str, Any] | None = None) -> str:
+def summary(
+    placement: Mapping[str, Any],
+    estimate: Mapping[str, Any] | None = None,
+    cost: Mapping[str, Any] | None = None,
+) -> str:
     """``int4 gpu on a100-80: 2 x 1 GPU, 14.2 GiB/GPU, $7.40/h``."""
     text = (
         f"{placement.get('precision')} {placement.get('tier')} on {placement.get('pool')}: "
@@ -60,9 +63,7 @@ def summary(placement: Mapping[str, Any], estimate: Mapping[str, Any] | None = N
 
 
 def _alternative(alternative: Mapping[str, Any]) -> str:
-    where = " ".join(
-        str(alternative[key]) for key in ("precision", "tier") if alternative.get(key)
-    )
+    where = " ".join(str(alternative[key]) for key in ("precision", "tier") if alternative.get(key))
     pool = alternative.get("pool")
     head = f"{where} on {pool}" if pool else where or "candidate"
     return f"{head}: {alternative.get('reason')}"
@@ -70,8 +71,9 @@ def _alternative(alternative: Mapping[str, Any]) -> str:
 
 def placed_message(fields: Mapping[str, Any]) -> str:
     """The Placed message: the choice, then the best rejected alternative and why it lost."""
-    text = "placed " + summary(fields.get("placement") or {}, fields.get("estimate"),
-                               fields.get("cost"))
+    text = "placed " + summary(
+        fields.get("placement") or {}, fields.get("estimate"), fields.get("cost")
+    )
     alternatives: Sequence[Mapping[str, Any]] = fields.get("alternatives") or []
     if alternatives:
         text += f"; next best: {_alternative(alternatives[0])}"
@@ -94,8 +96,7 @@ def placed(body: Any, fields: Mapping[str, Any]) -> None:
 
 def replanned(body: Any, old: Mapping[str, Any], fields: Mapping[str, Any], why: str) -> None:
     new = summary(fields.get("placement") or {}, fields.get("estimate"), fields.get("cost"))
-    kopf.info(body, reason="Replanned",
-              message=f"{why}: {summary(old)} -> {new}")
+    kopf.info(body, reason="Replanned", message=f"{why}: {summary(old)} -> {new}")
 
 
 def unschedulable(body: Any, fields: Mapping[str, Any]) -> None:
@@ -107,11 +108,17 @@ def invalid(body: Any, message: str) -> None:
 
 
 def placement_kept(body: Any, running: Mapping[str, Any], why: str) -> None:
-    kopf.warn(body, reason="PlacementKept",
-              message=f"{why}; keeping the running placement {summary(running)}")
+    kopf.warn(
+        body,
+        reason="PlacementKept",
+        message=f"{why}; keeping the running placement {summary(running)}",
+    )
 
 
 def pool_full(body: Any, pool: str, stuck: int, after_seconds: float) -> None:
-    kopf.warn(body, reason="PoolFull",
-              message=f"{stuck} pod(s) unschedulable on pool {pool} for over "
-                      f"{after_seconds:.0f}s; trying the next candidate")
+    kopf.warn(
+        body,
+        reason="PoolFull",
+        message=f"{stuck} pod(s) unschedulable on pool {pool} for over "
+        f"{after_seconds:.0f}s; trying the next candidate",
+    )

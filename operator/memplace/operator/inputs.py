@@ -166,9 +166,9 @@ def without_unattributed(
     what it counts on anyway; nodes that run no replica keep their measurements."""
     nodes = set(replica_nodes)
     return [
-        (node, report) for node, report in reports
-        if node not in nodes
-        or all(p.pod_uid for gpu in report.gpus for p in gpu.processes)
+        (node, report)
+        for node, report in reports
+        if node not in nodes or all(p.pod_uid for gpu in report.gpus for p in gpu.processes)
     ]
 
 

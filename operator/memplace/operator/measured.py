@@ -61,9 +61,7 @@ def per_replica(
     }
 
 
-def changed(
-    previous: Mapping[str, Any] | None, current: Mapping[str, Any] | None
-) -> bool:
+def changed(previous: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> bool:
     """Whether ``status.measured`` needs writing: the byte figure appeared, went or moved."""
     old = (previous or {}).get("gpuMemoryBytesPerReplica")
     new = (current or {}).get("gpuMemoryBytesPerReplica")

@@ -22,18 +22,30 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 PHASES = ("Pending", "Placed", "Ready", "Unschedulable", "Invalid")
 PLACEMENT_LABELS = ("namespace", "name", "pool", "precision", "tier")
 
-DEPLOYMENTS = Gauge("memplace_deployments", "ModelDeployments by phase.", ["phase"],
-                    registry=REGISTRY)
-COST = Gauge("memplace_placement_cost_per_hour", "Placement cost in USD per hour.",
-             PLACEMENT_LABELS, registry=REGISTRY)
-GPU_MEMORY = Gauge("memplace_estimated_gpu_memory_bytes",
-                   "Estimated GPU memory per GPU of a placement.", PLACEMENT_LABELS,
-                   registry=REGISTRY)
-PLAN_DURATION = Histogram("memplace_plan_duration_seconds", "Time to plan one deployment.",
-                          registry=REGISTRY,
-                          buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-ERRORS = Counter("memplace_reconcile_errors_total", "Reconciles that failed.", ["kind"],
-                 registry=REGISTRY)
+DEPLOYMENTS = Gauge(
+    "memplace_deployments", "ModelDeployments by phase.", ["phase"], registry=REGISTRY
+)
+COST = Gauge(
+    "memplace_placement_cost_per_hour",
+    "Placement cost in USD per hour.",
+    PLACEMENT_LABELS,
+    registry=REGISTRY,
+)
+GPU_MEMORY = Gauge(
+    "memplace_estimated_gpu_memory_bytes",
+    "Estimated GPU memory per GPU of a placement.",
+    PLACEMENT_LABELS,
+    registry=REGISTRY,
+)
+PLAN_DURATION = Histogram(
+    "memplace_plan_duration_seconds",
+    "Time to plan one deployment.",
+    registry=REGISTRY,
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ERRORS = Counter(
+    "memplace_reconcile_errors_total", "Reconciles that failed.", ["kind"], registry=REGISTRY
+)
 
 
 class Metrics:
@@ -72,8 +84,13 @@ class Metrics:
             if old is not None:
                 _remove(old)
             if placement:
-                labels = (namespace, name, str(placement.get("pool")),
-                          str(placement.get("precision")), str(placement.get("tier")))
+                labels = (
+                    namespace,
+                    name,
+                    str(placement.get("pool")),
+                    str(placement.get("precision")),
+                    str(placement.get("tier")),
+                )
                 per_hour = (status.get("cost") or {}).get("perHour")
                 if per_hour is not None:
                     COST.labels(*labels).set(per_hour)

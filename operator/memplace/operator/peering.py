@@ -90,12 +90,18 @@ async def active(
             if peering.mandatory:
                 return False, f"peering {_named(peering.name, namespace)} does not exist"
             continue
-        blockers = blocking_peers(body.get("status"), identity=identity,
-                                  priority=int(peering.priority), now=now,
-                                  same_priority_pauses=same_pauses)
+        blockers = blocking_peers(
+            body.get("status"),
+            identity=identity,
+            priority=int(peering.priority),
+            now=now,
+            same_priority_pauses=same_pauses,
+        )
         if blockers:
-            return False, (f"peering {_named(peering.name, namespace)}: live peers "
-                           f"{', '.join(blockers)} have priority {peering.priority} or higher")
+            return False, (
+                f"peering {_named(peering.name, namespace)}: live peers "
+                f"{', '.join(blockers)} have priority {peering.priority} or higher"
+            )
     return True, ""
 
 

@@ -46,8 +46,9 @@ def pool_status(
 
     def set_(type_: str, ok: bool, reason: str, message: str) -> None:
         nonlocal conditions
-        conditions = set_condition(conditions, type_, ok, reason, message,
-                                   generation=generation, now=now)
+        conditions = set_condition(
+            conditions, type_, ok, reason, message, generation=generation, now=now
+        )
 
     status: dict[str, Any] = {
         "observedGeneration": generation,
@@ -64,8 +65,7 @@ def pool_status(
         set_("Ready", False, "Invalid", f"spec is not valid: {error}")
     elif pool is None and excluded is not None and excluded.code == "NoPrice":
         set_("Valid", True, "Valid", "the spec is valid")
-        set_("Priced", False, "NoPrice",
-             f"{excluded.reason}; set pricePerNodeHour or instanceType")
+        set_("Priced", False, "NoPrice", f"{excluded.reason}; set pricePerNodeHour or instanceType")
         set_("Ready", False, "NoPrice", f"left out: {excluded.reason}")
     elif pool is None:
         why = excluded.reason if excluded is not None else "the planner does not know this pool"
@@ -81,15 +81,18 @@ def pool_status(
             priceSource=pool.price_source,
         )
         set_("Valid", True, "Valid", "the spec is valid")
-        set_("Priced", True, "Priced",
-             f"${pool.price_per_node_hour:.2f} per node-hour from {pool.price_source}")
+        set_(
+            "Priced",
+            True,
+            "Priced",
+            f"${pool.price_per_node_hour:.2f} per node-hour from {pool.price_source}",
+        )
         if pool.nodes:
             what = "CPU-only" if pool.cpu_only else f"{gpus} x {pool.gpu_name} GPU"
             set_("Ready", True, "Ready", f"{len(pool.nodes)} schedulable node(s), {what}")
         else:
             selector = ",".join(f"{k}={v}" for k, v in sorted(pool.node_selector.items()))
-            set_("Ready", False, "NoNodes",
-                 f"nodeSelector {selector} matches no schedulable node")
+            set_("Ready", False, "NoNodes", f"nodeSelector {selector} matches no schedulable node")
     status["conditions"] = conditions
     return status
 

@@ -139,8 +139,12 @@ def status_patch(
         patch["message"] = outcome.message
         patch["phase"] = "Ready" if ready.ready else "Placed"
         invalid = fields.get("phase") == "Invalid"
-        set_("Valid", not invalid, "Invalid" if invalid else "Valid",
-             fields.get("message") or "" if invalid else "the spec can be planned")
+        set_(
+            "Valid",
+            not invalid,
+            "Invalid" if invalid else "Valid",
+            fields.get("message") or "" if invalid else "the spec can be planned",
+        )
         set_("Placed", True, "PlacementKept", outcome.message)
         set_("Ready", ready.ready, ready.reason, ready.message)
     else:
@@ -172,19 +176,32 @@ def pending_patch(
     conditions: list[dict[str, Any]] = list(previous.get("conditions") or [])
     running = previous.get("phase") in ("Placed", "Ready") and previous.get("placement")
     if running:
-        message = (f"generation {generation}: waiting for {waiting_for}; "
-                   "the running placement is kept")
-        conditions = set_condition(conditions, "Placed", True, "Waiting", message,
-                                   generation=generation, now=now)
+        message = (
+            f"generation {generation}: waiting for {waiting_for}; the running placement is kept"
+        )
+        conditions = set_condition(
+            conditions, "Placed", True, "Waiting", message, generation=generation, now=now
+        )
         return {"message": message, "conditions": conditions}
     message = f"waiting for {waiting_for}"
-    conditions = set_condition(conditions, "Placed", False, "Waiting", message,
-                               generation=generation, now=now)
-    conditions = set_condition(conditions, "Ready", False, "NotPlaced",
-                               "nothing runs: the deployment is not placed yet",
-                               generation=generation, now=now)
-    return {"phase": "Pending", "message": message, "observedGeneration": generation,
-            "conditions": conditions}
+    conditions = set_condition(
+        conditions, "Placed", False, "Waiting", message, generation=generation, now=now
+    )
+    conditions = set_condition(
+        conditions,
+        "Ready",
+        False,
+        "NotPlaced",
+        "nothing runs: the deployment is not placed yet",
+        generation=generation,
+        now=now,
+    )
+    return {
+        "phase": "Pending",
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": conditions,
+    }
 
 
 def _condition(

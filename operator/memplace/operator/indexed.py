@@ -1,0 +1,108 @@
+"""Kopf's indexes read the way the planner needs them, and what a plan depends on.
+
+The handlers index every PlacementPool, Node, NodeMemoryReport, ModelDeployment and owned
+Deployment and pod (``handlers``); both the reconcile of one deployment (``reconcile``) and the
+resync loop (``resync``) read them through here, so that they see the same inventory.
+
+Memory the replicas of memplace's own deployments hold is given back to the reports' free
+memory before planning (``inputs.without_own_use``): the planner already takes it through the
+placements' reservations, and counting it twice would push a running deployment off its GPU.
+Where a report does not say which process is whose (no ``podUid``: the agent without
+``hostPID``) on a node running such replicas, that node's report is left out of planning
+(``inputs.without_unattributed``): the catalogue and the reservations size it instead.
+
+``fingerprint`` hashes what the plan of one deployment depends on besides its own spec; the
+resync loop re-plans when it moves. A report moves it only through what the planner reads
+(memory figures, health, whether it is fresh), not through its timestamp or its process list.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from memplace.api import PlacementPoolSpec
+from memplace.planning.inventory import STALE_AFTER_HEARTBEATS
+
+from . import inputs
+from .state import Key, State
+
+
+def values(index: Any) -> list[Any]:
+    return [value for store in (index or {}).values() for value in store]
+
+
+def pools(indexes: Mapping[str, Any]) -> list[tuple[str, PlacementPoolSpec]]:
+    return [(name, spec) for name, store in (indexes.get("pools") or {}).items() for spec in store]
+
+
+def reports(indexes: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    found = (indexes.get("reports") or {}).items()
+    return [(node, report) for node, store in found for report in store]
+
+
+def placed(state: State, indexes: Mapping[str, Any]) -> dict[Key, inputs.Placed]:
+    """Placements from status (the index), overridden by what this run decided since."""
+    merged = {key: next(iter(store)) for key, store in (indexes.get("placed") or {}).items()}
+    for key, value in state.recent.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def pod_uids(indexes: Mapping[str, Any], key: Key) -> list[str]:
+    return list((indexes.get("replicas") or {}).get(key) or [])
+
+
+def workload(indexes: Mapping[str, Any], key: Key) -> dict[str, Any] | None:
+    store = (indexes.get("workloads") or {}).get(key)
+    return next(iter(store), None) if store else None
+
+
+def planning_reports(indexes: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The reports the planner sees: less what the replicas of existing deployments hold, and
+    none for a node running replicas whose processes the report does not attribute to pods."""
+    models = indexes.get("models") or {}
+    own = [
+        uid
+        for key, store in (indexes.get("replicas") or {}).items()
+        if key in models
+        for uid in store
+    ]
+    nodes = [
+        node
+        for node, store in (indexes.get("replica_nodes") or {}).items()
+        if any(key in models for key in store)
+    ]
+    attributed = inputs.without_unattributed(reports(indexes), nodes)
+    return inputs.without_own_use(attributed, own)
+
+
+def fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
+    """A hash of everything the plan of ``key`` depends on besides its own spec."""
+    now = datetime.datetime.now(datetime.UTC)
+    parts = (
+        sorted((n, repr(s)) for n, s in pools(indexes)),
+        sorted(repr(node) for node in values(indexes.get("nodes"))),
+        sorted((n, _report_essence(r, now)) for n, r in planning_reports(indexes)),
+        sorted((k, repr(store)) for k, store in (indexes.get("placed") or {}).items() if k != key),
+    )
+    return hash(repr(parts))
+
+
+def _report_essence(report: Any, now: datetime.datetime) -> str:
+    """What the planner reads from a report: whether it is fresh, and its memory figures.
+
+    Not its processes (only ``status.measured`` reads them) nor its timestamp (only freshness
+    matters): a heartbeat that measured the same memory, or a process that came and went
+    without moving free memory, re-plans nothing."""
+    fresh = False
+    if report.observed_at and report.heartbeat_seconds:
+        observed = datetime.datetime.fromisoformat(str(report.observed_at).replace("Z", "+00:00"))
+        age = (now - observed).total_seconds()
+        fresh = age <= STALE_AFTER_HEARTBEATS * float(report.heartbeat_seconds)
+    essence = report.model_dump(exclude={"observed_at": True, "gpus": {"__all__": {"processes"}}})
+    return repr((fresh, essence))

@@ -1,0 +1,126 @@
+"""Create or patch the Deployment and the Service a ModelDeployment owns.
+
+The plan owns ``spec.replicas``, ``spec.template`` and its labels and annotations on the
+Deployment, the selector and ports on the Service; everything else on them (another
+controller's annotations, a ``kubectl scale`` until the next plan) is kept. A Deployment whose
+plan-hash annotation matches is not written at all.
+
+An object of the same name that another owner holds is not taken over
+(``kopf.TemporaryError``, retried slowly). An object the API server refuses as invalid (422)
+raises ``Rejected``: not retried, since the same spec renders the same object; the deployment
+shows phase Invalid (or, when running, keeps its placement with PlacementKept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import kopf
+
+from . import kube, render
+
+
+class Rejected(Exception):
+    """The API server refused the rendered Deployment or Service as invalid (422).
+
+    Not retried: the same spec renders the same object. The deployment shows phase Invalid
+    (or, when running, keeps its placement with PlacementKept) with the server's message."""
+
+
+async def apply(api: kube.Kube, desired: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    """Create or patch the Service and the Deployment; a matching plan hash writes nothing.
+
+    The Service first: it is the one whose name is stricter (a DNS label), so a name the API
+    server refuses is refused before any pod starts."""
+    deployment, service = desired
+    await _apply_service(api, service)
+    meta = deployment["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    url = kube.path("apps/v1", "deployments", namespace, name)
+    existing = await api.get(url)
+    with _rejected_as("Deployment", namespace, name):
+        if existing is None:
+            try:
+                return await api.create(kube.path("apps/v1", "deployments", namespace), deployment)
+            except kube.Conflict as error:
+                raise kopf.TemporaryError(
+                    f"Deployment {namespace}/{name} appeared; retrying", delay=1
+                ) from error
+        _check_owned(existing, deployment)
+        annotations = existing.get("metadata", {}).get("annotations") or {}
+        if annotations.get(render.PLAN_HASH) != meta["annotations"][render.PLAN_HASH]:
+            existing = await api.json_patch(url, _replace_ops(existing, deployment))
+    return existing
+
+
+async def _apply_service(api: kube.Kube, service: dict[str, Any]) -> None:
+    meta = service["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    url = kube.path("v1", "services", namespace, name)
+    existing = await api.get(url)
+    with _rejected_as("Service", namespace, name):
+        if existing is None:
+            try:
+                await api.create(kube.path("v1", "services", namespace), service)
+            except kube.Conflict as error:
+                raise kopf.TemporaryError("Service appeared; retrying", delay=1) from error
+            return
+        _check_owned(existing, service)
+        current_spec = existing.get("spec") or {}
+        wanted = service["spec"]
+        if current_spec.get("selector") != wanted["selector"] or _ports(current_spec) != _ports(
+            wanted
+        ):
+            await api.json_patch(
+                url,
+                [
+                    {"op": "add", "path": "/spec/selector", "value": wanted["selector"]},
+                    {"op": "add", "path": "/spec/ports", "value": wanted["ports"]},
+                ],
+            )
+
+
+@contextlib.contextmanager
+def _rejected_as(kind: str, namespace: str, name: str) -> Iterator[None]:
+    try:
+        yield
+    except kube.Invalid as error:
+        raise Rejected(
+            f"the API server rejected {kind} {namespace}/{name}: {kube.message(error)}"
+        ) from error
+
+
+def _ports(spec: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+    return [(p.get("name"), p.get("port")) for p in spec.get("ports") or []]
+
+
+def _check_owned(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> None:
+    owner_uid = desired["metadata"]["ownerReferences"][0]["uid"]
+    refs = existing.get("metadata", {}).get("ownerReferences") or []
+    if not any(ref.get("uid") == owner_uid for ref in refs):
+        kind, meta = desired["kind"], desired["metadata"]
+        raise kopf.TemporaryError(
+            f"{kind} {meta['namespace']}/{meta['name']} exists and is not owned by this "
+            "ModelDeployment; delete or rename it",
+            delay=60,
+        )
+
+
+def _replace_ops(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """JSON-patch ops that replace what the plan owns and keep everything else."""
+    meta = desired["metadata"]
+    ops: list[dict[str, Any]] = [
+        {"op": "add", "path": "/spec/replicas", "value": desired["spec"]["replicas"]},
+        {"op": "add", "path": "/spec/template", "value": desired["spec"]["template"]},
+    ]
+    existing_meta = existing.get("metadata", {})
+    for section in ("labels", "annotations"):
+        if not existing_meta.get(section):
+            ops.append({"op": "add", "path": f"/metadata/{section}", "value": meta[section]})
+            continue
+        for k, v in meta[section].items():
+            escaped = k.replace("~", "~0").replace("/", "~1")
+            ops.append({"op": "add", "path": f"/metadata/{section}/{escaped}", "value": v})
+    return ops

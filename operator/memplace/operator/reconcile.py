@@ -1,0 +1,289 @@
+"""One deployment's reconcile: plan, apply the owned objects, and say what happened.
+
+inputs (indexes → planning inputs) → ``plan_deployment`` → render and apply (``owned``) →
+events → the status fields to write. All the decisions are in ``memplace.planning``; the pure
+halves of the effects are in ``render``, ``status`` and ``events``. The Kopf handlers
+(``handlers``) and the resync loop (``resync``) both come here; plans are made one at a time
+(``State.planning``) so that each sees the room the previous one took.
+
+Safety rules:
+
+- an infeasible or invalid edit never touches a running Deployment (PlacementKept, Warning);
+- an Unschedulable or Invalid new deployment gets no Deployment; a Deployment or Service the
+  API server refuses (422) makes it Invalid, and is not retried until something changes;
+- a deployment whose inputs are not there yet (a ConfigMap not created, a config source that
+  does not answer: ``inputs.Waiting``) shows phase ``Pending`` and what it waits for, and is
+  retried.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from memplace.api import PlacementPoolSpec
+from memplace.planning.plan import DeploymentRequest, plan_deployment
+
+from . import events, indexed, inputs, kube, owned, render
+from . import status as mdstatus
+from .metrics import ERRORS, PLAN_DURATION
+from .state import Key, State
+
+PLACEMENT_KEYS = (  # a change in any of these posts Replanned
+    "pool",
+    "precision",
+    "kvCacheDtype",
+    "tier",
+    "variant",
+    "gpusPerReplica",
+    "replicas",
+    "offloadBytesPerReplica",
+)
+
+
+async def reconcile(
+    state: State,
+    *,
+    trigger: str,
+    body: Any,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    namespace: str,
+    name: str,
+    patch: kopf.Patch,
+    logger: Any,
+    **indexes: Any,
+) -> None:
+    """Plan ``body`` for a Kopf handler: the status changes go into Kopf's ``patch``.
+
+    The handler has started the resync loop (``resync.start_once``) before calling this."""
+    settings = state.kopf_settings
+    key = (namespace, name)
+    try:
+        async with state.planning:  # one plan at a time: each sees the previous one's room
+            changed = await plan_and_apply(
+                state, trigger, body, spec, status, meta, key, logger, settings, indexes
+            )
+        if changed:
+            patch["status"] = changed
+    except inputs.Waiting as waiting:
+        ERRORS.labels("temporary").inc()
+        pending = pending_status(state, key, status, meta.get("generation"), waiting)
+        if pending:
+            patch["status"] = pending  # Kopf applies the patch also when the handler fails
+        raise
+    except kopf.TemporaryError:
+        ERRORS.labels("temporary").inc()
+        raise
+    except Exception:
+        ERRORS.labels("unexpected").inc()
+        raise
+
+
+async def plan_and_apply(
+    state: State,
+    trigger: str,
+    body: Any,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    key: Key,
+    logger: Any,
+    settings: kopf.OperatorSettings,
+    indexes: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Plan, apply the Deployment and Service, post events; return the status fields to write."""
+    namespace, name = key
+    api = kube.Kube(settings, logger)
+    previous = inputs._plain(status or {})
+    generation = meta.get("generation")
+    running = inputs.placed_entry(previous)
+    fingerprint = indexed.fingerprint(indexes, key)
+
+    fields: dict[str, Any]
+    cluster = None
+    spec_model = None
+    config = None
+    variant_configs: dict[str, dict[str, Any]] = {}
+    try:
+        spec_model = inputs.parse_spec(spec)
+        config = await inputs.model_config(
+            spec_model, namespace, api, state.settings, state.configs
+        )
+        variant_configs = await inputs.variant_configs(
+            spec_model, namespace, api, state.settings, state.configs
+        )
+        cluster = inputs.build_planning_cluster(
+            indexed.pools(indexes),
+            indexed.values(indexes.get("nodes")),
+            indexed.planning_reports(indexes),
+            indexed.placed(state, indexes),
+            exclude=key,
+            now=datetime.datetime.now(datetime.UTC),
+        )
+        request = DeploymentRequest(
+            namespace,
+            name,
+            spec_model,
+            model_config=config,
+            current=running.placement if running else None,
+            full_pools=state.full_pools.get(key, frozenset()),
+            variant_configs=variant_configs,
+        )
+        with PLAN_DURATION.time():
+            plan = plan_deployment(request, cluster)
+        fields = dict(plan.status_fields())
+    except inputs.InvalidSpec as error:
+        fields = {"phase": "Invalid", "message": str(error)}
+
+    if fields.get("phase") == "Placed":
+        try:
+            chosen = _chosen_config(spec_model, fields, config, variant_configs)
+            desired = _render(body, spec_model, fields, cluster, chosen)
+            deployment = await owned.apply(api, desired)
+        except (render.RenderError, owned.Rejected) as error:  # a 422 is not retried: same object
+            fields = {"phase": "Invalid", "message": str(error)}
+        else:
+            state.recent[key] = inputs.placed_entry({**fields, "phase": "Placed"})
+            state.fingerprints[key] = fingerprint
+            ready = mdstatus.readiness(deployment)
+            outcome = status_outcome_placed(fields)
+            _emit_placed(body, previous, running, fields, trigger)
+            return _status_changes(state, key, previous, outcome, ready, generation)
+
+    state.fingerprints[key] = fingerprint
+    if running is not None:
+        why = _why(fields)
+        message = f"generation {generation}: {why}; the running placement is kept"
+        outcome = mdstatus.Outcome("kept", fields, reason="PlacementKept", message=message)
+        if previous.get("message") != message or previous.get("observedGeneration") != generation:
+            events.placement_kept(body, _placement_dict(running), f"generation {generation}: {why}")
+        ready = mdstatus.readiness(indexed.workload(indexes, key))
+        return _status_changes(state, key, previous, outcome, ready, generation)
+
+    state.recent[key] = None
+    kind = "invalid" if fields.get("phase") == "Invalid" else "unschedulable"
+    reason = "Invalid" if kind == "invalid" else "Unschedulable"
+    outcome = mdstatus.Outcome(kind, fields, reason=reason, message=_why(fields))
+    news = (
+        previous.get("phase") != fields.get("phase")
+        or previous.get("message") != fields.get("message")
+        or previous.get("observedGeneration") != generation
+    )
+    if news and kind == "invalid":
+        events.invalid(body, _why(fields))
+    elif news:
+        events.unschedulable(body, fields)
+    not_ready = mdstatus.Readiness(False, "", "")
+    return _status_changes(state, key, previous, outcome, not_ready, generation)
+
+
+def pending_status(
+    state: State,
+    key: Key,
+    previous: Any,
+    generation: int | None,
+    waiting: inputs.Waiting,
+) -> dict[str, Any]:
+    """The status fields that change while the deployment waits for an input (phase Pending)."""
+    previous = inputs._plain(previous or {})
+    new = mdstatus.pending_patch(previous, waiting.waiting_for, generation=generation)
+    state.metrics.observe(key[0], key[1], {**previous, **new})
+    return {k: v for k, v in new.items() if previous.get(k) != v}
+
+
+def status_outcome_placed(fields: Mapping[str, Any]) -> mdstatus.Outcome:
+    return mdstatus.Outcome("placed", fields, reason="Placed", message=fields.get("message") or "")
+
+
+def _emit_placed(
+    body: Any,
+    previous: Mapping[str, Any],
+    running: inputs.Placed | None,
+    fields: Mapping[str, Any],
+    trigger: str,
+) -> None:
+    if running is None:
+        events.placed(body, fields)
+        return
+    old = _placement_dict(running)
+    new = fields.get("placement") or {}
+    if any(old.get(k) != new.get(k) for k in PLACEMENT_KEYS):
+        events.replanned(body, old, fields, trigger)
+
+
+def _status_changes(
+    state: State,
+    key: Key,
+    previous: Mapping[str, Any],
+    outcome: mdstatus.Outcome,
+    ready: mdstatus.Readiness,
+    generation: int | None,
+) -> dict[str, Any]:
+    new = mdstatus.status_patch(previous, outcome, ready, generation=generation)
+    changed = {k: v for k, v in new.items() if previous.get(k) != v}
+    state.metrics.observe(key[0], key[1], {**previous, **new})
+    return changed
+
+
+def _render(
+    body: Any, spec_model: Any, fields: Mapping[str, Any], cluster: Any, config: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    placed_now = inputs.placed_entry({**fields, "phase": "Placed"})
+    if placed_now is None:
+        raise render.RenderError("the plan has no usable placement")
+    pool = cluster.pool(placed_now.placement.pool) if cluster is not None else None
+    if pool is None:
+        raise render.RenderError(f"pool {placed_now.placement.pool} is gone")
+    pool_spec = PlacementPoolSpec.model_validate(
+        {
+            "nodeSelector": dict(pool.node_selector) or {"kubernetes.io/os": "linux"},
+            "tolerations": [_wire(t) for t in pool.tolerations],
+            "sharing": pool.sharing,
+        }
+    )
+    meta = body.get("metadata", {})
+    owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    return render.render(
+        owner,
+        spec_model,
+        placed_now.placement,
+        placed_now.estimate,
+        pool_spec,
+        gpu_memory_bytes=pool.gpu_memory_bytes or None,
+        model_config=config,
+    )
+
+
+def _chosen_config(
+    spec_model: Any,
+    fields: Mapping[str, Any],
+    config: dict[str, Any] | None,
+    variant_configs: Mapping[str, dict[str, Any]],
+) -> dict[str, Any] | None:
+    """The config.json of what the plan serves: the model's, or the chosen variant's."""
+    variant = (fields.get("placement") or {}).get("variant")
+    if not variant:
+        return config
+    chosen = next((v for v in spec_model.model.variants if v.name == variant), None)
+    if chosen is not None and chosen.config is not None:
+        return dict(chosen.config)
+    return variant_configs.get(variant)
+
+
+def _wire(value: Any) -> Any:
+    return value.to_wire() if hasattr(value, "to_wire") else dict(value)
+
+
+def _placement_dict(running: inputs.Placed) -> dict[str, Any]:
+    return running.placement.to_wire()
+
+
+def _why(fields: Mapping[str, Any]) -> str:
+    if fields.get("phase") == "Unschedulable":
+        return events.unschedulable_message(fields)
+    return str(fields.get("message") or fields.get("phase") or "not placeable")

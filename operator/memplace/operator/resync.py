@@ -1,0 +1,279 @@
+"""The resync loop: what changes without a spec change, looked at every ``resync`` seconds.
+
+It re-plans a deployment (``reconcile.plan_and_apply``) when the inventory (PlacementPools,
+Nodes, NodeMemoryReports and the other deployments' placements: ``indexed.fingerprint``)
+changed since it was last planned, or when its pods stayed unschedulable past
+``--stuck-after`` (the pool is then marked full for it). Without planning it writes readiness,
+``status.measured`` (the GPU memory the deployment's pods hold, from the reports' processes:
+``measured``), and every PlacementPool's status (``poolstatus``), each only when it changed.
+
+One loop for the operator instead of a Kopf timer per object: Kopf timers need a finalizer on
+every ModelDeployment, and memplace adds none (deletion never waits for the operator).
+
+With ``--peering``, the loop writes only while this replica is the active one (``peering``):
+Kopf pauses its own watches, not this loop. Its status patches carry the indexed
+``resourceVersion``: a 409 skips the write, and the next pass redoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from memplace.api import MODEL_DEPLOYMENT, PLACEMENT_POOL
+from memplace.planning.inventory import build_cluster
+
+from . import events, indexed, inputs, kube, measured, peering, poolstatus, reconcile
+from . import status as mdstatus
+from .metrics import ERRORS
+from .state import Key, State
+
+
+def start_once(state: State, indexes: Mapping[str, Any], logger: Any) -> None:
+    """Start the resync loop once, from a handler so that it inherits Kopf's context (its
+    Event poster); a PlacementPool or a ModelDeployment, whichever is seen first, starts it."""
+    if state.resync_task is None:
+        state.resync_task = asyncio.create_task(
+            _resync_forever(state, indexes, state.kopf_settings, logger), name="memplace resync"
+        )
+
+
+async def stop(state: State) -> None:
+    """Cancel the resync loop, if it was started, and wait until it has stopped."""
+    task = state.resync_task
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _resync_forever(
+    state: State, indexes: Mapping[str, Any], settings: kopf.OperatorSettings, logger: Any
+) -> None:
+    """Every ``resync`` seconds, look at each deployment: capacity, stuck pods, readiness.
+
+    One loop for the operator instead of a Kopf timer per object: Kopf timers need a finalizer
+    on every ModelDeployment, and memplace adds none (deletion never waits for the operator).
+    Kopf does not pause this loop when a peer outranks this replica, so each pass first asks
+    the peering itself (``_may_act``) and writes nothing while paused.
+    """
+    logger = logger.logger if hasattr(logger, "logger") else logger  # not one object's logger
+    api = kube.Kube(settings, logger)
+    while True:
+        await asyncio.sleep(state.settings.resync_seconds)
+        if not await _may_act(state, indexes, api, settings, logger):
+            continue
+        try:
+            await _write_pool_statuses(indexes, api)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            ERRORS.labels("unexpected").inc()
+            logger.exception("Writing PlacementPool statuses failed; will retry.")
+        for key, store in list((indexes.get("models") or {}).items()):
+            body = next(iter(store), None)
+            if body is None:
+                continue
+            try:
+                await _resync_one(state, key, body, indexes, api, settings, logger)
+            except asyncio.CancelledError:
+                raise
+            except kopf.TemporaryError as error:
+                ERRORS.labels("temporary").inc()
+                logger.warning(f"Resync of {key[0]}/{key[1]} will be retried: {error}")
+            except Exception:
+                ERRORS.labels("unexpected").inc()
+                logger.exception(f"Resync of {key[0]}/{key[1]} failed; will retry.")
+
+
+async def _may_act(
+    state: State, indexes: Mapping[str, Any], api: kube.Kube, settings: Any, logger: Any
+) -> bool:
+    """Whether this replica is the active one now (``peering``); logs each change.
+
+    A replica that pauses forgets what it decided (``recent``, the fingerprints): the active
+    peer may re-plan meanwhile, so on taking over every deployment is re-checked against the
+    indexes Kopf re-lists; the first pass after taking over is skipped to give it that time."""
+    namespaces = [namespace for namespace, _ in (indexes.get("models") or {})]
+    try:
+        ok, why = await peering.active(
+            settings, api, namespaces, datetime.datetime.now(datetime.UTC)
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # noqa: BLE001 — unknown standing: do not write
+        ok, why = False, f"the peering cannot be read: {error!r}"
+    if ok and state.paused is not None:
+        logger.info("Resync resumes next pass: this replica is the active one.")
+        state.paused = None
+        return False
+    if not ok and state.paused != why:
+        if state.paused is None:
+            state.recent.clear()
+            state.fingerprints.clear()
+        logger.info(f"Resync paused, writing nothing: {why}.")
+        state.paused = why
+    return ok
+
+
+async def _resync_one(
+    state: State,
+    key: Key,
+    body: dict[str, Any],
+    indexes: Mapping[str, Any],
+    api: kube.Kube,
+    settings: kopf.OperatorSettings,
+    logger: Any,
+) -> None:
+    """Re-plan when the inventory changed or pods are stuck; else refresh readiness."""
+    trigger = _stuck_pool(state, key, body, indexes)
+    if trigger is None and indexed.fingerprint(indexes, key) != state.fingerprints.get(key):
+        trigger = "capacity changed"
+    previous = body.get("status") or {}
+    if trigger is not None:
+        try:
+            async with state.planning:
+                new_status = await reconcile.plan_and_apply(
+                    state,
+                    trigger,
+                    body,
+                    body.get("spec") or {},
+                    previous,
+                    body["metadata"],
+                    key,
+                    logger,
+                    settings,
+                    indexes,
+                )
+        except inputs.Waiting as waiting:
+            generation = body["metadata"].get("generation")
+            pending = reconcile.pending_status(state, key, previous, generation, waiting)
+            if pending:
+                await _write_status(state, api, key, body, pending, logger)
+            raise
+    else:
+        new_status = _refresh_readiness(state, key, body, indexes)
+    now_measured = measured.per_replica(indexed.pod_uids(indexes, key), indexed.reports(indexes))
+    if measured.changed(previous.get("measured"), now_measured):
+        new_status = {**new_status, "measured": now_measured}
+    if new_status:
+        await _write_status(state, api, key, body, new_status, logger)
+
+
+async def _write_status(
+    state: State,
+    api: kube.Kube,
+    key: Key,
+    body: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    logger: Any,
+) -> None:
+    """Merge-patch ``status`` as of the indexed ``resourceVersion``; skip it if that is stale.
+
+    The changes were computed from the indexed object; a handler (or another pass) may have
+    written status since. ``metadata.resourceVersion`` in the patch makes the API server answer
+    409 then instead of restoring old fields; the next pass, on a fresher index, redoes it (its
+    fingerprint is forgotten so that a plan whose status was lost is made and written again)."""
+    url = kube.path(MODEL_DEPLOYMENT.api_version, MODEL_DEPLOYMENT.plural, *key) + "/status"
+    patch: dict[str, Any] = {"status": dict(changes)}
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    if version:
+        patch["metadata"] = {"resourceVersion": version}
+    try:
+        await api.merge_patch(url, patch)
+    except kube.NotFound:
+        pass  # deleted meanwhile
+    except kube.Conflict:
+        state.fingerprints.pop(key, None)
+        logger.debug(f"Status of {key[0]}/{key[1]} changed since it was read; next resync.")
+
+
+def _refresh_readiness(
+    state: State, key: Key, body: Mapping[str, Any], indexes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The status fields that change because the Deployment became (un)available."""
+    previous = body.get("status") or {}
+    running = inputs.placed_entry(previous)
+    state.metrics.observe(key[0], key[1], previous)
+    if running is None:
+        return {}
+    ready = mdstatus.readiness(indexed.workload(indexes, key))
+    phase = "Ready" if ready.ready else "Placed"
+    conditions = {c.get("type"): c for c in previous.get("conditions") or []}
+    current = conditions.get("Ready") or {}
+    if (
+        current.get("status") == ("True" if ready.ready else "False")
+        and current.get("reason") == ready.reason
+        and previous.get("phase") == phase
+    ):
+        return {}
+    new_conditions = mdstatus.set_condition(
+        previous.get("conditions") or [],
+        "Ready",
+        ready.ready,
+        ready.reason,
+        ready.message,
+        generation=previous.get("observedGeneration"),
+        now=datetime.datetime.now(datetime.UTC),
+    )
+    state.metrics.observe(key[0], key[1], {**previous, "phase": phase})
+    return {"phase": phase, "conditions": new_conditions}
+
+
+def _stuck_pool(
+    state: State, key: Key, body: Mapping[str, Any], indexes: Mapping[str, Any]
+) -> str | None:
+    """Mark the pool full when this deployment's pods stayed unschedulable too long."""
+    store = (indexes.get("unscheduled") or {}).get(key)
+    if not store:
+        return None
+    now = datetime.datetime.now(datetime.UTC)
+    limit = state.settings.stuck_after_seconds
+    stuck: dict[str, int] = {}
+    for _pod, pool, since in store:
+        try:
+            when = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if pool and (now - when).total_seconds() >= limit:
+            stuck[pool] = stuck.get(pool, 0) + 1
+    full = state.full_pools.get(key, frozenset())
+    fresh = {pool: n for pool, n in stuck.items() if pool not in full}
+    if not fresh:
+        return None
+    state.full_pools[key] = full | frozenset(fresh)
+    for pool, count in fresh.items():
+        events.pool_full(body, pool, count, limit)
+    return f"pool {', '.join(sorted(fresh))} full"
+
+
+async def _write_pool_statuses(indexes: Mapping[str, Any], api: kube.Kube) -> None:
+    """Each PlacementPool's status, as the planner's inventory resolved it; only on change."""
+    objects = indexes.get("pool_objects") or {}
+    if not objects:
+        return
+    now = datetime.datetime.now(datetime.UTC)
+    cluster = build_cluster(
+        pools=indexed.pools(indexes),
+        nodes=indexed.values(indexes.get("nodes")),
+        reports=indexed.planning_reports(indexes),
+        now=now,
+    )
+    for name, store in list(objects.items()):
+        pool = next(iter(store), None)
+        if pool is None:
+            continue
+        previous = pool["status"]
+        new = poolstatus.pool_status(
+            name, pool["generation"], cluster, previous, error=pool["error"], now=now
+        )
+        changes = poolstatus.status_changes(previous, new)
+        if changes:
+            url = kube.path(PLACEMENT_POOL.api_version, PLACEMENT_POOL.plural, None, name)
+            with contextlib.suppress(kube.NotFound):
+                await api.merge_patch(url + "/status", {"status": changes})

@@ -1,0 +1,45 @@
+"""What the operator keeps in memory for one run, and nothing that matters after a crash.
+
+The indexes (``@kopf.index``) are rebuilt from the cluster on start and the running placement
+is read back from ``status``. What lives only here (which pools stuck pods marked full, the
+last inventory fingerprint, the placements decided since the indexes last caught up) is
+rebuilt by observation after a restart, so a crash loses nothing that matters: the next
+reconcile re-plans and finds the Deployment already matching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import inputs
+from .metrics import Metrics
+from .settings import Settings
+
+Key = tuple[str, str]
+"""A ModelDeployment's ``(namespace, name)``."""
+
+
+@dataclass
+class State:
+    """What the operator keeps in memory for one run (rebuilt after a restart)."""
+
+    settings: Settings
+    metrics: Metrics
+    planning: asyncio.Lock = field(default_factory=asyncio.Lock)
+    recent: dict[Key, inputs.Placed | None] = field(default_factory=dict)
+    fingerprints: dict[Key, int] = field(default_factory=dict)
+    full_pools: dict[Key, frozenset[str]] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics_port: int | None = None
+    kopf_settings: Any = None
+    resync_task: asyncio.Task[None] | None = None
+    paused: str | None = None
+    """Why the resync loop is not acting (a peer outranks this replica), or None."""
+
+    def forget(self, key: Key) -> None:
+        """Drop what is kept about a deleted ModelDeployment, its metrics included."""
+        self.metrics.forget(*key)
+        for table in (self.recent, self.fingerprints, self.full_pools):
+            table.pop(key, None)
