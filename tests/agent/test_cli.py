@@ -12,7 +12,7 @@ import yaml
 
 from memplace.api import NodeMemoryReport
 from memplace.cli import UsageError
-from memplace.cli.agent import parse_duration, parse_size
+from memplace.cli.units import parse_duration, parse_size
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "nvml"
 

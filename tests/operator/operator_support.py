@@ -92,6 +92,21 @@ def model_deployment(name: str, parameters: float = 8.0e9, **spec: Any) -> dict[
             "metadata": {"name": name, "namespace": NS}, "spec": body}
 
 
+async def add_unscheduled_pod(cluster, deployment: str, pool: str, since: str) -> None:
+    """Post the pod of ``deployment`` that the scheduler could not place on ``pool`` since
+    ``since`` (RFC 3339): the emulator has no scheduler of its own."""
+    await cluster.create(f"/api/v1/namespaces/{NS}/pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"{deployment}-abc", "namespace": NS, "labels": {
+            "app.kubernetes.io/managed-by": "memplace",
+            "memplace.io/deployment": deployment, "memplace.io/pool": pool}},
+        "spec": {"containers": [{"name": "engine", "image": "x"}]},
+        "status": {"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "lastTransitionTime": since}]},
+    })
+
+
 async def add_pool(cluster, name: str, price: float, nodes: int = 1, **kwargs: Any) -> None:
     for index in range(nodes):
         await cluster.create(NODES_URL, gpu_node(f"{name}-node-{index}", name))

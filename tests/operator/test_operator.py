@@ -18,6 +18,7 @@ from operator_support import (
     POOLS_URL,
     SERVICES,
     add_pool,
+    add_unscheduled_pod,
     condition,
     events_for,
     eventually,
@@ -199,17 +200,7 @@ async def test_stuck_pods_mark_the_pool_full_and_fall_back(cluster, operator):
     await cluster.create(md_url(), model_deployment("summarizer"))
     await eventually(lambda: status_of(cluster, "summarizer").get("placement", {})
                      .get("pool") == "cheap")
-    # The emulator has no scheduler: post the pod the scheduler could not place.
-    await cluster.create(f"/api/v1/namespaces/{NS}/pods", {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "summarizer-abc", "namespace": NS, "labels": {
-            "app.kubernetes.io/managed-by": "memplace",
-            "memplace.io/deployment": "summarizer", "memplace.io/pool": "cheap"}},
-        "spec": {"containers": [{"name": "engine", "image": "x"}]},
-        "status": {"phase": "Pending", "conditions": [{
-            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "lastTransitionTime": "2020-01-01T00:00:00Z"}]},
-    })
+    await add_unscheduled_pod(cluster, "summarizer", "cheap", since="2020-01-01T00:00:00Z")
     full = await eventually(lambda: events_for(cluster, "summarizer", "PoolFull"))
     assert "cheap" in full[0]["message"]
     await eventually(lambda: status_of(cluster, "summarizer").get("placement", {})

@@ -17,6 +17,7 @@ from operator_support import (
     PRIORITY,
     SERVICES,
     add_pool,
+    add_unscheduled_pod,
     condition,
     events_for,
     eventually,
@@ -53,16 +54,8 @@ async def test_a_paused_peer_writes_nothing_until_the_peer_above_it_expires(
     # A pod the scheduler will give up on in 3s (1s past its transition): the resync loop, which
     # already indexed it, then marks the pool full and re-plans: a write, unless it is paused.
     now = datetime.datetime.now(datetime.UTC)
-    await cluster.create(f"/api/v1/namespaces/{NS}/pods", {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "summarizer-abc", "namespace": NS, "labels": {
-            "app.kubernetes.io/managed-by": "memplace",
-            "memplace.io/deployment": "summarizer", "memplace.io/pool": "cheap"}},
-        "spec": {"containers": [{"name": "engine", "image": "x"}]},
-        "status": {"phase": "Pending", "conditions": [{
-            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "lastTransitionTime": _iso(now + datetime.timedelta(seconds=2))}]},
-    })
+    since = _iso(now + datetime.timedelta(seconds=2))
+    await add_unscheduled_pod(cluster, "summarizer", "cheap", since=since)
     await asyncio.sleep(0.5)  # indexed
 
     # A live peer with a higher priority: Kopf pauses this replica, and so must the loop.

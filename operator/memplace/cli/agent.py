@@ -11,53 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 
 from memplace.cli import UsageError
+from memplace.cli.units import parse_duration, parse_size
 
-__all__ = ["parse_duration", "parse_size", "register", "run"]
-
-_DURATION = re.compile(r"^\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_SIZE = re.compile(r"^\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>[KMGTP]i?|[kKMGTP]B?|B)?\s*$")
-_SIZE_UNITS = {
-    None: 1,
-    "B": 1,
-    "Ki": 1024,
-    "Mi": 1024**2,
-    "Gi": 1024**3,
-    "Ti": 1024**4,
-    "Pi": 1024**5,
-    "k": 1000,
-    "K": 1000,
-    "kB": 1000,
-    "KB": 1000,
-    "M": 1000**2,
-    "MB": 1000**2,
-    "G": 1000**3,
-    "GB": 1000**3,
-    "T": 1000**4,
-    "TB": 1000**4,
-    "P": 1000**5,
-    "PB": 1000**5,
-}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``10s``, ``1m``, ``500ms``, ``2h`` or a bare number of seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise UsageError(f"{text!r} is not a duration such as 10s, 1m or 500ms")
-    return float(match["value"]) * _DURATION_UNITS[match["unit"]]
-
-
-def parse_size(text: str) -> int:
-    """Bytes from ``256Mi``, ``1Gi``, ``500M`` (decimal) or a bare number of bytes."""
-    match = _SIZE.match(text)
-    if not match or match["unit"] not in _SIZE_UNITS:
-        raise UsageError(f"{text!r} is not a size such as 256Mi, 1Gi or 500M")
-    return int(float(match["value"]) * _SIZE_UNITS[match["unit"]])
+__all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

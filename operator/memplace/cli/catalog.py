@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     table = Table(
         box=box.SIMPLE_HEAD,
-        title=f"memplace catalogue: {args.what} (sources: memplace catalog {args.what} -o json)"
+        title=f"memplace catalogue: {args.what} (sources: memplace catalog {args.what} -o json)",
     )
     for column in header:
         table.add_column(column)

@@ -15,6 +15,7 @@ import socket
 from typing import Any
 
 from memplace.cli import UsageError
+from memplace.cli.units import parse_duration
 
 __all__ = ["register"]
 
@@ -86,11 +87,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from memplace.operator import settings as operator_settings
 
-    try:
-        stuck_after = operator_settings.parse_duration(args.stuck_after)
-        resync = operator_settings.parse_duration(args.resync)
-    except ValueError as error:
-        raise UsageError(str(error)) from error
+    stuck_after = parse_duration(args.stuck_after)
+    resync = parse_duration(args.resync)
     if args.kubeconfig:
         if not os.path.exists(args.kubeconfig):
             raise UsageError(f"no kubeconfig at {args.kubeconfig}")

@@ -36,37 +36,25 @@ async def apply(api: kube.Kube, desired: tuple[dict[str, Any], dict[str, Any]]) 
     server refuses is refused before any pod starts."""
     deployment, service = desired
     await _apply_service(api, service)
-    meta = deployment["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
-    url = kube.path("apps/v1", "deployments", namespace, name)
-    existing = await api.get(url)
-    with _rejected_as("Deployment", namespace, name):
-        if existing is None:
-            try:
-                return await api.create(kube.path("apps/v1", "deployments", namespace), deployment)
-            except kube.Conflict as error:
-                raise kopf.TemporaryError(
-                    f"Deployment {namespace}/{name} appeared; retrying", delay=1
-                ) from error
+    url, existing, created = await _get_or_create(api, "apps/v1", "deployments", deployment)
+    if created:
+        return existing
+    with _rejected_as(deployment):
         _check_owned(existing, deployment)
         annotations = existing.get("metadata", {}).get("annotations") or {}
-        if annotations.get(render.PLAN_HASH) != meta["annotations"][render.PLAN_HASH]:
+        if (
+            annotations.get(render.PLAN_HASH)
+            != deployment["metadata"]["annotations"][render.PLAN_HASH]
+        ):
             existing = await api.json_patch(url, _replace_ops(existing, deployment))
     return existing
 
 
 async def _apply_service(api: kube.Kube, service: dict[str, Any]) -> None:
-    meta = service["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
-    url = kube.path("v1", "services", namespace, name)
-    existing = await api.get(url)
-    with _rejected_as("Service", namespace, name):
-        if existing is None:
-            try:
-                await api.create(kube.path("v1", "services", namespace), service)
-            except kube.Conflict as error:
-                raise kopf.TemporaryError("Service appeared; retrying", delay=1) from error
-            return
+    url, existing, created = await _get_or_create(api, "v1", "services", service)
+    if created:
+        return
+    with _rejected_as(service):
         _check_owned(existing, service)
         current_spec = existing.get("spec") or {}
         wanted = service["spec"]
@@ -82,13 +70,35 @@ async def _apply_service(api: kube.Kube, service: dict[str, Any]) -> None:
             )
 
 
+async def _get_or_create(
+    api: kube.Kube, api_version: str, plural: str, desired: dict[str, Any]
+) -> tuple[str, dict[str, Any], bool]:
+    """The object's URL, the object as stored, and whether it was just created from
+    ``desired``. One that appears between the read and the create is retried shortly."""
+    meta = desired["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    url = kube.path(api_version, plural, namespace, name)
+    existing = await api.get(url)
+    if existing is not None:
+        return url, existing, False
+    with _rejected_as(desired):
+        try:
+            return url, await api.create(kube.path(api_version, plural, namespace), desired), True
+        except kube.Conflict as error:
+            raise kopf.TemporaryError(
+                f"{desired['kind']} {namespace}/{name} appeared; retrying", delay=1
+            ) from error
+
+
 @contextlib.contextmanager
-def _rejected_as(kind: str, namespace: str, name: str) -> Iterator[None]:
+def _rejected_as(desired: Mapping[str, Any]) -> Iterator[None]:
     try:
         yield
     except kube.Invalid as error:
+        kind, meta = desired["kind"], desired["metadata"]
         raise Rejected(
-            f"the API server rejected {kind} {namespace}/{name}: {kube.message(error)}"
+            f"the API server rejected {kind} {meta['namespace']}/{meta['name']}: "
+            f"{kube.message(error)}"
         ) from error
 
 

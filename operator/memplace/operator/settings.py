@@ -10,24 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 
-__all__ = ["Settings", "configure", "current", "parse_duration"]
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``"90s"``, ``"10m"``, ``"1h30m"`` or a bare number of seconds (``"45"``)."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration such as 90s, 10m or 1h30m")
-    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+__all__ = ["Settings", "configure", "current"]
 
 
 @dataclasses.dataclass(frozen=True)

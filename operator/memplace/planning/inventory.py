@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .memory import GPU_MEMORY_UTILIZATION, usable_gpu_bytes
+
 __all__ = [
     "GPU_MEMORY_UTILIZATION",
     "PLATFORM_LABELS",
@@ -67,8 +69,6 @@ __all__ = [
     "parse_quantity",
 ]
 
-GPU_MEMORY_UTILIZATION = 0.9
-"""Fraction of a GPU's memory a replica may use: vLLM's default ``--gpu-memory-utilization``."""
 SAFETY_MARGIN_BYTES = 1 << 30
 """Kept free below a measured free figure: allocator fragmentation and the CUDA context."""
 STALE_AFTER_HEARTBEATS = 3
@@ -773,7 +773,7 @@ def _build_pool(
     gpu_memory = 0
     if gpu is not None:
         gpu_memory = int(gpu.memory_bytes)
-    default_usable = int(gpu_memory * GPU_MEMORY_UTILIZATION)
+    default_usable = usable_gpu_bytes(gpu_memory)
 
     usable: list[list[int]] = []
     host_bytes: list[int] = []
@@ -796,7 +796,7 @@ def _build_pool(
                 if not g.healthy:
                     continue
                 total = g.memory_total_bytes or gpu_memory
-                cap = int(min(total, gpu_memory or total) * GPU_MEMORY_UTILIZATION)
+                cap = usable_gpu_bytes(min(total, gpu_memory or total))
                 free = g.memory_free_bytes if g.memory_free_bytes is not None else total
                 gpus.append(max(0, min(cap, free - SAFETY_MARGIN_BYTES)))
             usable.append(gpus)
