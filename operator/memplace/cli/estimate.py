@@ -14,9 +14,11 @@ from pathlib import Path
 from memplace.cli import UsageError
 from memplace.planning.architecture import ConfigError, architecture_from_config
 from memplace.planning.catalogue import default_catalogue
+from memplace.planning.feasibility import hardware_refusal
+from memplace.planning.inventory import gib
 from memplace.planning.latency import estimate_speed
 from memplace.planning.memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes
-from memplace.planning.precision import PRECISION_ORDER, unsupported
+from memplace.planning.precision import PRECISION_ORDER
 
 __all__ = ["register"]
 
@@ -119,7 +121,7 @@ def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
             raise UsageError("--tier cpu needs --instance (a CPU instance type) for its speed")
         offloaded, reason = 0, None
     else:
-        reason = unsupported(precision, gpu) or unsupported(kv, gpu)
+        reason = hardware_refusal(precision, kv, gpu)
         offloaded = 0
         usable = usable_gpu_bytes(gpu.memory_bytes)
         if args.tier == "offload":
@@ -128,8 +130,8 @@ def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
                 reason = reason or "does not fit even with all weights offloaded"
         elif memory.total_bytes_per_gpu > usable:
             reason = reason or (
-                f"needs {memory.total_bytes_per_gpu / 2**30:.1f} GiB per GPU > "
-                f"{usable / 2**30:.1f} GiB usable on {gpu.id}"
+                f"needs {gib(memory.total_bytes_per_gpu)} per GPU > "
+                f"{gib(usable)} usable on {gpu.id}"
             )
     speed = estimate_speed(
         arch,
