@@ -73,7 +73,7 @@ from .feasibility import (
 )
 from .inventory import Cluster
 from .latency import estimate_speed
-from .memory import estimate_memory, offload_bytes_needed
+from .memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes
 from .precision import quality_loss
 
 __all__ = ["DeploymentRequest", "Plan", "plan_cluster", "plan_deployment"]
@@ -885,6 +885,8 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
         offload_bytes_per_replica=(e.offload_bytes_per_gpu or 0) * c.gpus
         if c.tier == "offload"
         else None,
+        gpu_memory_source=c.pool.gpu_memory_source if c.gpus else None,
+        usable_gpu_memory_bytes=usable_gpu_bytes(c.pool.gpu_memory_bytes) if c.gpus else None,
     )
     cost = CostStatus(
         per_hour=round(e.per_hour, 4),
