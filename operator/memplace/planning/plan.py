@@ -386,6 +386,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
         r.context_tokens,
         r.concurrency,
         r.prompt_tokens,
+        r.engine,
     )
     shapes = _table(memo, "shape", SHAPES_KEPT)
     found = shapes.get(key)
@@ -401,7 +402,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
     for c in enumerate_candidates(variants, pools, cluster.catalogue):
         arch, aid, pool = c.variant.architecture, arch_ids[id(c.variant)], c.pool
         gpus = max(c.gpus, 1)
-        mkey = (aid, c.precision.id, c.kv.id, ctx, conc, gpus)
+        mkey = (aid, c.precision.id, c.kv.id, ctx, conc, gpus, r.engine)
         mem = mem_memo.get(mkey)
         if mem is None:
             mem = mem_memo.put(
@@ -413,6 +414,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
                     context_tokens=ctx,
                     concurrency=conc,
                     gpus_per_replica=gpus,
+                    engine=r.engine,
                 ),
             )
         offload: int | None = 0
