@@ -18,9 +18,11 @@ know), or whose GPU the catalogue does not know, is left out with a reason
 Usable GPU memory
 -----------------
 A GPU's usable memory is what one serving engine may fill with weights, KV cache, activations
-and its own overhead:
+and its own overhead. Its capacity is the pool's GPU memory (``gpu_memory``): a fresh NVML
+report's total, else GFD's ``nvidia.com/gpu.memory`` label, else the catalogue's driver total,
+the smallest over the pool's nodes (an L4: 23034 MiB, 20.2 GiB usable). Then:
 
-* **catalogue path** (no report, or a stale one): capacity × ``GPU_MEMORY_UTILIZATION`` (0.9).
+* **unmeasured path** (no report, or a stale one): capacity × ``GPU_MEMORY_UTILIZATION`` (0.9).
   vLLM's ``--gpu-memory-utilization`` defaults to 0.9, "the fraction of GPU memory to be used for
   the model executor" (docs.vllm.ai/en/latest/models/engine_args.html); the 10 % left over
   holds the CUDA context, NCCL buffers and memory other processes hold.
