@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
 from memplace.planning.catalogue import default_catalogue
 
 GiB = 2**30
+MiB = 2**20
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def test_instances_have_plausible_prices_and_hosts(catalogue):
 
 def test_gpu_figures_are_consistent(catalogue):
     for gpu in catalogue.gpus.values():
-        assert gpu.memory_bytes >= 16 * GiB, gpu.id
+        assert gpu.memory_bytes >= 15 * GiB, gpu.id
         assert gpu.memory_bandwidth_bytes_per_s >= 300e9, gpu.id
         assert set(gpu.dense_tflops) <= {"fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"}
         assert gpu.interconnect_bytes_per_s >= gpu.host_link_bytes_per_s, gpu.id
@@ -105,6 +107,31 @@ def test_unknown_gpu_raises_naming_the_known_ids(catalogue):
         catalogue.gpu("NVIDIA-Voodoo-2")
 
 
+@pytest.mark.parametrize(
+    ("gpu_id", "mib"),
+    # the totals nvidia-smi prints, as issue 9 lists them
+    [("L4", 23034), ("A10G", 23028), ("L40S", 46068), ("T4", 15360), ("H100-SXM5-80GB", 81559)],
+)
+def test_memory_is_what_the_driver_reports(catalogue, gpu_id, mib):
+    assert catalogue.gpu(gpu_id).memory_bytes == mib * MiB
+
+
+def test_every_memory_figure_names_a_source_that_shows_it(catalogue):
+    for gpu in catalogue.gpus.values():
+        mib = gpu.memory_bytes // MiB
+        assert gpu.memory_bytes == mib * MiB, gpu.id
+        shown = {int(m) for m in re.findall(r"(\d{4,6}) ?MiB", gpu.memory_source)}
+        assert mib in shown, (gpu.id, mib, gpu.memory_source)
+
+
+def test_driver_totals_are_below_the_marketed_binary_capacity(catalogue):
+    """ECC and driver reservations only ever take memory away: no part reports more than the
+    GiB its name promises (the next multiple of 8 GiB above it)."""
+    for gpu in catalogue.gpus.values():
+        marketed = -(-gpu.memory_bytes // (8 * GiB)) * 8 * GiB
+        assert marketed - 8 * GiB < gpu.memory_bytes <= marketed, gpu.id
+
+
 def test_a10_and_a10g_are_different_entries(catalogue):
     assert catalogue.gpu("NVIDIA A10").id == "A10"
     assert catalogue.gpu("NVIDIA A10G").id == "A10G"
@@ -112,7 +139,7 @@ def test_a10_and_a10g_are_different_entries(catalogue):
 
 def test_h100_sxm_matches_its_datasheet(catalogue):
     h100 = catalogue.gpu("H100-SXM5-80GB")
-    assert h100.memory_bytes == 80 * GiB
+    assert h100.memory_bytes == 81559 * MiB
     assert h100.memory_bandwidth_bytes_per_s == 3.35e12
     assert h100.dense_tflops["bf16"] == pytest.approx(1979 / 2, rel=1e-3)  # sparse / 2
     assert h100.dense_tflops["fp8"] == pytest.approx(3958 / 2, rel=1e-3)
@@ -122,7 +149,7 @@ def test_h100_sxm_matches_its_datasheet(catalogue):
 
 def test_l4_matches_its_datasheet(catalogue):
     l4 = catalogue.gpu("L4")
-    assert l4.memory_bytes == 24 * GiB
+    assert l4.memory_bytes == 23034 * MiB  # what the driver reports, not "24 GB"
     assert l4.memory_bandwidth_bytes_per_s == 300e9
     assert l4.dense_tflops["fp8"] == pytest.approx(485 / 2)
     assert l4.compute_capability == (8, 9)
@@ -132,7 +159,7 @@ def test_l4_matches_its_datasheet(catalogue):
 def test_other_spot_checks(catalogue):
     assert catalogue.gpu("A100-SXM4-80GB").memory_bandwidth_bytes_per_s == 2039e9
     assert catalogue.gpu("A100-SXM4-80GB").dense_tflops["bf16"] == 312
-    assert catalogue.gpu("H200-SXM-141GB").memory_bytes == 141 * GiB
+    assert catalogue.gpu("H200-SXM-141GB").memory_bytes == 143771 * MiB
     assert catalogue.gpu("H200-SXM-141GB").memory_bandwidth_bytes_per_s == 4.8e12
     assert catalogue.gpu("B200").dense_tflops["fp4"] == 9000
     assert "bf16" not in catalogue.gpu("T4").dense_tflops

@@ -147,7 +147,7 @@ def test_quality_loss_over_budget_is_rejected_with_the_parts():
 def test_memory_over_usable_gpu_memory_does_not_fit_with_numbers():
     rej = does_not_fit(evaluation(per_gpu=int(41.2 * GIB)), R)
     assert rej.code == "DoesNotFit"
-    assert rej.message == "needs 41.2 GiB per GPU > 21.6 GiB usable on L4"
+    assert rej.message == "needs 41.2 GiB per GPU > 20.2 GiB usable on L4"
     assert not rej.resolvable
     assert does_not_fit(evaluation(per_gpu=20 * GIB), R) is None
 
@@ -158,11 +158,11 @@ def test_a_miss_against_measured_memory_may_resolve():
 
 
 def test_offload_that_cannot_fit_even_without_weights_does_not_fit():
-    # KV cache, activations and overhead alone (32 GiB) exceed the L4's 21.6 GiB
+    # KV cache, activations and overhead alone (32 GiB) exceed the L4's 20.2 GiB
     e = evaluation(tier="offload", offload=None, per_gpu=40 * GIB, weights=8 * GIB)
     rej = does_not_fit(e, R)
     assert rej.code == "DoesNotFit" and "without weights" in rej.message
-    assert rej.message.startswith("needs 32.0 GiB per GPU without weights > 21.6 GiB")
+    assert rej.message.startswith("needs 32.0 GiB per GPU without weights > 20.2 GiB")
 
 
 def test_offload_is_limited_to_the_replicas_share_of_host_memory():

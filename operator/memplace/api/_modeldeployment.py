@@ -345,6 +345,13 @@ class PlacementStatus(ApiModel):
     """The nodes the plan packed the replicas onto, when it packed them."""
     offload_bytes_per_replica: NonNegativeInt | None = None
     """Weight bytes each replica keeps outside GPU memory (offload tier)."""
+    gpu_memory_source: Literal["nvml", "gfd-label", "catalogue"] | None = None
+    """Where the pool's GPU memory figure came from: the agent's NVML report, the node label
+    `nvidia.com/gpu.memory` (GPU Feature Discovery), or the catalogue; unset on the cpu tier."""
+    usable_gpu_memory_bytes: NonNegativeInt | None = None
+    """GPU memory a replica may fill on each GPU: 0.9 × the pool's figure (vLLM's default
+    `--gpu-memory-utilization`). Where the agent reports less free memory, the plan fits that
+    instead (its rejections say "measured free"). Unset on the cpu tier."""
 
 
 class EstimateStatus(ApiModel):

@@ -40,6 +40,8 @@ class Gpu:
     name: str
     product_labels: tuple[str, ...]
     memory_bytes: int
+    """What the driver reports (NVML / nvidia-smi total), not the marketed figure: 23034 MiB on
+    an L4 sold as 24 GB. A node's GFD label or NVML report supersedes it (``inventory``)."""
     memory_bandwidth_bytes_per_s: float
     dense_tflops: Mapping[str, float]
     compute_capability: tuple[int, int]
@@ -48,6 +50,8 @@ class Gpu:
     interconnect_bytes_per_s: float
     source: str
     notes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    memory_source: str = ""
+    """Where ``memory_bytes`` was seen reported by a driver."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ def _gpu(raw: Mapping[str, Any], links: Mapping[str, Any]) -> Gpu:
         id=raw["id"],
         name=raw["name"],
         product_labels=tuple(raw["product_labels"]),
-        memory_bytes=int(raw["memory_bytes"]),
+        memory_bytes=int(raw["memory_mib"]) << 20,
         memory_bandwidth_bytes_per_s=float(raw["memory_bandwidth_bytes_per_s"]),
         dense_tflops=MappingProxyType({k: float(v) for k, v in raw["dense_tflops"].items()}),
         compute_capability=_cc(raw["compute_capability"]),
@@ -184,6 +188,7 @@ def _gpu(raw: Mapping[str, Any], links: Mapping[str, Any]) -> Gpu:
         interconnect_bytes_per_s=float(raw["interconnect_bytes_per_s"]),
         source=raw["source"],
         notes=MappingProxyType({k: str(v) for k, v in (raw.get("notes") or {}).items()}),
+        memory_source=raw["memory_source"],
     )
 
 

@@ -18,9 +18,11 @@ know), or whose GPU the catalogue does not know, is left out with a reason
 Usable GPU memory
 -----------------
 A GPU's usable memory is what one serving engine may fill with weights, KV cache, activations
-and its own overhead:
+and its own overhead. Its capacity is the pool's GPU memory (``gpu_memory``): a fresh NVML
+report's total, else GFD's ``nvidia.com/gpu.memory`` label, else the catalogue's driver total,
+the smallest over the pool's nodes (an L4: 23034 MiB, 20.2 GiB usable). Then:
 
-* **catalogue path** (no report, or a stale one): capacity × ``GPU_MEMORY_UTILIZATION`` (0.9).
+* **unmeasured path** (no report, or a stale one): capacity × ``GPU_MEMORY_UTILIZATION`` (0.9).
   vLLM's ``--gpu-memory-utilization`` defaults to 0.9, "the fraction of GPU memory to be used for
   the model executor" (docs.vllm.ai/en/latest/models/engine_args.html); the 10 % left over
   holds the CUDA context, NCCL buffers and memory other processes hold.
@@ -52,6 +54,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .gpu_memory import GpuMemory, node_gpu_memory, parse_gfd_memory, smallest
 from .memory import GPU_MEMORY_UTILIZATION, usable_gpu_bytes
 
 __all__ = [
@@ -79,7 +82,6 @@ HOST_MEMORY_UTILIZATION = 0.9
 LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 LABEL_INSTANCE_TYPE_BETA = "beta.kubernetes.io/instance-type"
 LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
-LABEL_GPU_MEMORY = "nvidia.com/gpu.memory"
 LABEL_GPU_COUNT = "nvidia.com/gpu.count"
 RESOURCE_GPU = "nvidia.com/gpu"
 
@@ -149,12 +151,9 @@ class Node:
 
     @property
     def gpu_memory_bytes(self) -> int | None:
-        """GPU Feature Discovery's ``nvidia.com/gpu.memory`` (MiB) in bytes."""
-        text = self.labels.get(LABEL_GPU_MEMORY)
-        try:
-            return int(text) << 20 if text else None
-        except ValueError:
-            return None
+        """GPU Feature Discovery's ``nvidia.com/gpu.memory`` (MiB) in bytes; None when absent or
+        on a MIG node. ValueError when the label is not a positive number."""
+        return parse_gfd_memory(self.labels)
 
     @property
     def gpu_count(self) -> int:
@@ -227,7 +226,9 @@ class Pool:
     tolerations: tuple[Any, ...] = ()
     nodes: tuple[str, ...] = ()
     gpu_memory_bytes: int = 0
-    """Capacity of one GPU (catalogue, else GFD's label)."""
+    """Memory of one GPU: the smallest of the nodes' figures (``gpu_memory``)."""
+    gpu_memory_source: str | None = None
+    """Where ``gpu_memory_bytes`` came from: ``nvml``, ``gfd-label`` or ``catalogue``."""
     usable_bytes_per_gpu: int = 0
     """The most a replica can use on one GPU of this pool (the largest usable GPU)."""
     host_bytes_per_node: int = 0
@@ -715,7 +716,8 @@ def build_cluster(
         if isinstance(result, ExcludedPool):
             excluded.append(result)
             continue
-        pool, usable = result
+        pool, usable, pool_notes = result
+        notices.extend(pool_notes)
         built.append(pool)
         capacity[pool.name] = PoolCapacity(pool.nodes, usable, pool.shares_gpus)
     return Cluster(built, capacity, excluded, notices, catalogue)
@@ -723,7 +725,7 @@ def build_cluster(
 
 def _build_pool(
     group: _Group, reports: Mapping[str, Any], now: datetime | None, catalogue: Any
-) -> tuple[Pool, list[list[int]]] | ExcludedPool:
+) -> tuple[Pool, list[list[int]], list[str]] | ExcludedPool:
     spec = group.spec
     schedulable = [n for n in group.nodes if n.schedulable]
     spec_gpu = getattr(spec, "gpu", None) if spec is not None else None
@@ -770,43 +772,36 @@ def _build_pool(
     memory = _most_common(n.memory_bytes for n in group.nodes) or (
         instance.memory_bytes if instance else 0
     )
-    gpu_memory = 0
-    if gpu is not None:
-        gpu_memory = int(gpu.memory_bytes)
-    default_usable = usable_gpu_bytes(gpu_memory)
+    fresh = {n.name: reports[n.name] for n in group.nodes if _fresh(reports.get(n.name), now)}
+    gpu_mem, notes = _pool_gpu_memory(group, gpu, fresh)
+    gpu_memory = gpu_mem.total_bytes if gpu_mem is not None else 0
+    cap = usable_gpu_bytes(gpu_memory)
 
     usable: list[list[int]] = []
     host_bytes: list[int] = []
-    measured_any = False
     for n in schedulable:
-        report = reports.get(n.name)
-        fresh = _fresh(report, now)
+        report = fresh.get(n.name)
         host = int(n.memory_bytes * HOST_MEMORY_UTILIZATION)
-        if fresh and report.host is not None and report.host.mem_available_bytes:
+        if report is not None and report.host is not None and report.host.mem_available_bytes:
             host = min(host, int(report.host.mem_available_bytes))
         host_bytes.append(host)
         if gpu is None:
             usable.append([host])  # one CPU slot per node
             continue
         count = n.gpu_count or count_hint
-        if fresh and report.gpus:
-            measured_any = True
+        if report is not None and report.gpus:
             gpus = []
             for g in sorted(report.gpus, key=lambda g: g.index)[: count or None]:
                 if not g.healthy:
                     continue
-                total = g.memory_total_bytes or gpu_memory
-                cap = usable_gpu_bytes(min(total, gpu_memory or total))
-                free = g.memory_free_bytes if g.memory_free_bytes is not None else total
+                free = g.memory_free_bytes
+                free = g.memory_total_bytes or gpu_memory if free is None else free
                 gpus.append(max(0, min(cap, free - SAFETY_MARGIN_BYTES)))
             usable.append(gpus)
         else:
-            usable.append([default_usable] * count)
+            usable.append([cap] * count)
 
-    if gpu is None:
-        usable_per_gpu = 0
-    else:
-        usable_per_gpu = max((b for u in usable for b in u), default=default_usable)
+    usable_per_gpu = 0 if gpu is None else max((b for u in usable for b in u), default=cap)
     disk = int(getattr(instance, "local_nvme_bytes", 0) or 0) if instance is not None else 0
     pool = Pool(
         name=group.name,
@@ -824,12 +819,38 @@ def _build_pool(
         tolerations=tuple(getattr(spec, "tolerations", ()) or ()) if spec else (),
         nodes=tuple(n.name for n in schedulable),
         gpu_memory_bytes=gpu_memory,
+        gpu_memory_source=gpu_mem.source if gpu_mem is not None else None,
         usable_bytes_per_gpu=usable_per_gpu,
         host_bytes_per_node=max(host_bytes, default=int(memory * HOST_MEMORY_UTILIZATION)),
         disk_bytes_per_node=disk,
-        measured=measured_any,
+        measured=any(fresh.get(n.name) is not None and fresh[n.name].gpus for n in schedulable),
     )
-    return pool, usable
+    return pool, usable, notes
+
+
+def _pool_gpu_memory(
+    group: _Group, gpu: Any, fresh: Mapping[str, Any]
+) -> tuple[GpuMemory | None, list[str]]:
+    """The pool's GPU memory (``gpu_memory.smallest`` of its nodes', schedulable ones first) and
+    notes on labels it could not read or nodes that disagree."""
+    if gpu is None:
+        return None, []
+    notes: list[str] = []
+    figures: list[GpuMemory] = []
+    nodes = [n for n in group.nodes if n.schedulable] or group.nodes
+    for n in nodes:
+        try:
+            label = n.gpu_memory_bytes
+        except ValueError as error:
+            notes.append(f"node {n.name}: {error}; ignored")
+            label = None
+        report = fresh.get(n.name)
+        totals = [g.memory_total_bytes for g in report.gpus] if report is not None else []
+        figures.append(node_gpu_memory(n.name, totals, label, int(gpu.memory_bytes)))
+    memory, disagreement = smallest(group.name, figures)
+    if memory is None:
+        memory = GpuMemory("", int(gpu.memory_bytes), "catalogue")
+    return memory, notes + ([disagreement] if disagreement else [])
 
 
 def gib(count: float) -> str:

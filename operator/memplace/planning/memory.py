@@ -14,6 +14,13 @@ Quantised weights keep what real quantisers keep in 16 bits (``Precision.kept_16
 for their scales: int4 with a 16-bit scale and zero point per 128 weights costs 4.25 bits.
 Tensor parallelism shards weights, KV heads and state across GPUs; each GPU pays its own
 context and graphs; MLA's single latent KV head is replicated on every GPU (as vLLM does).
+
+llama.cpp stores a quantised model as GGUF, whose layout differs: the token embeddings and the
+output matrix are quantised too, and a format's block scales are part of its bits per weight
+(``GGUF_BITS_PER_WEIGHT``). Llama-3-8B in Q8_0: 8.03 B × 8.5 bits = 7.95 GiB, what llama.cpp
+prints; the vLLM-style int8 estimate (16-bit embeddings) would say 8.46 GiB.
+
+Both are checked against published start-up logs in tests/planning/test_runtime_logs.py.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ __all__ = [
     "ACTIVATION_BATCH_TOKENS",
     "CUDA_CONTEXT_BYTES",
     "CUDA_GRAPH_BYTES",
+    "GGUF_BITS_PER_WEIGHT",
     "GPU_MEMORY_UTILIZATION",
     "KV_BLOCK_TOKENS",
     "MemoryEstimate",
@@ -64,6 +72,17 @@ processes, fragmentation and estimate error."""
 
 KV_BLOCK_TOKENS = 16
 """vLLM pages the KV cache in blocks of 16 tokens (``--block-size`` default on CUDA)."""
+
+GGUF_BITS_PER_WEIGHT = {"int8": 8.5, "int4": 4.84}
+"""Bits per weight of the GGUF file llama.cpp serves for a precision, scales included, over
+every weight matrix and the embeddings (norms stay f32).
+
+* int8 is Q8_0: blocks of 32 int8 weights with one fp16 scale, 34 bytes per 32 weights
+  (``block_q8_0`` in ggml's ggml-common.h) = 8.5 bits;
+* int4 is Q4_K_M, a mixture (most matrices Q4_K, some Q6_K): 4.84 bits per weight over Llama 2
+  7B (llama.cpp tools/quantize/README.md, "Bits per Weight (BPW)" table).
+
+Other precisions keep the vLLM layout (16-bit stays 16-bit)."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +125,14 @@ class MemoryEstimate:
         )
 
 
-def weights_bytes_by_group(arch: Architecture, precision: Precision) -> dict[str, int]:
-    """Bytes per tensor group in ``precision``, scales and zero points included."""
+def weights_bytes_by_group(
+    arch: Architecture, precision: Precision, engine: str = "vllm"
+) -> dict[str, int]:
+    """Bytes per tensor group in ``precision``, scales and zero points included, in the layout
+    ``engine`` loads (llama.cpp: GGUF, see ``GGUF_BITS_PER_WEIGHT``)."""
+    gguf = GGUF_BITS_PER_WEIGHT.get(precision.id) if engine == "llamacpp" else None
+    if gguf is not None:
+        return {g.category: _gguf_bytes(g, gguf) for g in arch.groups}
     kept = set(precision.kept_16bit)
     sizes: dict[str, int] = {}
     for group in arch.groups:
@@ -124,9 +149,17 @@ def weights_bytes_by_group(arch: Architecture, precision: Precision) -> dict[str
     return sizes
 
 
-def weights_bytes(arch: Architecture, precision: Precision) -> int:
-    """Bytes of the checkpoint in ``precision``."""
-    return sum(weights_bytes_by_group(arch, precision).values())
+def _gguf_bytes(group, bits: float) -> int:
+    if group.category == "norms":
+        return group.parameters * 4  # f32 in GGUF files
+    if group.category == "vision":
+        return group.parameters * 2  # the projector file (mmproj) stays 16-bit
+    return int(group.parameters * bits / 8)
+
+
+def weights_bytes(arch: Architecture, precision: Precision, engine: str = "vllm") -> int:
+    """Bytes of the checkpoint in ``precision``, as ``engine`` loads it."""
+    return sum(weights_bytes_by_group(arch, precision, engine).values())
 
 
 def kv_bytes_per_sequence(arch: Architecture, kv: KvDtype, context_tokens: int) -> float:
@@ -153,12 +186,13 @@ def estimate_memory(
     context_tokens: int,
     concurrency: int,
     gpus_per_replica: int = 1,
+    engine: str = "vllm",
 ) -> MemoryEstimate:
     """The footprint of one replica serving ``concurrency`` sequences of ``context_tokens``."""
     if context_tokens < 1 or concurrency < 1 or gpus_per_replica < 1:
         raise ValueError("context_tokens, concurrency and gpus_per_replica must be ≥ 1")
     gpus = gpus_per_replica
-    weights = weights_bytes(arch, precision)
+    weights = weights_bytes(arch, precision, engine)
     kv_per_gpu = kv_bytes_per_sequence(arch, kv, context_tokens) * concurrency
     kv_per_gpu *= kv_share_per_gpu(arch, gpus)
     state = arch.state_values_per_sequence * arch.state_bytes_per_value * concurrency

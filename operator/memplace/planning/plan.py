@@ -73,7 +73,7 @@ from .feasibility import (
 )
 from .inventory import Cluster
 from .latency import estimate_speed
-from .memory import estimate_memory, offload_bytes_needed
+from .memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes
 from .precision import quality_loss
 
 __all__ = ["DeploymentRequest", "Plan", "plan_cluster", "plan_deployment"]
@@ -386,6 +386,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
         r.context_tokens,
         r.concurrency,
         r.prompt_tokens,
+        r.engine,
     )
     shapes = _table(memo, "shape", SHAPES_KEPT)
     found = shapes.get(key)
@@ -401,7 +402,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
     for c in enumerate_candidates(variants, pools, cluster.catalogue):
         arch, aid, pool = c.variant.architecture, arch_ids[id(c.variant)], c.pool
         gpus = max(c.gpus, 1)
-        mkey = (aid, c.precision.id, c.kv.id, ctx, conc, gpus)
+        mkey = (aid, c.precision.id, c.kv.id, ctx, conc, gpus, r.engine)
         mem = mem_memo.get(mkey)
         if mem is None:
             mem = mem_memo.put(
@@ -413,6 +414,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
                     context_tokens=ctx,
                     concurrency=conc,
                     gpus_per_replica=gpus,
+                    engine=r.engine,
                 ),
             )
         offload: int | None = 0
@@ -885,6 +887,8 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
         offload_bytes_per_replica=(e.offload_bytes_per_gpu or 0) * c.gpus
         if c.tier == "offload"
         else None,
+        gpu_memory_source=c.pool.gpu_memory_source if c.gpus else None,
+        usable_gpu_memory_bytes=usable_gpu_bytes(c.pool.gpu_memory_bytes) if c.gpus else None,
     )
     cost = CostStatus(
         per_hour=round(e.per_hour, 4),
