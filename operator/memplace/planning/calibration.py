@@ -62,6 +62,7 @@ __all__ = [
     "ProfileKey",
     "calibrate_memory",
     "calibrate_speed",
+    "calibrated_note",
     "factors_of",
     "fingerprint",
     "learn",
@@ -448,3 +449,20 @@ def _fields_of(estimate: Any) -> dict[str, Any]:
 def factors_of(estimate: Any) -> Factors | None:
     """The factors a (possibly calibrated) memory or speed estimate carries, or None."""
     return getattr(estimate, "factors", None)
+
+
+def calibrated_note(estimate: Any) -> str:
+    """What a rejection's message adds for a calibrated estimate, e.g.
+    ``" (calibrated: TPOT ×2.00, TTFT ×1.10, 12 samples)"``; "" for a plain one."""
+    f = factors_of(estimate)
+    if f is None:
+        return ""
+    if isinstance(estimate, MemoryEstimate):
+        parts = [f"memory ×{f.memory:.2f}"] if f.memory is not None else []
+    else:
+        parts = [
+            f"{figure} ×{factor:.2f}"
+            for figure, factor in (("TPOT", f.decode), ("TTFT", f.prefill))
+            if factor is not None
+        ]
+    return f" (calibrated: {', '.join(parts)}, {f.samples} samples)" if parts else ""
