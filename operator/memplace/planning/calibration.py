@@ -39,6 +39,7 @@ from typing import Any
 
 from memplace.api import (
     RECENT_RATIOS_KEPT,
+    CalibrationStatus,
     EstimateStatus,
     LearnedFactor,
     PerformanceProfile,
@@ -67,6 +68,7 @@ __all__ = [
     "fingerprint",
     "learn",
     "predicted",
+    "recalibrated",
     "record",
     "usable",
 ]
@@ -288,6 +290,39 @@ def predicted(estimate: EstimateStatus) -> dict[str, float | None]:
         "prefill": undo(estimate.time_to_first_token_ms, applied and applied.prefill_factor),
         "memory": undo(estimate.total_bytes_per_gpu, applied and applied.memory_factor),
     }
+
+
+def recalibrated(estimate: EstimateStatus, f: Factors) -> EstimateStatus:
+    """A running placement's ``estimate`` as if planned with ``f`` now: its factors undone
+    (``predicted``), ``f``'s applied to TTFT, TPOT and throughput, and ``calibration`` saying so.
+    Memory figures are left as they were planned (they size the reservation, which only a
+    re-plan changes). What ``replan.should_replan`` reads."""
+    raw = predicted(estimate)
+    old = estimate.calibration
+    decode, prefill = f.decode or 1.0, f.prefill or 1.0
+    tps = estimate.output_tokens_per_second_per_replica
+    if tps is not None:
+        tps = tps * ((old.decode_factor or 1.0) if old else 1.0) / decode
+
+    def scaled(value: float | None, factor: float, digits: int) -> float | None:
+        return None if value is None else round(value * factor, digits)
+
+    return estimate.model_copy(
+        update={
+            "time_per_output_token_ms": scaled(raw["decode"], decode, 2),
+            "time_to_first_token_ms": scaled(raw["prefill"], prefill, 1),
+            "output_tokens_per_second_per_replica": None if tps is None else round(tps, 1),
+            "calibration": CalibrationStatus(
+                profile=f.profile,
+                architecture=old.architecture if old else "",
+                samples=f.samples,
+                decode_factor=f.decode,
+                prefill_factor=f.prefill,
+                memory_factor=old.memory_factor if old else None,
+                message=f.message,
+            ),
+        }
+    )
 
 
 # --- using it --------------------------------------------------------------------------------
