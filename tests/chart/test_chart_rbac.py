@@ -11,6 +11,8 @@ OPERATOR_RULES = {
     ("memplace.io", "placementpools"): {"list", "watch"},
     ("memplace.io", "placementpools/status"): {"patch"},
     ("memplace.io", "nodememoryreports"): {"list", "watch"},
+    ("memplace.io", "performanceprofiles"): {"get", "list", "watch", "create", "patch"},
+    ("memplace.io", "performanceprofiles/status"): {"patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"get", "create", "patch"},
     ("", "configmaps"): {"get"},

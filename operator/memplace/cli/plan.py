@@ -6,8 +6,8 @@ yaml`` prints), NodeMemoryReports, ConfigMaps (for ``spec.model.configMapRef``) 
 PerformanceProfiles (``kubectl get performanceprofiles -o yaml``: their learned factors calibrate
 the estimates, as in the operator). Other kinds are skipped with a notice on stderr. It plans
 every deployment exactly as the operator does (``memplace.planning.plan.plan_cluster``) and
-prints a table, or ``-o json`` / ``-o yaml``: one
-entry per deployment with ``namespace``, ``name``, ``phase`` and the status fields.
+prints a table, or ``-o json`` / ``-o yaml``: one entry per deployment with ``namespace``,
+``name``, ``phase`` and the status fields.
 
 Reports are judged fresh against ``--now`` (default: the newest report's ``observedAt``, so the
 same files always give the same plan). Nothing is fetched: a ``source`` without a config or
