@@ -151,3 +151,36 @@ def test_plan_cluster_calibrates_each_request(cluster):
     plans = plan_cluster([request("a"), request("b", calibration=slow)], cluster)
     assert plans[0].estimate.calibration.samples == 0
     assert plans[1].placement != plans[0].placement
+
+
+def test_a_memory_factor_can_make_a_model_stop_fitting_and_says_so():
+    l4_only = build_cluster(nodes=l4_nodes(1))
+    long = spec(
+        workload={"contextTokens": 32768, "concurrency": 8, "outputTokensPerSecond": 0},
+        placement={"tiers": ["gpu"]},
+    )
+    every_l4 = [
+        ProfileKey(qwen3_8b(), "L4", precision, kv, "vllm", gpus)
+        for precision, kv, gpus in itertools.product(
+            ("bf16", "fp16", "fp8", "int8", "int4", "nvfp4", "mxfp4"),
+            ("bf16", "fp16", "fp8"),
+            (1, 2, 4),
+        )
+    ]
+    calibration = Calibration([profile(k, MIN_SAMPLES, memory=3.0) for k in every_l4])
+    assert plan_deployment(request(spec=long), l4_only).phase == "Placed"
+    after = plan_deployment(request(spec=long, calibration=calibration), l4_only)
+    assert after.phase == "Unschedulable"
+    assert "0 fit in memory" in after.message
+    (l4,) = [a for a in after.alternatives if a.pool == "l4"]
+    assert l4.code == "DoesNotFit"
+    assert l4.reason.endswith("(calibrated: memory ×3.00, 5 samples)")
+
+
+def test_two_profiles_with_one_key_and_as_many_samples_the_first_name_wins():
+    k = ProfileKey(qwen3_8b(), "L4", "fp8", "fp8", "vllm", 1)
+    one, two = profile(k, 5, decode=2.0), profile(k, 5, decode=1.5)
+    one = one.model_copy(update={"metadata": one.metadata.model_copy(update={"name": "b"})})
+    two = two.model_copy(update={"metadata": two.metadata.model_copy(update={"name": "a"})})
+    assert Calibration([one, two]).factors(k).decode == 1.5
+    assert Calibration([two, one]).factors(k).decode == 1.5

@@ -360,19 +360,14 @@ class Calibration:
 
     Built from PerformanceProfile objects; a profile without status, or with a figure under
     ``MIN_SAMPLES``, applies nothing for that figure. Two profiles with the same key (a user
-    applied one under another name): the one with more decode samples wins, then the name."""
+    applied one under another name): the one with more decode samples wins, then the first
+    name in order."""
 
     def __init__(self, profiles: Iterable[PerformanceProfile] = ()) -> None:
         chosen: dict[ProfileKey, PerformanceProfile] = {}
-        for p in profiles:
-            key = ProfileKey.of(p.spec)
-            held = chosen.get(key)
-            if held is None or _rank(p) > _rank(held):
-                chosen[key] = p
-        self._factors: dict[ProfileKey, Factors] = {
-            key: _factors_of(p)
-            for key, p in sorted(chosen.items(), key=lambda kv: kv[1].metadata.name or "")
-        }
+        for p in sorted(profiles, key=_rank):
+            chosen.setdefault(ProfileKey.of(p.spec), p)
+        self._factors = {key: _factors_of(p) for key, p in chosen.items()}
         self._by_architecture: dict[tuple[str, str], tuple[tuple[ProfileKey, Factors], ...]] = {}
         for key, f in sorted(self._factors.items(), key=lambda kv: repr(kv[0])):
             if f.applied:
@@ -398,8 +393,9 @@ class Calibration:
 
 
 def _rank(p: PerformanceProfile) -> tuple[int, str]:
+    """Most decode samples first, then by name."""
     decode = p.status.decode if p.status is not None else None
-    return (decode.samples if decode is not None else 0, p.metadata.name or "")
+    return (-(decode.samples if decode is not None else 0), p.metadata.name or "")
 
 
 def _factors_of(p: PerformanceProfile) -> Factors:
