@@ -75,17 +75,25 @@ __all__ = [
 
 MIN_SAMPLES = 5
 """Samples a factor needs before the planner uses it: with five, the median already ignores two
-wild ones, and at a 5-minute window it is 25 minutes of serving, shorter than the default
-``--min-move-interval`` (30 min), so a move waits for the rate limit, not for the estimator."""
+wild ones, and at one sample per 5-minute window it is 25 minutes of serving, shorter than the
+default ``--min-move-interval`` (30 min), so a move waits for the rate limit, not for the
+estimator. Feed one sample per *non-overlapping* window: samples of overlapping windows count
+one stretch of serving several times, and five of them are not five observations."""
 
 FACTOR_MIN = 1 / 3
 FACTOR_MAX = 3.0
-"""Bounds on a factor. The roofline assumes 75 % of peak HBM bandwidth for decode and 50 % of
-dense peak for prefill (``latency``); a working engine runs at 25–100 % of bandwidth (MBU) and
-17–100 % of compute, i.e. within 3× of those assumptions either way. A ratio beyond that is not an
-efficiency the estimate got wrong but a measurement of something else (requests queueing behind a
-saturated replica, a metric in the wrong unit, a throttled GPU): the factor then corrects as far
-as an efficiency could, and the rest shows as estimate error in ``status.measured``."""
+"""Bounds on a factor: a policy, not a measurement. The roofline assumes 75 % of peak HBM
+bandwidth for decode (``latency.DECODE_BANDWIDTH_EFFICIENCY``, from the open-source-ai.tech
+glossary "model bandwidth utilization": 70–85 % for vLLM / TensorRT-LLM, lower for portable
+runtimes) and 50 % of dense peak for prefill. A decode factor of 3 means 25 % of peak, below what
+those sources report for a working GPU engine, even at batch 1, where a study of 44
+configurations of 7–8B models on H100, A100, L40S and L4 found the achieved fraction falling as
+peak bandwidth rises (hackobar.com summary of "Memory-bound but not bandwidth-limited", Hugging
+Face papers, May 2026); a factor of 1/3 means 225 % of peak, which no engine reaches. A ratio
+beyond the bounds is not an efficiency the estimate got wrong but a measurement of something
+else (requests queueing behind a saturated replica, a metric in the wrong unit, a throttled
+GPU): the factor then corrects as far as an efficiency could, and the rest shows as estimate
+error in ``status.measured``. The same bounds serve memory, whose estimate misses by far less."""
 
 
 # --- the key ---------------------------------------------------------------------------------
@@ -115,8 +123,8 @@ the wrong architecture."""
 
 
 def fingerprint(arch: Architecture) -> str:
-    """12 hex digits identifying an architecture by its shape: the fields above, the parameter
-    count of each tensor group and the total. The display name and ``notes`` stay out, so two
+    """12 hex digits identifying an architecture by its shape: the fields above and the
+    parameter counts of each tensor group. The display name and ``notes`` stay out, so two
     deployments of one checkpoint (or of two fine-tunes of one base) share a profile; a distilled
     variant, being another shape, gets its own. 48 bits: a collision among a cluster's few hundred
     architectures has odds below 1 in 10⁹."""
