@@ -30,6 +30,7 @@ from memplace.planning.calibration import (
     factors_of,
     fingerprint,
     learn,
+    observe,
     predicted,
     record,
     usable,
@@ -315,3 +316,21 @@ def test_predicted_undoes_the_applied_factors() -> None:
     assert predicted(estimate) == {"decode": 20.0, "prefill": 200.0, "memory": 10_000.0}
     plain = estimate.model_copy(update={"calibration": None})
     assert predicted(plain) == {"decode": 40.0, "prefill": 300.0, "memory": 12_000.0}
+
+
+def test_observe_divides_by_the_uncalibrated_prediction() -> None:
+    estimate = EstimateStatus(
+        total_bytes_per_gpu=10_000,
+        time_to_first_token_ms=300.0,
+        time_per_output_token_ms=40.0,
+        calibration=CalibrationStatus(
+            profile="p", architecture="0123456789ab", samples=5, decode_factor=2.0
+        ),
+    )
+    status = observe(None, estimate, AT, tpot_ms=60.0, ttft_ms=math.nan)
+    assert status.decode is not None and status.decode.recent_ratios == [3.0]  # 60 ÷ (40 ÷ 2)
+    assert status.prefill is None and status.memory is None
+    status = observe(status, estimate, AT, memory_bytes_per_gpu=12_000)
+    assert status.memory is not None and status.memory.factor == 1.2
+    unpredicted = EstimateStatus(time_per_output_token_ms=0.0)
+    assert observe(status, unpredicted, AT, tpot_ms=60.0) == status

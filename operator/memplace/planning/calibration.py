@@ -16,7 +16,8 @@ Interface (all pure; timestamps are RFC 3339 strings the caller supplies):
   at, decode=…, prefill=…, memory=…) -> PerformanceProfileStatus`` for a profile; a ratio that is
   NaN, infinite or ≤ 0 is ignored (the state comes back unchanged);
 - what the measurements are divided by: ``predicted(estimate)``, the estimate *before* any factor
-  (else each window would compound the last one's correction);
+  (else each window would compound the last one's correction); ``observe(status, estimate, at,
+  tpot_ms=…, ttft_ms=…, memory_bytes_per_gpu=…)`` divides and records in one step;
 - using it: ``usable(factor)`` (None below ``MIN_SAMPLES``); ``Calibration(profiles)``
   → ``factors(key)``; the planner calls ``calibrate_memory`` / ``calibrate_speed``.
 
@@ -67,6 +68,7 @@ __all__ = [
     "factors_of",
     "fingerprint",
     "learn",
+    "observe",
     "predicted",
     "recalibrated",
     "record",
@@ -272,6 +274,35 @@ def record(
         if ratio is not None:
             update[figure] = learn(getattr(status, figure), ratio, at)
     return status.model_copy(update=update)
+
+
+def observe(
+    status: PerformanceProfileStatus | None,
+    estimate: EstimateStatus,
+    at: str,
+    *,
+    tpot_ms: float | None = None,
+    ttft_ms: float | None = None,
+    memory_bytes_per_gpu: float | None = None,
+) -> PerformanceProfileStatus:
+    """``record`` one window's measurements of the placement ``estimate`` describes: each divided
+    by the uncalibrated prediction (``predicted``). What the measurement loop calls; a figure not
+    measured (None), or predicted as 0 or not at all, is left as it was."""
+    expected = predicted(estimate)
+
+    def ratio(measured: float | None, figure: str) -> float | None:
+        base = expected[figure]
+        if measured is None or not base:
+            return None
+        return measured / base
+
+    return record(
+        status,
+        at,
+        decode=ratio(tpot_ms, "decode"),
+        prefill=ratio(ttft_ms, "prefill"),
+        memory=ratio(memory_bytes_per_gpu, "memory"),
+    )
 
 
 def usable(factor: LearnedFactor | None) -> float | None:
