@@ -31,6 +31,7 @@ from ._modeldeployment import (
     RuntimeSpec,
     SloSpec,
     Tier,
+    WeightsSource,
     WorkloadSpec,
 )
 from ._nodememoryreport import (
@@ -110,6 +111,7 @@ __all__ = [
     "Tier",
     "Timestamp",
     "Toleration",
+    "WeightsSource",
     "WorkloadSpec",
     "format_bytes",
 ]
