@@ -216,7 +216,7 @@ def _read(
 ) -> Checkpoint | None:
     index_url = f"{base}/{INDEX_FILE}"
     response = _get(client, index_url, headers, source)
-    revision = response.headers.get("x-repo-commit")
+    revision = response.headers.get("x-repo-commit") or _revision(source)
     if response.status_code == 404:
         index = None
         shards: tuple[str, ...] = (SINGLE_FILE,)
@@ -246,6 +246,13 @@ def _read(
         return read_checkpoint(found, config, index=index, revision=revision)
     except CheckpointError as error:
         raise SourceError(f"{base}: {error}") from error
+
+
+def _revision(source: str) -> str | None:
+    """The revision an hf:// source names (``main`` when none), None for a URL."""
+    if not source.startswith("hf://"):
+        return None
+    return source.partition("@")[2] or "main"
 
 
 def _header(
