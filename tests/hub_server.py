@@ -148,8 +148,8 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def hub() -> Iterator[Hub]:
+@pytest.fixture(name="hub")
+def hub_fixture() -> Iterator[Hub]:
     """The fake hub, serving on a free loopback port for one test."""
     from memplace.operator.sources import clear_checkpoint_cache
 
@@ -157,7 +157,7 @@ def hub() -> Iterator[Hub]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     clear_checkpoint_cache()
     try:
