@@ -189,3 +189,20 @@ def test_the_checkpoint_lives_beside_the_config():
     assert checkpoint_base("hf://org/m@rev", "https://h") == "https://h/org/m/resolve/rev"
     assert checkpoint_base("https://mirror/x/config.json") == "https://mirror/x"
     assert checkpoint_base("https://mirror/x/qwen.json") is None
+
+
+def test_a_failed_checkpoint_is_not_asked_for_again_until_the_retry_time(hub, monkeypatch):
+    hub.status["openai/gpt-oss-20b"] = 503
+    with pytest.raises(SourceError):
+        fetch_checkpoint("hf://openai/gpt-oss-20b", endpoint=hub.url, token="")
+    asked = len(hub.requests)
+    del hub.status["openai/gpt-oss-20b"]
+    with pytest.raises(SourceError, match="HTTP 503"):
+        fetch_checkpoint("hf://openai/gpt-oss-20b", endpoint=hub.url, token="")
+    assert len(hub.requests) == asked
+    monkeypatch.setattr(sources, "FAILED_RETRY_S", 0.0)
+    hub.status["openai/gpt-oss-20b"] = 503
+    with pytest.raises(SourceError):
+        fetch_checkpoint("hf://openai/gpt-oss-20b@b", endpoint=hub.url, token="")
+    del hub.status["openai/gpt-oss-20b"]
+    assert fetch_checkpoint("hf://openai/gpt-oss-20b@b", endpoint=hub.url, token="") is not None

@@ -276,3 +276,74 @@ def _prod(shape: list[int]) -> int:
     for d in shape:
         result *= d
     return result
+
+
+# --- the planner -----------------------------------------------------------------------------
+
+
+def _request(repo: str, with_checkpoint_read: bool, **quality):
+    from memplace.api import ModelDeploymentSpec
+    from memplace.planning.plan import DeploymentRequest
+
+    config, _, checkpoint = load(repo)
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "model": {"name": repo, "source": f"hf://{repo}", "config": config},
+            "workload": {"contextTokens": 4096, "concurrency": 4},
+            "slo": {"timeToFirstTokenMs": 5000, "timePerOutputTokenMs": 200},
+            "quality": {"maxLoss": 0.05, **quality},
+        }
+    )
+    checkpoints = {None: checkpoint} if with_checkpoint_read else {}
+    return DeploymentRequest("ml", "m", spec, checkpoints=checkpoints), checkpoint
+
+
+@pytest.fixture
+def gpu_cluster():
+    from planning_clusters import a100_nodes, h100_nodes, l4_nodes
+
+    from memplace.planning.inventory import build_cluster
+
+    return build_cluster(nodes=l4_nodes(2) + a100_nodes(1) + h100_nodes(1))
+
+
+def test_a_plan_weighs_the_checkpoint_and_says_so(gpu_cluster):
+    from memplace.planning.plan import plan_deployment
+
+    request, checkpoint = _request("openai/gpt-oss-20b", True)
+    plan = plan_deployment(request, gpu_cluster)
+    assert plan.phase == "Placed" and plan.placement.precision == "mxfp4"
+    assert plan.estimate.weights_bytes == checkpoint.loaded_bytes == 13_761_264_768
+    assert plan.estimate.weights_source == "checkpoint"
+    assert plan.status_fields()["estimate"]["weightsSource"] == "checkpoint"
+
+
+def test_without_the_checkpoint_the_config_sizes_the_weights_and_says_so(gpu_cluster):
+    from memplace.planning.plan import plan_deployment
+
+    request, _ = _request("openai/gpt-oss-20b", False)
+    plan = plan_deployment(request, gpu_cluster)
+    assert plan.placement.precision == "mxfp4"  # quantization_config still sets the format
+    assert plan.estimate.weights_source == "quantizationConfig"
+    assert plan.estimate.weights_bytes != 13_761_264_768
+
+
+def test_a_gptq_checkpoint_serves_as_int4_from_its_quantization_config(gpu_cluster):
+    from memplace.planning.plan import plan_deployment
+
+    for read in (True, False):
+        request, checkpoint = _request("constructed/Llama-3.1-8B-Instruct-GPTQ-INT4", read)
+        plan = plan_deployment(request, gpu_cluster)
+        assert plan.placement.precision == "int4"
+        expected = "checkpoint" if read else "quantizationConfig"
+        assert plan.estimate.weights_source == expected
+        assert (plan.estimate.weights_bytes == checkpoint.loaded_bytes) is read
+
+
+def test_a_16_bit_checkpoint_sizes_only_the_16_bit_candidates(gpu_cluster):
+    from memplace.planning.plan import plan_deployment
+
+    bf16, _ = _request("Qwen/Qwen3-0.6B", True, precisions=["bf16"])
+    assert plan_deployment(bf16, gpu_cluster).estimate.weights_source == "checkpoint"
+    int4, _ = _request("Qwen/Qwen3-0.6B", True, precisions=["int4"])
+    assert plan_deployment(int4, gpu_cluster).estimate.weights_source == "config"

@@ -21,9 +21,11 @@ Errors::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -133,14 +135,21 @@ HEADER_FETCHES = 8
 CHECKPOINTS_KEPT = 128
 """Checkpoints (or "has none") kept in memory, per (endpoint, repository, revision)."""
 
+FAILED_RETRY_S = 300.0
+"""How long a checkpoint that could not be read is not asked for again: the operator replans
+every deployment each resync (15 s), and an unreachable hub should cost one attempt (and one
+log line) per five minutes, not one per resync."""
+
 _cache: OrderedDict[tuple, Checkpoint | None] = OrderedDict()
+_failed: OrderedDict[tuple, tuple[float, SourceError]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
 def clear_checkpoint_cache() -> None:
-    """Forget every checkpoint read (tests; an operator restart does the same)."""
+    """Forget every checkpoint read or failed (tests; an operator restart does the same)."""
     with _cache_lock:
         _cache.clear()
+        _failed.clear()
 
 
 def checkpoint_base(source: str, endpoint: str | None = None) -> str | None:
@@ -168,22 +177,36 @@ def fetch_checkpoint(
     base = checkpoint_base(source, endpoint)
     if base is None:
         return None
-    key = (base, _config_key(config))
+    token = token if token is not None else os.environ.get("HF_TOKEN")
+    # a new token may open a gated repository: it is part of the key (hashed, never kept)
+    key = (base, _config_key(config), hashlib.sha256((token or "").encode()).hexdigest())
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    token = token if token is not None else os.environ.get("HF_TOKEN")
+        failed = _failed.get(key)
+        if failed is not None and time.monotonic() < failed[0]:
+            raise failed[1]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     timeout = httpx.Timeout(TIMEOUT_S)
-    with _client(timeout, transport) as client:
-        found = _read(client, base, headers, source, config)
+    try:
+        with _client(timeout, transport) as client:
+            found = _read(client, base, headers, source, config)
+    except SourceError as error:
+        with _cache_lock:
+            _remember(_failed, key, (time.monotonic() + FAILED_RETRY_S, error))
+        raise
     with _cache_lock:
-        _cache[key] = found
-        _cache.move_to_end(key)
-        while len(_cache) > CHECKPOINTS_KEPT:
-            _cache.popitem(last=False)
+        _failed.pop(key, None)
+        _remember(_cache, key, found)
     return found
+
+
+def _remember(table: OrderedDict, key: tuple, value: Any) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > CHECKPOINTS_KEPT:
+        table.popitem(last=False)
 
 
 @contextmanager
