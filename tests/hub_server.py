@@ -148,17 +148,22 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def serve(port: int = 0) -> tuple[Hub, ThreadingHTTPServer]:
+    """A fake hub serving in a thread on ``port`` of 127.0.0.1 (0: any free port)."""
+    state = Hub()
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(state))
+    server.daemon_threads = True
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return state, server
+
+
 @pytest.fixture(name="hub")
 def hub_fixture() -> Iterator[Hub]:
     """The fake hub, serving on a free loopback port for one test."""
     from memplace.operator.sources import clear_checkpoint_cache
 
-    state = Hub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    state, server = serve()
     clear_checkpoint_cache()
     try:
         yield state
@@ -166,3 +171,13 @@ def hub_fixture() -> Iterator[Hub]:
         clear_checkpoint_cache()
         server.shutdown()
         server.server_close()
+
+
+if __name__ == "__main__":  # python tests/hub_server.py PORT: serve until interrupted
+    import sys
+    import time
+
+    hub, _ = serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    print(hub.url, flush=True)
+    while True:
+        time.sleep(3600)

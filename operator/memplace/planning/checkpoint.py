@@ -46,6 +46,7 @@ __all__ = [
     "PublishedArchitecture",
     "Tensor",
     "format_from_quantization_config",
+    "native_precision",
     "header_length",
     "parse_header",
     "parse_index",
@@ -288,6 +289,17 @@ def format_from_quantization_config(quant: Any) -> NativeFormat | None:
     if method == "compressed-tensors":
         return _compressed_tensors(quant)
     return None
+
+
+def native_precision(config: Mapping[str, Any] | None) -> str | None:
+    """The precision config.json's ``quantization_config`` declares when it is not 16-bit
+    (the checkpoint then serves only in it), else None; the text config's for multimodal."""
+    config = config or {}
+    text = config.get("text_config") if isinstance(config.get("text_config"), Mapping) else {}
+    found = format_from_quantization_config(
+        config.get("quantization_config") or text.get("quantization_config")
+    )
+    return None if found is None or found.precision in SIXTEEN_BIT else found.precision
 
 
 def _compressed_tensors(quant: Mapping[str, Any]) -> NativeFormat | None:

@@ -44,7 +44,7 @@ from memplace.api import (
 
 from .architecture import ConfigError, architecture_from_config, architecture_from_parameters
 from .candidates import Variant, enumerate_candidates
-from .checkpoint import Checkpoint, format_from_quantization_config, with_checkpoint
+from .checkpoint import Checkpoint, native_precision, with_checkpoint
 from .choose import (
     TIER_ORDER,
     Ranking,
@@ -200,12 +200,6 @@ class _Invalid(Exception):
     pass
 
 
-def _native(config: Mapping[str, Any] | None) -> str | None:
-    """The precision ``quantization_config`` declares when it is not 16-bit, else None."""
-    found = format_from_quantization_config((config or {}).get("quantization_config"))
-    return None if found is None or found.precision in ("bf16", "fp16") else found.precision
-
-
 def _size(
     sized: Any,
     resolved: Mapping[str, Any] | None,
@@ -219,7 +213,7 @@ def _size(
             arch = architecture_from_config(config)
             if checkpoint is not None:
                 return with_checkpoint(arch, checkpoint), checkpoint.native
-            return arch, _native(config)
+            return arch, native_precision(config)
         if sized.parameters is not None:
             key = (sized.parameters, sized.active_parameters)
             by_parameters = _table(memo, "parameters", PARAMETER_MODELS_KEPT)
