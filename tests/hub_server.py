@@ -66,6 +66,8 @@ class Hub:
     """repo → the bearer token it needs (401 without, 403 with another)."""
     files: dict[str, bytes | Shard] = field(default_factory=dict)
     """"org/name/file" → content, beside the fixture tree."""
+    redirect_shards: bool = False
+    """Answer shard requests with 302 to ``/cdn/…``, as the hub sends LFS files to its CDN."""
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     """(path, Range header) of every request, in order."""
     bytes_sent: int = 0
@@ -96,10 +98,18 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             wanted = self.headers.get("Range")
             with hub.lock:
                 hub.requests.append((self.path, wanted))
-            match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", self.path)
+            cdn = self.path.startswith("/cdn/")
+            path = self.path.removeprefix("/cdn")
+            match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
             if not match:
                 return self._plain(404)
             repo, revision, name = match.groups()
+            if hub.redirect_shards and not cdn and name.endswith(".safetensors"):
+                self.send_response(302)
+                self.send_header("Location", f"/cdn{path}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             if repo in hub.status:
                 return self._plain(hub.status[repo])
             if repo in hub.tokens:

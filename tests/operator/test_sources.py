@@ -206,3 +206,12 @@ def test_a_failed_checkpoint_is_not_asked_for_again_until_the_retry_time(hub, mo
         fetch_checkpoint("hf://openai/gpt-oss-20b@b", endpoint=hub.url, token="")
     del hub.status["openai/gpt-oss-20b"]
     assert fetch_checkpoint("hf://openai/gpt-oss-20b@b", endpoint=hub.url, token="") is not None
+
+
+def test_ranges_follow_the_hubs_redirect_to_its_cdn(hub):
+    hub.redirect_shards = True
+    checkpoint = fetch_checkpoint("hf://openai/gpt-oss-20b", endpoint=hub.url, token="")
+    assert checkpoint is not None and checkpoint.stored_bytes == 13_761_264_768
+    at_cdn = [rng for path, rng in hub.requests if path.startswith("/cdn/")]
+    assert len(at_cdn) == 6 and "bytes=0-7" in at_cdn
+    assert hub.bytes_sent < 1_000_000
