@@ -23,8 +23,9 @@ def gpt_oss(name: str) -> dict:
 async def test_a_hub_model_is_placed_on_its_checkpoint_bytes(cluster, hub, operator):
     await add_pool(cluster, "a100", 30.0)
     await cluster.create(md_url(), gpt_oss("oss"))
-    status = await eventually(lambda: (s := status_of(cluster, "oss")).get("estimate") and s,
-                              what="an estimate")
+    status = await eventually(
+        lambda: (s := status_of(cluster, "oss")).get("estimate") and s, what="an estimate"
+    )
     assert status["placement"]["precision"] == "mxfp4"
     assert status["estimate"]["weightsSource"] == "checkpoint"
     assert status["estimate"]["weightsBytes"] == 13_761_264_768
@@ -35,7 +36,8 @@ async def test_an_unreadable_checkpoint_leaves_the_weights_to_the_config(cluster
     hub.files["openai/gpt-oss-20b/model.safetensors.index.json"] = b"not json"
     await add_pool(cluster, "a100", 30.0)
     await cluster.create(md_url(), gpt_oss("oss"))
-    status = await eventually(lambda: (s := status_of(cluster, "oss")).get("estimate") and s,
-                              what="an estimate")
+    status = await eventually(
+        lambda: (s := status_of(cluster, "oss")).get("estimate") and s, what="an estimate"
+    )
     assert status["phase"] in ("Placed", "Ready")
     assert status["estimate"]["weightsSource"] == "quantizationConfig"
