@@ -32,6 +32,7 @@ from ._modeldeployment import (
     RuntimeSpec,
     SloSpec,
     Tier,
+    WeightsSource,
     WorkloadSpec,
 )
 from ._nodememoryreport import (
@@ -130,6 +131,7 @@ __all__ = [
     "Tier",
     "Timestamp",
     "Toleration",
+    "WeightsSource",
     "WorkloadSpec",
     "format_bytes",
 ]

@@ -68,6 +68,7 @@ __all__ = [
     "RuntimeSpec",
     "SloSpec",
     "Tier",
+    "WeightsSource",
     "WorkloadSpec",
 ]
 
@@ -95,6 +96,9 @@ Engine = Literal["vllm", "llamacpp", "tgi", "custom"]
 
 Phase = Literal["Pending", "Placed", "Ready", "Unschedulable", "Invalid"]
 """Where a ModelDeployment is in its life."""
+
+WeightsSource = Literal["checkpoint", "quantizationConfig", "config", "parameters"]
+"""Where an estimate's weight bytes come from, most trusted first."""
 
 RejectionCode = Literal[
     "DoesNotFit",
@@ -384,6 +388,10 @@ class EstimateStatus(ApiModel):
     """Parameters read per token (MoE: the active experts)."""
     weights_bytes: NonNegativeInt | None = None
     """Weights at the chosen precision, including quantisation scales."""
+    weights_source: WeightsSource | None = None
+    """Where weightsBytes comes from, most trusted first: `checkpoint` (the published
+    safetensors headers), `quantizationConfig` (the format config.json declares, bytes
+    computed), `config` (computed from config.json), `parameters` (spec.model.parameters)."""
     kv_cache_bytes: NonNegativeInt | None = None
     """KV cache for contextTokens × concurrency at the chosen KV-cache type."""
     state_bytes: NonNegativeInt | None = None

@@ -2,22 +2,32 @@
 
 MODEL is a config.json file (or a directory holding one), ``hf://org/name[@revision]`` or an
 https URL. Without ``--precision`` it prints every precision; with ``--gpu`` it adds the
-roofline speed and whether a replica fits that GPU.
+roofline speed and whether a replica fits that GPU. For a remote MODEL the checkpoint's own
+safetensors headers are read too (``HF_ENDPOINT``, ``HF_TOKEN``): at the precision it is
+published in, its bytes are the weights; offline, config.json sizes them, and it says so
+(``weightsSource`` in each row).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from memplace.cli import UsageError
 from memplace.planning.architecture import ConfigError, architecture_from_config
 from memplace.planning.catalogue import default_catalogue
+from memplace.planning.checkpoint import Checkpoint, native_precision, with_checkpoint
 from memplace.planning.feasibility import hardware_refusal
 from memplace.planning.inventory import gib
 from memplace.planning.latency import estimate_speed
-from memplace.planning.memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes
+from memplace.planning.memory import (
+    estimate_memory,
+    offload_bytes_needed,
+    usable_gpu_bytes,
+    weights_source,
+)
 from memplace.planning.precision import PRECISION_ORDER
 
 __all__ = ["register"]
@@ -73,13 +83,51 @@ def load_config(model: str) -> dict:
         raise UsageError(f"{path}: not valid JSON: {error}") from None
 
 
-def estimates(args: argparse.Namespace) -> list[dict]:
-    """One row per precision, camelCase keys as in ``status.estimate``."""
-    catalogue = default_catalogue()
+def load_checkpoint(model: str, config: dict) -> tuple[Checkpoint | None, str]:
+    """The published checkpoint of a remote MODEL, and a line saying where weights come from."""
+    if not model.startswith(("hf://", "https://", "http://")):
+        return None, "weights from config.json (a local file: no checkpoint read)"
+    from memplace.operator.sources import SourceError, fetch_checkpoint
+
     try:
-        arch = architecture_from_config(load_config(args.model))
+        checkpoint = fetch_checkpoint(model, config)
+    except SourceError as error:
+        return None, f"weights from config.json: the checkpoint could not be read ({error})"
+    if checkpoint is None:
+        return None, "weights from config.json: the source has no safetensors checkpoint"
+    return checkpoint, describe_checkpoint(checkpoint)
+
+
+def describe_checkpoint(checkpoint: Checkpoint) -> str:
+    """One line: what the headers held and what an engine loads of it."""
+    fmt = checkpoint.format
+    how = f"{fmt.precision}" + (f" ({fmt.method})" if fmt.method else "")
+    groups = dict(checkpoint.loaded_bytes_by_group)
+    apart = [f"{g} {groups[g] / 2**30:.2f} GiB" for g in ("vision", "audio") if g in groups]
+    skipped = [f"{why} {size / 2**30:.2f} GiB" for why, size in checkpoint.skipped]
+    return (
+        f"weights from the checkpoint's headers: {how}, {checkpoint.tensors} tensors in "
+        f"{checkpoint.shards} file(s), {checkpoint.stored_bytes / 2**30:.2f} GiB stored, "
+        f"{checkpoint.loaded_bytes / 2**30:.2f} GiB loaded"
+        + (f" (of which {', '.join(apart)})" if apart else "")
+        + (f"; not loaded: {', '.join(skipped)}" if skipped else "")
+        + (f"; revision {checkpoint.revision}" if checkpoint.revision else "")
+    )
+
+
+def estimates(args: argparse.Namespace) -> tuple[list[dict], str]:
+    """One row per precision, camelCase keys as in ``status.estimate``; and where the weights
+    came from, in a line."""
+    catalogue = default_catalogue()
+    config = load_config(args.model)
+    try:
+        arch = architecture_from_config(config)
     except ConfigError as error:
         raise UsageError(str(error)) from None
+    checkpoint, note = load_checkpoint(args.model, config)
+    native = native_precision(config)
+    if checkpoint is not None:
+        arch, native = with_checkpoint(arch, checkpoint), checkpoint.native
     gpu = _lookup(catalogue.gpu, args.gpu, "GPU") if args.gpu else None
     host = _lookup(catalogue.instance, args.instance, "instance") if args.instance else None
     kv = _lookup(catalogue.kv_dtypes.get, args.kv_dtype, "KV dtype")
@@ -101,6 +149,7 @@ def estimates(args: argparse.Namespace) -> list[dict]:
             "parameters": arch.total_parameters,
             "activeParameters": arch.active_parameters,
             "weightsBytes": memory.weights_bytes,
+            "weightsSource": weights_source(arch, precision, native),
             "kvCacheBytes": memory.kv_cache_bytes,
             "stateBytes": memory.state_bytes,
             "activationBytes": memory.activation_bytes,
@@ -111,7 +160,7 @@ def estimates(args: argparse.Namespace) -> list[dict]:
         if gpu is not None or args.tier == "cpu":
             row |= _speed(args, arch, precision, kv, gpu, host, memory)
         rows.append(row)
-    return rows
+    return rows, note
 
 
 def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
@@ -168,9 +217,10 @@ def _lookup(find, key: str, what: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = estimates(args)
+    rows, note = estimates(args)
     if args.output == "json":
         print(json.dumps(rows[0] if args.precision else rows, indent=2))
+        print(note, file=sys.stderr)
         return 0
     from rich import box
     from rich.console import Console
@@ -201,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
     for column in columns:
         table.add_column(column, justify="left" if column in ("precision", "fits") else "right")
     for row in rows:
-        cells = [f"{row['precision']}/{row['kvCacheDtype']}"] + [
+        source = "" if row["weightsSource"] == "config" else f" ({row['weightsSource']})"
+        cells = [f"{row['precision']}/{row['kvCacheDtype']}{source}"] + [
             f"{row[key] / gib:.2f}"
             for key in (
                 "weightsBytes",
@@ -221,5 +272,7 @@ def run(args: argparse.Namespace) -> int:
                 "yes" if row["fits"] else f"no: {row['reason']}",
             ]
         table.add_row(*cells)
-    Console(width=200).print(table)
+    console = Console(width=200)
+    console.print(table)
+    console.print(note, markup=False, highlight=False)
     return 0

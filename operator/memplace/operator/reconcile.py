@@ -117,6 +117,9 @@ async def plan_and_apply(
         variant_configs = await inputs.variant_configs(
             spec_model, namespace, api, state.settings, state.configs
         )
+        checkpoints = await inputs.model_checkpoints(
+            spec_model, config, variant_configs, state.settings, logger
+        )
         cluster = inputs.build_planning_cluster(
             indexed.pools(indexes),
             indexed.values(indexes.get("nodes")),
@@ -134,6 +137,7 @@ async def plan_and_apply(
             full_pools=state.full_pools.get(key, frozenset()),
             variant_configs=variant_configs,
             calibration=indexed.calibration(indexes),
+            checkpoints=checkpoints,
         )
         with PLAN_DURATION.time():
             plan = plan_deployment(request, cluster)

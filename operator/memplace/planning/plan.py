@@ -56,6 +56,7 @@ from .calibration import (
     fingerprint,
 )
 from .candidates import Variant, enumerate_candidates
+from .checkpoint import Checkpoint, native_precision, with_checkpoint
 from .choose import (
     TIER_ORDER,
     Ranking,
@@ -85,13 +86,10 @@ from .feasibility import (
 )
 from .inventory import Cluster
 from .latency import estimate_speed
-from .memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes
+from .memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes, weights_source
 from .precision import quality_loss
 
 __all__ = ["DeploymentRequest", "Plan", "plan_cluster", "plan_deployment"]
-
-NATIVE_FORMATS = {"mxfp4": "mxfp4", "fp8": "fp8"}
-"""``quantization_config.quant_method`` values whose checkpoint *is* that precision."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +110,10 @@ class DeploymentRequest:
     calibration: Calibration | None = None
     """The PerformanceProfiles' learned factors: a candidate whose profile has enough samples
     is judged and costed on its calibrated estimates (``calibration``)."""
+    checkpoints: Mapping[str | None, Checkpoint] = field(default_factory=dict)
+    """The published checkpoint (``planning.checkpoint``) per variant name, None for the model
+    itself, where the shell could read its safetensors headers: its bytes are the weights at
+    its native precision, and its format sets that precision."""
 
     @property
     def owner(self) -> tuple[str, str]:
@@ -213,18 +215,20 @@ class _Invalid(Exception):
     pass
 
 
-def _native(config: Mapping[str, Any] | None) -> str | None:
-    quant = (config or {}).get("quantization_config") or {}
-    return NATIVE_FORMATS.get(str(quant.get("quant_method", "")).lower())
-
-
 def _size(
-    sized: Any, resolved: Mapping[str, Any] | None, what: str, memo: dict
+    sized: Any,
+    resolved: Mapping[str, Any] | None,
+    what: str,
+    memo: dict,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[Any, str | None]:
     config = sized.config if sized.config is not None else resolved
     try:
         if config is not None:
-            return architecture_from_config(config), _native(config)
+            arch = architecture_from_config(config)
+            if checkpoint is not None:
+                return with_checkpoint(arch, checkpoint), checkpoint.native
+            return arch, native_precision(config)
         if sized.parameters is not None:
             key = (sized.parameters, sized.active_parameters)
             by_parameters = _table(memo, "parameters", PARAMETER_MODELS_KEPT)
@@ -247,13 +251,20 @@ def _size(
 
 def _variants(request: DeploymentRequest, memo: dict) -> tuple[list[Variant], list[Alternative]]:
     model = request.spec.model
-    arch, native = _size(model, request.model_config, f"model {model.name}", memo)
+    checkpoints = request.checkpoints
+    arch, native = _size(
+        model, request.model_config, f"model {model.name}", memo, checkpoints.get(None)
+    )
     variants = [Variant(None, arch, 0.0, native)]
     problems = []
     for v in model.variants:
         try:
             varch, vnative = _size(
-                v, request.variant_configs.get(v.name), f"variant {v.name}", memo
+                v,
+                request.variant_configs.get(v.name),
+                f"variant {v.name}",
+                memo,
+                checkpoints.get(v.name),
             )
         except _Invalid as error:
             problems.append(Alternative(variant=v.name, reason=str(error), code="Invalid"))
@@ -821,6 +832,7 @@ def _estimate_status(e: Evaluation, calibration: CalibrationStatus | None = None
         parameters=int(arch.total_parameters),
         active_parameters=int(arch.active_parameters),
         weights_bytes=m.weights_bytes,
+        weights_source=weights_source(arch, e.candidate.precision, e.candidate.variant.native),
         kv_cache_bytes=m.kv_cache_bytes,
         state_bytes=m.state_bytes,
         activation_bytes=m.activation_bytes,
