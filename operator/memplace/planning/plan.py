@@ -386,6 +386,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
         r.context_tokens,
         r.concurrency,
         r.prompt_tokens,
+        r.engine,  # speed depends on the engine (efficiency.py)
     )
     shapes = _table(memo, "shape", SHAPES_KEPT)
     found = shapes.get(key)
@@ -443,6 +444,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
                 ctx,
                 prompt,
                 offload or 0,
+                r.engine,
             )
             speed = speed_memo.get(skey)
             if speed is None:
@@ -460,6 +462,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
                         context_tokens=ctx,
                         prompt_tokens=prompt,
                         offloaded_bytes_per_gpu=offload or 0,
+                        engine=r.engine,
                     ),
                 )
         fraction = 1.0
