@@ -22,11 +22,14 @@ key tells HBM parts apart (``gpu_architecture``). Weight-only int4 kernels dequa
 fly, which costs compute that matters once a batch forms, so the format and the batch regime
 are keys too.
 
-A key without data falls back, and says so in ``Efficiency.source``: the nearest architecture
-with the same engine, format and regime (same memory kind first, then the nearest
-generation), then the nearest format of the same engine, then the other regime, then the
-engine's stand-in (``engine_fallbacks``: TGI has no measurements here and borrows vLLM's), then
-the global defaults.
+A key without data falls back, and says so in ``Efficiency.source``: to the nearest entry,
+nearness ranked as (same memory kind, the engine before its stand-ins, same format, nearest
+generation, nearest bits per weight). ``engine_fallbacks`` names each engine's stand-in (TGI has
+no measurements here and borrows vLLM's; llama.cpp has none: its kernels are its own). An entry
+fitted on fewer than ``min_rows`` training rows is kept in the table for review but never used:
+one or two rows fit noise (a TTFT under load, a mean over a ShareGPT mix). Without any usable
+entry the global defaults apply; a compute fraction missing for the regime asked is taken from
+the other regime first.
 """
 
 from __future__ import annotations
@@ -72,16 +75,18 @@ Blackwell)."""
 def gpu_architecture(gpu: Gpu) -> str:
     """The table's architecture key: generation, plus ``-hbm`` for HBM parts.
 
-    NVIDIA's big dies (compute capability x.0: V100, A100, A30, H100, H200, B200) carry HBM; the
-    x.y parts (T4 7.5, A10/A40/RTX 3090 8.6, L4/L40S/RTX 4090 8.9, RTX 5090 12.0) carry GDDR
-    (the datasheets of each). A100 PCIe -> "ampere-hbm", RTX 3090 -> "ampere".
+    NVIDIA's data-centre dies (compute capability 7.0, 8.0, 9.0 and 10.x: V100, A100, A30,
+    H100, H200, B200, B300) carry HBM; the others (T4 7.5, A10/A40/RTX 3090 8.6, L4/L40S/RTX 4090
+    8.9, RTX 5090 and RTX PRO 6000 12.0) carry GDDR (the datasheets of each).
+    A100 PCIe -> "ampere-hbm", RTX 3090 -> "ampere", RTX 5090 -> "blackwell".
     """
     cc = gpu.compute_capability
     generation = GENERATIONS[0][1]
     for first, name in GENERATIONS:
         if cc >= first:
             generation = name
-    return f"{generation}-hbm" if cc[1] == 0 else generation
+    hbm = cc[0] == 10 or (cc[0] < 10 and cc[1] == 0)
+    return f"{generation}-hbm" if hbm else generation
 
 
 def batch_regime(concurrency: int) -> Regime:
@@ -131,6 +136,7 @@ class EfficiencyTable:
     default_bandwidth: float
     default_compute: float
     default_step_overhead_s: float
+    min_rows: int
     provenance: str
 
     def weight_format(self, engine: str, precision: str) -> WeightFormat:
@@ -165,46 +171,42 @@ class EfficiencyTable:
         return chain
 
     def _field(self, names: tuple[str, ...], engine: str, arch: str, fmt: str):
-        """The first of ``names`` some entry of the engine (or its stand-ins) has, taken from
+        """The first of ``names`` some usable entry of the engine (or its stand-ins) has, from
         the nearest such entry; the global default if none has it."""
-        for e in self._engines(engine):
-            for name in names:
-                have = [
-                    (k, getattr(v, name))
-                    for k, v in self.entries.items()
-                    if k[0] == e and getattr(v, name) is not None
-                ]
-                if have:
-                    key, value = min(have, key=lambda kv: self._distance(kv[0], arch, fmt))
-                    label = "/".join(key)
-                    return value, label if name == "bandwidth" else f"{label} {name}"
+        engines = self._engines(engine)
+        for name in names:
+            have = [
+                (self._distance(k, engines, arch, fmt), k, getattr(v, name))
+                for k, v in self.entries.items()
+                if k[0] in engines and v.rows >= self.min_rows and getattr(v, name) is not None
+            ]
+            if have:
+                _, key, value = min(have)
+                label = "/".join(key)
+                return value, label if name == "bandwidth" else f"{label} {name}"
         if names[0] == "bandwidth":
             return self.default_bandwidth, "the global default"
         return self.default_compute, "compute from the global default"
 
-    def _distance(self, key: tuple[str, str, str], arch: str, fmt: str) -> tuple:
-        """Same format first, then the nearest architecture (memory kind, then generation)."""
-        _, k_arch, k_fmt = key
-        return (self._format_distance(k_fmt, fmt), _arch_distance(k_arch, arch), key)
-
-    def _format_distance(self, a: str, b: str) -> float:
-        if a == b:
-            return 0.0
-        fa, fb = self.weight_format("", a), self.weight_format("", b)
-        return 1.0 + abs(_bits(fa) - _bits(fb)) / 16
+    def _distance(self, key: tuple[str, str, str], engines: list[str], arch: str, fmt: str):
+        k_engine, k_arch, k_fmt = key
+        generations = [name for _, name in GENERATIONS]
+        return (
+            k_arch.endswith("-hbm") != arch.endswith("-hbm"),
+            engines.index(k_engine),
+            k_fmt != fmt,
+            abs(
+                generations.index(k_arch.removesuffix("-hbm"))
+                - generations.index(arch.removesuffix("-hbm"))
+            ),
+            abs(_bits(self.weight_format("", k_fmt)) - _bits(self.weight_format("", fmt))),
+        )
 
 
 def _bits(fmt: WeightFormat) -> float:
     if fmt.bits_per_weight:
         return fmt.bits_per_weight
     return {"bf16": 16, "fp16": 16, "fp8": 8, "int8": 8}.get(fmt.precision, 4.25)
-
-
-def _arch_distance(a: str, b: str) -> int:
-    names = [name for _, name in GENERATIONS]
-    ga, gb = a.removesuffix("-hbm"), b.removesuffix("-hbm")
-    kind = 0 if a.endswith("-hbm") == b.endswith("-hbm") else 10
-    return kind + abs(names.index(ga) - names.index(gb))
 
 
 def load_table(text: str) -> EfficiencyTable:
@@ -244,6 +246,7 @@ def load_table(text: str) -> EfficiencyTable:
         default_bandwidth=float(d["bandwidth"]),
         default_compute=float(d["compute"]),
         default_step_overhead_s=float(d["step_overhead_s"]),
+        min_rows=int(d["min_rows"]),
         provenance=str(raw.get("provenance", "")),
     )
 
