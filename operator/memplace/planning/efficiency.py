@@ -23,13 +23,13 @@ fly, which costs compute that matters once a batch forms, so the format and the 
 are keys too.
 
 A key without data falls back, and says so in ``Efficiency.source``: to the nearest entry,
-nearness ranked as (same memory kind, the engine before its stand-ins, same format, nearest
-generation, nearest bits per weight). ``engine_fallbacks`` names each engine's stand-in (TGI has
-no measurements here and borrows vLLM's; llama.cpp has none: its kernels are its own). An entry
-fitted on fewer than ``min_rows`` training rows is kept in the table for review but never used:
-one or two rows fit noise (a TTFT under load, a mean over a ShareGPT mix). Without any usable
-entry the global defaults apply; a compute fraction missing for the regime asked is taken from
-the other regime first.
+nearness ranked as (same memory kind, the engine before its stand-ins, the regime asked before
+the other, same format, nearest generation, nearest bits per weight). ``engine_fallbacks``
+names each engine's stand-in (TGI has no measurements here and borrows vLLM's; llama.cpp has
+none: its kernels are its own). An entry fitted on fewer than ``min_rows`` training rows is
+kept in the table for review but never used: one or two rows fit noise (a TTFT under load, a
+mean over a ShareGPT mix). Without any usable
+entry the global defaults apply.
 """
 
 from __future__ import annotations
@@ -174,26 +174,28 @@ class EfficiencyTable:
         """The first of ``names`` some usable entry of the engine (or its stand-ins) has, from
         the nearest such entry; the global default if none has it."""
         engines = self._engines(engine)
-        for name in names:
-            have = [
-                (self._distance(k, engines, arch, fmt), k, getattr(v, name))
-                for k, v in self.entries.items()
-                if k[0] in engines and v.rows >= self.min_rows and getattr(v, name) is not None
-            ]
-            if have:
-                _, key, value = min(have)
-                label = "/".join(key)
-                return value, label if name == "bandwidth" else f"{label} {name}"
+        have = [
+            (self._distance(k, engines, arch, fmt, rank), k, name, getattr(v, name))
+            for k, v in self.entries.items()
+            for rank, name in enumerate(names)
+            if k[0] in engines and v.rows >= self.min_rows and getattr(v, name) is not None
+        ]
+        if have:
+            _, key, name, value = min(have)
+            label = "/".join(key)
+            return value, label if name == "bandwidth" else f"{label} {name}"
         if names[0] == "bandwidth":
             return self.default_bandwidth, "the global default"
         return self.default_compute, "compute from the global default"
 
-    def _distance(self, key: tuple[str, str, str], engines: list[str], arch: str, fmt: str):
+    def _distance(self, key, engines: list[str], arch: str, fmt: str, regime_rank: int):
+        """Nearness of an entry: memory kind, engine, regime, format, generation, bits."""
         k_engine, k_arch, k_fmt = key
         generations = [name for _, name in GENERATIONS]
         return (
             k_arch.endswith("-hbm") != arch.endswith("-hbm"),
             engines.index(k_engine),
+            regime_rank,
             k_fmt != fmt,
             abs(
                 generations.index(k_arch.removesuffix("-hbm"))
