@@ -85,7 +85,18 @@ def test_an_unknown_weight_format_is_a_clear_error():
 def test_prefill_of_a_long_prompt_is_compute_bound():
     short = speed(prompt_tokens=128)
     long = speed(prompt_tokens=8192)
-    assert long.time_to_first_token_ms > 10 * (short.time_to_first_token_ms - 2 * 10)
+    # 64 times the tokens: a compute-bound prefill takes (far) more than 20 times as long
+    assert long.prefill_ms > 20 * short.prefill_ms
+
+
+def test_time_to_first_token_adds_the_request_overhead_once():
+    eff = Efficiency(0.6, 0.4, 2e-3, "test", request_overhead_s=0.05)
+    with_overhead = speed(efficiency=eff)
+    without = speed(efficiency=Efficiency(0.6, 0.4, 2e-3, "test"))
+    assert with_overhead.time_to_first_token_ms - without.time_to_first_token_ms == (
+        pytest.approx(50.0)
+    )
+    assert with_overhead.time_per_output_token_ms == without.time_per_output_token_ms
 
 
 def test_moe_decode_reads_only_the_routed_experts():

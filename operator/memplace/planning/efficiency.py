@@ -7,7 +7,10 @@ format and the batch, so the fractions live in one small table keyed by
     (engine, GPU architecture, weight format) -> bandwidth
     (engine, GPU architecture, weight format, batch regime) -> compute
 
-plus one fixed per-step overhead per engine (launches, sampling, scheduling). Bandwidth has no
+plus, per engine, one fixed per-step overhead (launches, sampling, scheduling) and one fixed
+per-request overhead before the first token (an API server's HTTP, tokenisation and admission:
+vLLM's time to first token for a 233-token prompt on an H100 is 59 ms, of which prefill at the
+roofline is a few ms). Bandwidth has no
 regime: a step reads its bytes the same way whatever the batch (and so decode time never falls
 as the batch grows); what changes with the batch is the matrix kernels' compute. The numbers are
 the output of ``bench/speed_fit.py``, fitted to the training split of the public measurements
@@ -115,6 +118,8 @@ class Efficiency:
     compute: float
     step_overhead_s: float
     source: str
+    request_overhead_s: float = 0.0
+    """Added once to time-to-first-token."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class EfficiencyTable:
     """engine -> precision id -> format id, where an engine serves a precision its own way."""
     engine_fallbacks: Mapping[str, str]
     step_overhead_s: Mapping[str, float]
+    request_overhead_s: Mapping[str, float]
     entries: Mapping[tuple[str, str, str], _Entry]
     default_bandwidth: float
     default_compute: float
@@ -150,6 +156,12 @@ class EfficiencyTable:
                 return self.step_overhead_s[e]
         return self.default_step_overhead_s
 
+    def request_overhead(self, engine: str) -> float:
+        for e in self._engines(engine):
+            if e in self.request_overhead_s:
+                return self.request_overhead_s[e]
+        return 0.0
+
     def lookup(self, engine: str, gpu: Gpu, fmt: str, concurrency: int) -> Efficiency:
         """Bandwidth and compute fractions for one estimate, each from the nearest entry."""
         arch, regime = gpu_architecture(gpu), batch_regime(concurrency)
@@ -161,7 +173,9 @@ class EfficiencyTable:
             source = f"fitted {c_src}"
         else:
             source = f"bandwidth from {b_src}, {c_src} (no fit for {wanted}/{regime})"
-        return Efficiency(bandwidth, compute, self.overhead_s(engine), source)
+        return Efficiency(
+            bandwidth, compute, self.overhead_s(engine), source, self.request_overhead(engine)
+        )
 
     def _engines(self, engine: str) -> list[str]:
         chain, seen = [engine], {engine}
@@ -243,6 +257,9 @@ def load_table(text: str) -> EfficiencyTable:
         engine_fallbacks=MappingProxyType(dict(raw["engine_fallbacks"])),
         step_overhead_s=MappingProxyType(
             {k: float(v) for k, v in (raw.get("step_overhead_s") or {}).items()}
+        ),
+        request_overhead_s=MappingProxyType(
+            {k: float(v) for k, v in (raw.get("request_overhead_s") or {}).items()}
         ),
         entries=MappingProxyType(entries),
         default_bandwidth=float(d["bandwidth"]),

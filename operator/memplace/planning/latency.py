@@ -14,8 +14,10 @@ keeps the two apart: the step's seconds at the datasheet peak, before any effici
 the fit and the estimate share one formula (``StepCost.seconds``).
 
 Prefill of a ``prompt_tokens`` prompt is the same roofline at ``prompt_tokens`` tokens, which
-makes it compute-bound on GPUs. Time-to-first-token is that prefill plus one decode step of the
-running batch, which the new request waits for (continuous batching admits it between steps).
+makes it compute-bound on GPUs. Time-to-first-token is the engine's fixed per-request overhead
+(HTTP, tokenisation, admission), that prefill, and one decode step of the running batch, which
+the new request waits for (continuous batching admits it between steps). Queueing behind other
+requests' prefills is not modelled: it is what an SLO on concurrency prevents.
 
 Worked example, Llama-3-8B bf16 with vLLM on one H100 SXM (3.35 TB/s, 989 dense bf16
 TFLOPS), 8 sequences at 8,192 tokens: a step reads 16.06 GB of weights + 8 × 1.07 GB of KV =
@@ -322,7 +324,7 @@ def estimate_speed(
     }
     prefill_s = prefill.seconds(eff)
     return SpeedEstimate(
-        time_to_first_token_ms=(prefill_s + tpot_s) * 1e3,
+        time_to_first_token_ms=(eff.request_overhead_s + prefill_s + tpot_s) * 1e3,
         time_per_output_token_ms=tpot_s * 1e3,
         output_tokens_per_second_per_replica=concurrency / tpot_s,
         bound=max(parts, key=parts.get),
