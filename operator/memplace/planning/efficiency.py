@@ -10,11 +10,11 @@ format and the batch, so the fractions live in one small table keyed by
 plus, per engine, one fixed per-step overhead (launches, sampling, scheduling) and one fixed
 per-request overhead before the first token (an API server's HTTP, tokenisation and admission:
 vLLM's time to first token for a 233-token prompt on an H100 is 59 ms, of which prefill at the
-roofline is a few ms). Bandwidth has no
-regime: a step reads its bytes the same way whatever the batch (and so decode time never falls
-as the batch grows); what changes with the batch is the matrix kernels' compute. The numbers are
-the output of ``bench/speed_fit.py``, fitted to the training split of the public measurements
-in ``tests/data/speed/`` (each row cites its source); ``data/efficiency.yaml`` says on how many
+roofline is a few ms). Bandwidth has no regime: a step reads its bytes the same way whatever
+the batch (and so decode time never falls as the batch grows); what changes with the batch is
+the matrix kernels' compute. The numbers are the output of ``bench/speed_fit.py``, fitted to
+the training split of the public measurements in ``tests/data/speed/`` (each row cites its
+source); ``data/efficiency.yaml`` says on how many
 rows of which sources each entry was fitted, and a test re-fits them so they cannot drift from
 the data. Nothing is fitted here: this module only reads the table and answers lookups.
 
@@ -31,8 +31,7 @@ the other, same format, nearest generation, nearest bits per weight). ``engine_f
 names each engine's stand-in (TGI has no measurements here and borrows vLLM's; llama.cpp has
 none: its kernels are its own). An entry fitted on fewer than ``min_rows`` training rows is
 kept in the table for review but never used: one or two rows fit noise (a TTFT under load, a
-mean over a ShareGPT mix). Without any usable
-entry the global defaults apply.
+mean over a ShareGPT mix). Without any usable entry the global defaults apply.
 """
 
 from __future__ import annotations
