@@ -10,13 +10,13 @@ format and the batch, so the fractions live in one small table keyed by
 plus, per engine, one fixed per-step overhead (launches, sampling, scheduling) and one fixed
 per-request overhead before the first token (an API server's HTTP, tokenisation and admission:
 vLLM's time to first token for a 233-token prompt on an H100 is 59 ms, of which prefill at the
-roofline is a few ms). Bandwidth has no regime: a step reads its bytes the same way whatever
-the batch (and so decode time never falls as the batch grows); what changes with the batch is
-the matrix kernels' compute. The numbers are the output of ``bench/speed_fit.py``, fitted to
-the training split of the public measurements in ``tests/data/speed/`` (each row cites its
-source); ``data/efficiency.yaml`` says on how many
-rows of which sources each entry was fitted, and a test re-fits them so they cannot drift from
-the data. Nothing is fitted here: this module only reads the table and answers lookups.
+roofline is a few ms). Bandwidth has no regime: a step reads its bytes the same way whatever the
+batch (and so decode time never falls as the batch grows); what changes with the batch is the
+matrix kernels' compute. The numbers are the output of ``bench/speed_fit.py``, fitted to the
+training split of the public measurements in ``tests/data/speed/`` (each row cites its source);
+``data/efficiency.yaml`` says on how many rows of which sources each entry was fitted, and a
+test re-fits them so they cannot drift from the data. Nothing is fitted here: this module only
+reads the table and answers lookups.
 
 Why these keys. llama.cpp decoding Llama-3-8B Q4_K_M reads 4.9 GB per token; an RTX 3090
 (936 GB/s) does it at 115 tokens/s, an A100 PCIe (1,935 GB/s) at only 141: the same engine
