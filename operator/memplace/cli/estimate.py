@@ -50,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gpus-per-replica", type=_positive, default=1)
     parser.add_argument("--tier", choices=("gpu", "offload", "cpu"), default="gpu")
     parser.add_argument("--instance", help="instance type for the cpu tier's host figures")
+    parser.add_argument(
+        "--engine",
+        choices=("vllm", "llamacpp", "tgi", "custom"),
+        default="vllm",
+        help="serving engine: its efficiency-table entries shape the speed (default vllm)",
+    )
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     parser.set_defaults(handler=run)
 
@@ -194,12 +200,15 @@ def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
         context_tokens=args.context,
         prompt_tokens=args.prompt,
         offloaded_bytes_per_gpu=offloaded or 0,
+        engine=args.engine,
     )
     return {
         "timeToFirstTokenMs": round(speed.time_to_first_token_ms, 2),
         "timePerOutputTokenMs": round(speed.time_per_output_token_ms, 2),
         "outputTokensPerSecondPerReplica": round(speed.output_tokens_per_second_per_replica, 1),
         "bound": speed.bound,
+        "weightFormat": speed.weight_format,
+        "efficiencySource": speed.efficiency_source,
         "offloadBytesPerGpu": offloaded or 0,
         "fits": reason is None,
         "reason": reason,
@@ -232,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
         f"{args.model}: {first['parameters'] / 1e9:.2f} B parameters "
         f"({first['activeParameters'] / 1e9:.2f} B active), context {args.context}, "
         f"concurrency {args.concurrency}, {args.gpus_per_replica} GPU(s)"
-        + (f" of {args.gpu}" if args.gpu else "")
+        + (f" of {args.gpu}, served by {args.engine}" if args.gpu else "")
     )
     table = Table(title=title, box=box.SIMPLE_HEAD)
     columns = [

@@ -437,7 +437,7 @@ def _bases(
         r.context_tokens,
         r.concurrency,
         r.prompt_tokens,
-        r.engine,
+        r.engine,  # memory (GGUF layout) and speed (efficiency.py) depend on the engine
         applicable,
     )
     shapes = _table(memo, "shape", SHAPES_KEPT)
@@ -514,6 +514,7 @@ def _bases(
                 ctx,
                 prompt,
                 offload or 0,
+                r.engine,
             )
             speed = speed_memo.get(skey)
             if speed is None:
@@ -531,6 +532,7 @@ def _bases(
                         context_tokens=ctx,
                         prompt_tokens=prompt,
                         offloaded_bytes_per_gpu=offload or 0,
+                        engine=r.engine,
                     ),
                 )
             if factors is not None:
