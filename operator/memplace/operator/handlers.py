@@ -41,7 +41,7 @@ import kopf
 
 from memplace.api import MODEL_DEPLOYMENT, NODE_MEMORY_REPORT, PLACEMENT_POOL, PlacementPoolSpec
 
-from . import inputs, reconcile, render, resync
+from . import inputs, moves, reconcile, render, resync
 from .metrics import Metrics
 from .settings import current
 from .state import Key, State
@@ -149,14 +149,27 @@ def models(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, dict[str
 
 
 @kopf.index("apps", "v1", "deployments", labels=render.MANAGED_BY)
-def workloads(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
+def workloads(
+    namespace: str, name: str, labels: Any, body: Any, **_: Any
+) -> dict[Key, dict[str, Any]] | None:
+    """Every owned Deployment under its ModelDeployment (two while a move is in flight)."""
+    owner = labels.get(render.DEPLOYMENT_LABEL)
+    if not owner:
+        return None
     return {
-        (namespace, name): {
-            "metadata": {"generation": body.get("metadata", {}).get("generation")},
+        (namespace, owner): {
+            "metadata": {"name": name, "generation": body.get("metadata", {}).get("generation")},
             "spec": {"replicas": body.get("spec", {}).get("replicas")},
             "status": dict(body.get("status") or {}),
         }
     }
+
+
+@kopf.index("v1", "services", labels=render.MANAGED_BY)
+def services(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, str]:
+    """The Deployment each owned Service selects: the one serving (the Service is named as its
+    ModelDeployment)."""
+    return {(namespace, name): render.serving_name(name, body)}
 
 
 @kopf.index("v1", "pods", labels=render.MANAGED_BY)
@@ -176,13 +189,15 @@ def replica_nodes(namespace: str, labels: Any, spec: Any, **_: Any) -> dict[str,
 @kopf.index("v1", "pods", labels=render.MANAGED_BY)
 def unscheduled(
     namespace: str, name: str, labels: Any, status: Any, **_: Any
-) -> dict[Key, tuple[str, str, str]] | None:
-    """Pods the scheduler cannot place: (pod, pool, since) under their ModelDeployment."""
+) -> dict[Key, tuple[str, str, str, str]] | None:
+    """Pods the scheduler cannot place: (pod, pool, since, Deployment) under their
+    ModelDeployment."""
     owner = labels.get(render.DEPLOYMENT_LABEL)
     for condition in (status or {}).get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
             since = condition.get("lastTransitionTime") or ""
-            return {(namespace, owner): (name, labels.get(render.POOL_LABEL, ""), since)}
+            pool, workload = labels.get(render.POOL_LABEL, ""), labels.get(render.WORKLOAD_LABEL)
+            return {(namespace, owner): (name, pool, since, workload or owner)}
     return None
 
 
@@ -193,7 +208,9 @@ def unscheduled(
 @kopf.on.create(*MD, backoff=5)
 async def created(memo: kopf.Memo, logger: Any, **kwargs: Any) -> None:
     resync.start_once(memo.state, kwargs, logger)
-    await reconcile.reconcile(memo.state, trigger="spec", logger=logger, **kwargs)
+    restarted = kwargs.get("reason") == kopf.Reason.RESUME  # a restart never moves by itself
+    trigger = moves.RESTART if restarted else "spec"
+    await reconcile.reconcile(memo.state, trigger=trigger, logger=logger, **kwargs)
 
 
 @kopf.on.update(*MD, field="spec", backoff=5)

@@ -27,7 +27,7 @@ import kopf
 from memplace.api import PlacementPoolSpec
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, indexed, inputs, kube, owned, render
+from . import events, indexed, inputs, kube, moves, owned, render
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -143,17 +143,23 @@ async def plan_and_apply(
     if fields.get("phase") == "Placed":
         try:
             chosen = _chosen_config(spec_model, fields, config, variant_configs)
-            desired = _render(body, spec_model, fields, cluster, chosen)
-            deployment = await owned.apply(api, desired)
+            return await _apply_placed(
+                state,
+                api,
+                body,
+                spec_model,
+                fields,
+                cluster,
+                chosen,
+                previous,
+                running,
+                trigger,
+                key,
+                indexes,
+                fingerprint,
+            )
         except (render.RenderError, owned.Rejected) as error:  # a 422 is not retried: same object
             fields = {"phase": "Invalid", "message": str(error)}
-        else:
-            state.recent[key] = inputs.placed_entry({**fields, "phase": "Placed"})
-            state.fingerprints[key] = fingerprint
-            ready = mdstatus.readiness(deployment)
-            outcome = status_outcome_placed(fields)
-            _emit_placed(body, previous, running, fields, trigger)
-            return _status_changes(state, key, previous, outcome, ready, generation)
 
     state.fingerprints[key] = fingerprint
     if running is not None:
@@ -162,7 +168,7 @@ async def plan_and_apply(
         outcome = mdstatus.Outcome("kept", fields, reason="PlacementKept", message=message)
         if previous.get("message") != message or previous.get("observedGeneration") != generation:
             events.placement_kept(body, _placement_dict(running), f"generation {generation}: {why}")
-        ready = mdstatus.readiness(indexed.workload(indexes, key))
+        ready = mdstatus.readiness(indexed.serving(indexes, key))
         return _status_changes(state, key, previous, outcome, ready, generation)
 
     state.recent[key] = None
@@ -180,6 +186,122 @@ async def plan_and_apply(
         events.unschedulable(body, fields)
     not_ready = mdstatus.Readiness(False, "", "")
     return _status_changes(state, key, previous, outcome, not_ready, generation)
+
+
+async def _apply_placed(
+    state: State,
+    api: kube.Kube,
+    body: Any,
+    spec_model: Any,
+    fields: dict[str, Any],
+    cluster: Any,
+    chosen: Any,
+    previous: dict[str, Any],
+    running: inputs.Placed | None,
+    trigger: str,
+    key: Key,
+    indexes: Mapping[str, Any],
+    fingerprint: int,
+) -> dict[str, Any]:
+    """Apply a feasible plan: in place, as a move (``moves``), or not yet; the status fields."""
+    namespace, name = key
+    generation = body.get("metadata", {}).get("generation")
+    planned = inputs.placed_entry({**fields, "phase": "Placed"})
+    if planned is None:
+        raise render.RenderError("the plan has no usable placement")
+    serving_name, serving = await owned.serving(api, namespace, name)
+    now = datetime.datetime.now(datetime.UTC)
+    decision = moves.decide(
+        previous,
+        running.placement if running else None,
+        planned.placement,
+        serving,
+        trigger=trigger,
+        now=now,
+        interval_seconds=state.settings.min_move_interval_seconds,
+    )
+    verdict = decision.verdict
+    if verdict in ("wait", "defer", "keep"):
+        if verdict != "wait":  # a plan that waits for the move in flight is redone after it
+            state.fingerprints[key] = fingerprint
+        reason = KEPT_REASONS[verdict]
+        placed_condition = next(
+            (c for c in previous.get("conditions") or [] if c.get("type") == "Placed"), {}
+        )
+        if verdict == "defer" and placed_condition.get("message") != decision.message:
+            events.move_deferred(body, decision.message)
+        outcome = mdstatus.Outcome("kept", fields, reason=reason, message=decision.message)
+        return _status_changes(
+            state, key, previous, outcome, mdstatus.readiness(serving), generation
+        )
+
+    extra: dict[str, Any] = {}
+    if verdict == "cancel":
+        move = previous.get("move") or {}
+        await owned.delete_deployment(api, namespace, str(move.get("toDeployment")))
+        events.move_abandoned(body, move, decision.message)
+        extra = {"move": None, "lastMoveTime": moves.timestamp(now)}
+    state.fingerprints[key] = fingerprint
+    if verdict in ("apply", "cancel"):
+        target = serving_name or name
+        deployment = await owned.apply(
+            api, _render(body, spec_model, fields, cluster, chosen, name=target)
+        )
+        await _delete_strays(api, key, indexes, keep={target})
+        state.recent[key] = planned
+        _emit_placed(body, previous, running, fields, trigger)
+        ready = mdstatus.readiness(deployment)
+        changes = _status_changes(
+            state, key, previous, status_outcome_placed(fields), ready, generation
+        )
+        return {**changes, **{k: v for k, v in extra.items() if previous.get(k) != v}}
+
+    # start or continue a move: the successor beside the serving Deployment, which serves on.
+    assert serving_name is not None  # a serving Deployment is what a move starts from
+    in_flight = previous.get("move") or {}
+    successor_name = in_flight.get("toDeployment") or render.successor_name(
+        name, planned.placement, serving_name
+    )
+    successor, _service = _render(
+        body, spec_model, fields, cluster, chosen, name=successor_name, serving=serving_name
+    )
+    successor = await owned.apply_deployment(api, successor)
+    await _delete_strays(api, key, indexes, keep={serving_name, successor_name})
+    if verdict == "start":
+        move = moves.started(fields, serving_name, successor, trigger=trigger, now=now)
+        _emit_placed(body, previous, running, fields, trigger)  # Replanned: before -> after
+        events.move_started(body, move)
+    else:
+        move = {
+            **in_flight,
+            **moves.started(fields, serving_name, successor, trigger=trigger, now=now),
+        }
+        move["startedAt"] = in_flight.get("startedAt") or move["startedAt"]
+        move["trigger"] = in_flight.get("trigger") or trigger
+    message = (
+        f"moving to {events.summary(move['placement'])}: {successor_name} starts beside "
+        f"{serving_name}, which serves until it is Ready"
+    )
+    outcome = mdstatus.Outcome("kept", fields, reason="Moving", message=message)
+    changes = _status_changes(
+        state, key, previous, outcome, mdstatus.readiness(serving), generation
+    )
+    return {**changes, **({"move": move} if previous.get("move") != move else {})}
+
+
+KEPT_REASONS = {"wait": "MoveInFlight", "defer": "MoveDeferred", "keep": "KeptAfterRestart"}
+"""The Placed condition's reason when a feasible re-plan keeps the running placement."""
+
+
+async def _delete_strays(
+    api: kube.Kube, key: Key, indexes: Mapping[str, Any], *, keep: set[str]
+) -> None:
+    """Delete owned Deployments that neither serve nor are the move's successor: one created
+    just before a crash and never recorded, or a successor a later plan replaced."""
+    for stray in indexed.deployments(indexes, key):
+        name = stray["metadata"].get("name")
+        if name and name not in keep:
+            await owned.delete_deployment(api, key[0], name)
 
 
 def pending_status(
@@ -231,7 +353,14 @@ def _status_changes(
 
 
 def _render(
-    body: Any, spec_model: Any, fields: Mapping[str, Any], cluster: Any, config: Any
+    body: Any,
+    spec_model: Any,
+    fields: Mapping[str, Any],
+    cluster: Any,
+    config: Any,
+    *,
+    name: str,
+    serving: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     placed_now = inputs.placed_entry({**fields, "phase": "Placed"})
     if placed_now is None:
@@ -254,6 +383,8 @@ def _render(
         placed_now.placement,
         placed_now.estimate,
         pool_spec,
+        name=name,
+        serving=serving,
         gpu_memory_bytes=pool.gpu_memory_bytes or None,
         model_config=config,
     )
