@@ -230,3 +230,23 @@ async def test_a_restarted_operator_finishes_the_move_in_flight(cluster, restart
     status = await eventually(
         lambda: (s := status_of(cluster, "summarizer")).get("lastMoveTime") and s)
     assert status["placement"]["pool"] == "cheap" and not status.get("move")
+
+
+async def test_a_successor_created_just_before_a_crash_and_never_recorded_is_deleted(
+    cluster, restartable_operator
+):
+    await placed_and_serving_on_dear(cluster)
+    await restartable_operator.stop()
+    # What a crash between creating a successor and writing status.move leaves behind.
+    stray = cluster.stored(DEPLOYMENTS, NS, "summarizer")
+    stray["metadata"] = {
+        "name": "summarizer-0badc0de", "namespace": NS,
+        "labels": {**stray["metadata"]["labels"], WORKLOAD: "summarizer-0badc0de"},
+        "ownerReferences": stray["metadata"]["ownerReferences"]}
+    stray.pop("status", None)
+    await cluster.create(f"/apis/apps/v1/namespaces/{NS}/deployments", stray)
+    await restartable_operator.start()
+
+    await eventually(lambda: set(owned(cluster, "summarizer")) == {"summarizer"},
+                     what="the stray to go")
+    assert selected(cluster, "summarizer") == "summarizer"
