@@ -111,3 +111,16 @@ def test_completing_makes_the_successor_s_plan_the_running_one():
     fields = moves.completed(move, NOW)
     assert fields["placement"]["pool"] == "cheap" and fields["cost"] == {"perHour": 1.5}
     assert fields["move"] is None and fields["lastMoveTime"] == "2026-12-01T12:00:00Z"
+
+
+def test_a_move_in_flight_holds_room_for_both_deployments_and_none_once_it_ends():
+    from memplace.operator import handlers, inputs
+
+    running = {"phase": "Ready", "placement": placement().to_wire()}
+    moving = {**running, "move": {"placement": placement(pool="cheap").to_wire(),
+                                  "estimate": {"totalBytesPerGpu": 2**30}}}
+    held = handlers.placed(namespace="ml", name="s", status=moving)
+    assert set(held) == {("ml", "s"), inputs.successor_key(("ml", "s"))}
+    assert held[("ml", "s/successor")].placement.pool == "cheap"
+    assert held[("ml", "s/successor")].estimate.total_bytes_per_gpu == 2**30
+    assert set(handlers.placed(namespace="ml", name="s", status=running)) == {("ml", "s")}

@@ -123,8 +123,10 @@ def reports(spec: Any, status: Any, logger: Any, **_: Any) -> dict[str, Any] | N
 
 @kopf.index(*MD)
 def placed(namespace: str, name: str, status: Any, **_: Any) -> dict[Key, inputs.Placed] | None:
-    entry = inputs.placed_entry(status)
-    return {(namespace, name): entry} if entry is not None else None
+    """The room each deployment holds: its running placement and its move's successor."""
+    found = {(namespace, name): inputs.placed_entry(status)}
+    found[inputs.successor_key((namespace, name))] = inputs.successor_entry(status)
+    return {key: entry for key, entry in found.items() if entry is not None} or None
 
 
 @kopf.index(*MD)

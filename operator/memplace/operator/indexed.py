@@ -105,7 +105,11 @@ def fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
         sorted((n, repr(s)) for n, s in pools(indexes)),
         sorted(repr(node) for node in values(indexes.get("nodes"))),
         sorted((n, _report_essence(r, now)) for n, r in planning_reports(indexes)),
-        sorted((k, repr(store)) for k, store in (indexes.get("placed") or {}).items() if k != key),
+        sorted(
+            (k, repr(store))
+            for k, store in (indexes.get("placed") or {}).items()
+            if k not in (key, inputs.successor_key(key))
+        ),
     )
     return hash(repr(parts))
 

@@ -241,6 +241,7 @@ async def _apply_placed(
         await owned.delete_deployment(api, namespace, str(move.get("toDeployment")))
         events.move_abandoned(body, move, decision.message)
         extra = {"move": None, "lastMoveTime": moves.timestamp(now)}
+        state.recent[inputs.successor_key(key)] = None
     state.fingerprints[key] = fingerprint
     if verdict in ("apply", "cancel"):
         target = serving_name or name
@@ -266,6 +267,7 @@ async def _apply_placed(
         body, spec_model, fields, cluster, chosen, name=successor_name, serving=serving_name
     )
     successor = await owned.apply_deployment(api, successor)
+    state.recent[inputs.successor_key(key)] = planned  # its room, until the index has it
     await _delete_strays(api, key, indexes, keep={serving_name, successor_name})
     if verdict == "start":
         move = moves.started(fields, serving_name, successor, trigger=trigger, now=now)

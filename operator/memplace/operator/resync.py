@@ -269,6 +269,7 @@ async def _drive_move(
             "conditions": placed_condition(previous.get("conditions"), "MoveAbandoned", message),
         }
         post = events.move_abandoned
+    state.recent[inputs.successor_key(key)] = None  # one Deployment holds room again
     state.fingerprints.pop(key, None)  # re-planned next pass: what waited for the move
     state.metrics.observe(namespace, name, {**previous, **changes})
     if await _write_status(state, api, key, body, changes, logger):
