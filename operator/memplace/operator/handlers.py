@@ -6,14 +6,15 @@ the module that does the job:
 
 - ``reconcile``: plan one ModelDeployment, apply its Deployment and Service (``owned``), post
   its events and return its status;
-- ``resync``: the loop that re-plans on capacity changes and stuck pods, and writes readiness,
-  ``status.measured`` and the PlacementPools' status;
+- ``resync``: the loop that re-plans on capacity changes and stuck pods, drives moves in
+  flight (``moves``), and writes readiness, ``status.measured`` and the PlacementPools' status;
 - ``indexed``: reading the indexes below the way the planner needs them;
 - ``state``: what the operator keeps in memory (``memo.state``), rebuilt after a restart.
 
 What triggers a reconcile of a ModelDeployment:
 
-- create, resume (operator start) and a ``spec`` change (a new ``metadata.generation``);
+- create, resume (operator start: it never moves a serving placement, ``moves.RESTART``) and
+  a ``spec`` change (a new ``metadata.generation``);
 - the resync timer, when the inventory (PlacementPools, Nodes, NodeMemoryReports and the other
   deployments' placements) changed since this deployment was last planned, or when its pods
   stayed unschedulable past ``--stuck-after`` (the pool is then marked full for it).
@@ -24,6 +25,8 @@ first, so that it inherits Kopf's context (its Event poster); it is stopped on c
 Safety rules (details in ``reconcile``, ``owned`` and ``resync``):
 
 - an infeasible or invalid edit never touches a running Deployment (PlacementKept, Warning);
+- a serving deployment moves without a gap, one move at a time and at most one per
+  ``--min-move-interval`` (``moves``);
 - an Unschedulable or Invalid new deployment gets no Deployment; a Deployment or Service the
   API server refuses (422) makes it Invalid, and is not retried until something changes;
 - the resync loop writes only while this replica is the active peer, and its status patches

@@ -13,7 +13,11 @@ Safety rules:
   API server refuses (422) makes it Invalid, and is not retried until something changes;
 - a deployment whose inputs are not there yet (a ConfigMap not created, a config source that
   does not answer: ``inputs.Waiting``) shows phase ``Pending`` and what it waits for, and is
-  retried.
+  retried;
+- a plan that changes where or how a serving deployment runs is a move (``moves``): the new
+  Deployment starts beside the old one, which keeps serving until the resync loop switches the
+  Service; at most one move at a time, at most one per ``--min-move-interval``, none started
+  by an operator restart alone.
 """
 
 from __future__ import annotations
@@ -258,7 +262,7 @@ async def _apply_placed(
         return {**changes, **{k: v for k, v in extra.items() if previous.get(k) != v}}
 
     # start or continue a move: the successor beside the serving Deployment, which serves on.
-    assert serving_name is not None  # a serving Deployment is what a move starts from
+    serving_name = serving_name or name  # a Service deleted under a move: the owner's name
     in_flight = previous.get("move") or {}
     successor_name = in_flight.get("toDeployment") or render.successor_name(
         name, planned.placement, serving_name

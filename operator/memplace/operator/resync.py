@@ -1,11 +1,14 @@
 """The resync loop: what changes without a spec change, looked at every ``resync`` seconds.
 
-It re-plans a deployment (``reconcile.plan_and_apply``) when the inventory (PlacementPools,
-Nodes, NodeMemoryReports and the other deployments' placements: ``indexed.fingerprint``)
-changed since it was last planned, or when its pods stayed unschedulable past
-``--stuck-after`` (the pool is then marked full for it). Without planning it writes readiness,
-``status.measured`` (the GPU memory the deployment's pods hold, from the reports' processes:
-``measured``), and every PlacementPool's status (``poolstatus``), each only when it changed.
+It drives a move in flight (``moves``: switch the Service once the new Deployment is Ready and
+delete the old one, or delete the new one when it cannot become Ready). Otherwise it re-plans a
+deployment (``reconcile.plan_and_apply``) when the inventory (PlacementPools, Nodes,
+NodeMemoryReports and the other deployments' placements: ``indexed.fingerprint``) changed
+since it was last planned, when its pods stayed unschedulable past ``--stuck-after`` (the pool
+is then marked full for it), or when a move the rate limit deferred is allowed now. Without
+planning it writes readiness, ``status.measured`` (the GPU memory the deployment's pods
+hold, from the reports' processes: ``measured``), and every PlacementPool's status
+(``poolstatus``), each only when it changed.
 
 One loop for the operator instead of a Kopf timer per object: Kopf timers need a finalizer on
 every ModelDeployment, and memplace adds none (deletion never waits for the operator).
