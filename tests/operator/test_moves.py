@@ -124,3 +124,12 @@ def test_a_move_in_flight_holds_room_for_both_deployments_and_none_once_it_ends(
     assert held[("ml", "s/successor")].placement.pool == "cheap"
     assert held[("ml", "s/successor")].estimate.total_bytes_per_gpu == 2**30
     assert set(handlers.placed(namespace="ml", name="s", status=running)) == {("ml", "s")}
+
+
+def test_a_deferred_move_is_re_planned_once_the_interval_has_passed():
+    deferred = {"lastMoveTime": "2026-12-01T11:30:00Z",
+                "conditions": [{"type": "Placed", "status": "True", "reason": "MoveDeferred"}]}
+    assert not moves.deferral_over(deferred, HOUR, NOW)
+    assert moves.deferral_over(deferred, HOUR, NOW + datetime.timedelta(minutes=30))
+    placed = {**deferred, "conditions": [{"type": "Placed", "status": "True", "reason": "Placed"}]}
+    assert not moves.deferral_over(placed, HOUR, NOW + datetime.timedelta(hours=2))

@@ -51,6 +51,7 @@ __all__ = [
     "completed",
     "started",
     "decide",
+    "deferral_over",
     "is_move",
     "next_step",
     "parse_time",
@@ -116,6 +117,18 @@ def allowed_at(status: Mapping[str, Any], interval_seconds: float) -> datetime.d
     """When the next move may start: ``lastMoveTime`` + the interval (None: any time)."""
     last = parse_time(status.get("lastMoveTime"))
     return None if last is None else last + datetime.timedelta(seconds=interval_seconds)
+
+
+def deferral_over(
+    status: Mapping[str, Any], interval_seconds: float, now: datetime.datetime
+) -> bool:
+    """A re-plan kept the placement for the rate limit (Placed reason ``MoveDeferred``) and the
+    interval has passed: time to re-plan rather than wait for the next inventory change."""
+    placed = next((c for c in status.get("conditions") or [] if c.get("type") == "Placed"), {})
+    if placed.get("reason") != "MoveDeferred":
+        return False
+    when = allowed_at(status, interval_seconds)
+    return when is None or now >= when
 
 
 Verdict = Literal["apply", "start", "continue", "cancel", "wait", "defer", "keep"]

@@ -293,13 +293,8 @@ def _stuck_pools_of(state: State, key: Key, indexes: Mapping[str, Any], workload
 
 
 def _deferred_move_allowed(state: State, previous: Mapping[str, Any]) -> bool:
-    """A re-plan kept the placement for the rate limit (Placed reason MoveDeferred), and the
-    interval has passed: re-plan now rather than wait for the next inventory change."""
-    placed = next((c for c in previous.get("conditions") or [] if c.get("type") == "Placed"), {})
-    if placed.get("reason") != "MoveDeferred":
-        return False
-    when = moves.allowed_at(previous, state.settings.min_move_interval_seconds)
-    return when is None or datetime.datetime.now(datetime.UTC) >= when
+    interval = state.settings.min_move_interval_seconds
+    return moves.deferral_over(previous, interval, datetime.datetime.now(datetime.UTC))
 
 
 def _refresh_readiness(
