@@ -259,6 +259,7 @@ async def _drive_move(
             now=now,
         )
         changes["phase"] = "Ready" if ready.ready else "Placed"
+        changes["message"] = message
         state.recent[key] = inputs.placed_entry({**previous, **changes})
         post = events.move_completed
     else:
@@ -269,6 +270,7 @@ async def _drive_move(
         changes = {
             "move": None,
             "lastMoveTime": moves.timestamp(now),
+            "message": message,
             "conditions": placed_condition(previous.get("conditions"), "MoveAbandoned", message),
         }
         post = events.move_abandoned
