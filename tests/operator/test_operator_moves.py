@@ -250,3 +250,28 @@ async def test_a_successor_created_just_before_a_crash_and_never_recorded_is_del
     await eventually(lambda: set(owned(cluster, "summarizer")) == {"summarizer"},
                      what="the stray to go")
     assert selected(cluster, "summarizer") == "summarizer"
+
+
+async def test_a_deployment_rendered_before_the_workload_label_keeps_its_service_selector(
+    cluster, restartable_operator
+):
+    await placed_and_serving_on_dear(cluster)
+    await restartable_operator.stop()
+    # What an older memplace left: a selector without the workload label, another plan hash.
+    base = f"/apis/apps/v1/namespaces/{NS}/deployments/summarizer"
+    legacy = {"memplace.io/deployment": "summarizer"}
+    await cluster.merge_patch(base, {
+        "metadata": {"annotations": {"memplace.io/plan-hash": "legacy"}},
+        "spec": {"selector": {"matchLabels": {WORKLOAD: None}},
+                 "template": {"metadata": {"labels": {WORKLOAD: None}}}}})
+    await cluster.merge_patch(f"/api/v1/namespaces/{NS}/services/summarizer",
+                              {"spec": {"selector": {WORKLOAD: None}}})
+    stored = cluster.stored(DEPLOYMENTS, NS, "summarizer")
+    assert stored["spec"]["selector"]["matchLabels"] == legacy
+    await restartable_operator.start()
+
+    await eventually(lambda: WORKLOAD in cluster.stored(DEPLOYMENTS, NS, "summarizer")
+                     ["spec"]["template"]["metadata"]["labels"], what="the in-place patch")
+    await asyncio.sleep(0.5)
+    # The Service selects what the Deployment selects: its old pods stay behind it.
+    assert cluster.stored(SERVICES, NS, "summarizer")["spec"]["selector"] == legacy

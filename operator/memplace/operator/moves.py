@@ -4,7 +4,9 @@ When a re-plan changes where or how a running deployment runs (pool, precision, 
 variant, GPUs, offload: :func:`is_move`), the new Deployment (the *successor*) is created beside
 the serving one, the Service switches to it once it is Ready, then the serving one is deleted.
 A pure change of the replica count is applied in place, and so is any change to a deployment
-whose Deployment has no Ready replica: there is nothing serving to protect.
+whose Deployment has no Ready replica: there is nothing serving to protect. A change of the pod
+template alone (image, extra args) with the same placement is a rolling update of the serving
+Deployment, whose surge keeps it serving.
 
 ::
 

@@ -249,9 +249,11 @@ async def _apply_placed(
     state.fingerprints[key] = fingerprint
     if verdict in ("apply", "cancel"):
         target = serving_name or name
-        deployment = await owned.apply(
-            api, _render(body, spec_model, fields, cluster, chosen, name=target)
-        )
+        deployment, service = _render(body, spec_model, fields, cluster, chosen, name=target)
+        selects = ((serving or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
+        if selects:  # what the serving Deployment selects, also one rendered before it had
+            service["spec"]["selector"] = dict(selects)  # a workload label: no upgrade gap
+        deployment = await owned.apply(api, (deployment, service))
         await _delete_strays(api, key, indexes, keep={target})
         state.recent[key] = planned
         _emit_placed(body, previous, running, fields, trigger)
