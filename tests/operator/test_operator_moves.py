@@ -275,3 +275,25 @@ async def test_a_deployment_rendered_before_the_workload_label_keeps_its_service
     await asyncio.sleep(0.5)
     # The Service selects what the Deployment selects: its old pods stay behind it.
     assert cluster.stored(SERVICES, NS, "summarizer")["spec"]["selector"] == legacy
+
+
+async def test_a_crash_between_the_switch_and_the_delete_deletes_the_old_one_only(
+    cluster, restartable_operator
+):
+    await placed_and_serving_on_dear(cluster)
+    successor = await moving(cluster)
+    await eventually(lambda: status_of(cluster, "summarizer").get("move"))
+    await restartable_operator.stop()
+    # The operator switched the Service and died before deleting the old Deployment.
+    await set_ready(cluster, successor)
+    await cluster.merge_patch(f"/api/v1/namespaces/{NS}/services/summarizer",
+                              {"spec": {"selector": {WORKLOAD: successor}}})
+    await restartable_operator.start()
+
+    await eventually(lambda: set(owned(cluster, "summarizer")) == {successor}, what="old gone")
+    status = await eventually(
+        lambda: (s := status_of(cluster, "summarizer")).get("lastMoveTime") and s)
+    assert status["placement"]["pool"] == "cheap" and not status.get("move")
+    assert selected(cluster, "summarizer") == successor
+    await asyncio.sleep(0.5)
+    assert set(owned(cluster, "summarizer")) == {successor}

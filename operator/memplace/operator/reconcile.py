@@ -274,15 +274,18 @@ async def _apply_placed(
     )
     successor = await owned.apply_deployment(api, successor)
     state.recent[inputs.successor_key(key)] = planned  # its room, until the index has it
-    await _delete_strays(api, key, indexes, keep={serving_name, successor_name})
+    # The Deployment the move started from: after a crash between the switch and the delete
+    # the Service already selects the successor, and the old one is still to be deleted.
+    origin = in_flight.get("fromDeployment") or serving_name
+    await _delete_strays(api, key, indexes, keep={origin, serving_name, successor_name})
     if verdict == "start":
-        move = moves.started(fields, serving_name, successor, trigger=trigger, now=now)
+        move = moves.started(fields, origin, successor, trigger=trigger, now=now)
         _emit_placed(body, previous, running, fields, trigger)  # Replanned: before -> after
         events.move_started(body, move)
     else:
         move = {
             **in_flight,
-            **moves.started(fields, serving_name, successor, trigger=trigger, now=now),
+            **moves.started(fields, origin, successor, trigger=trigger, now=now),
         }
         move["startedAt"] = in_flight.get("startedAt") or move["startedAt"]
         move["trigger"] = in_flight.get("trigger") or trigger

@@ -244,7 +244,8 @@ async def _drive_move(
         return
     if step.action == "complete":
         await owned.switch_service(api, namespace, name, str(move["toDeployment"]))
-        await owned.delete_deployment(api, namespace, str(move.get("fromDeployment")))
+        if move.get("fromDeployment") != move["toDeployment"]:  # never the one now serving
+            await owned.delete_deployment(api, namespace, str(move.get("fromDeployment")))
         changes = moves.completed(move, now)
         ready = mdstatus.readiness(successor)
         message = "moved: " + events.summary(move.get("placement") or {}, None, move.get("cost"))
