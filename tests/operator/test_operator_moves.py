@@ -121,6 +121,12 @@ async def test_a_move_starts_the_new_deployment_switches_when_ready_then_deletes
     switched = writes.index(("PATCH", "services", "summarizer"))
     deleted = writes.index(("DELETE", "deployments", "summarizer"))
     assert created < switched < deleted, writes
+    assert set(deleted_deployments(cluster)) == {"summarizer"}
+
+
+def deleted_deployments(cluster) -> list[str]:
+    return [r.name for r in cluster.seen() if r.method == "DELETE"
+            and r.resource is not None and r.resource.plural == "deployments"]
 
 
 def _posted_name(request) -> str | None:
@@ -158,6 +164,7 @@ async def test_a_successor_that_cannot_be_scheduled_is_abandoned_and_the_old_one
     await asyncio.sleep(1.0)  # the re-plan after it skips the full pool: no second try
     assert set(owned(cluster, "summarizer")) == {"summarizer"}
     assert len(events_for(cluster, "summarizer", "MoveStarted")) == 1
+    assert set(deleted_deployments(cluster)) == {successor}
 
 
 async def test_a_move_inside_the_min_move_interval_keeps_the_placement_and_says_until_when(
@@ -297,3 +304,4 @@ async def test_a_crash_between_the_switch_and_the_delete_deletes_the_old_one_onl
     assert selected(cluster, "summarizer") == successor
     await asyncio.sleep(0.5)
     assert set(owned(cluster, "summarizer")) == {successor}
+    assert successor not in deleted_deployments(cluster), "the serving one deleted, re-created"
