@@ -73,6 +73,8 @@ def test_one_move_at_a_time():
     assert decide(placement(), status=status) == "cancel"
     assert decide(placement(pool="third"), status=status) == "wait"
     assert decide(placement(), status={"move": {"placement": {"pool": 3}}}) == "cancel"
+    switched = {**deployment(1), "metadata": {"name": "summarizer-1", "generation": 1}}
+    assert decide(placement(), status=status, serving=switched) == "wait"  # never cancel it
 
 
 def test_ready_means_every_replica_of_the_current_generation():

@@ -173,6 +173,12 @@ def decide(
             return Decision("cancel", "the move in flight is unreadable")
         if not is_move(target, new):
             return Decision("continue")
+        if serving is not None and serving["metadata"].get("name") == move.get("toDeployment"):
+            return Decision(  # switched before a crash: only finishing it is safe
+                "wait",
+                f"the Service already selects {move.get('toDeployment')}; the move "
+                "completes first, then this plan is made",
+            )
         if running is not None and not is_move(running, new):
             return Decision("cancel", "the re-plan returned to the running placement")
         return Decision(
