@@ -305,3 +305,28 @@ async def test_a_crash_between_the_switch_and_the_delete_deletes_the_old_one_onl
     await asyncio.sleep(0.5)
     assert set(owned(cluster, "summarizer")) == {successor}
     assert successor not in deleted_deployments(cluster), "the serving one deleted, re-created"
+
+
+async def test_a_spec_edit_during_a_move_waits_for_it_and_never_starts_a_second(cluster, operator):
+    await placed_and_serving_on_dear(cluster)
+    successor = await moving(cluster)
+    await add_pool(cluster, "third", 30.0)
+
+    await cluster.merge_patch(md_url(name="summarizer"),
+                              {"spec": {"placement": {"pools": ["dear", "third"]}}})
+
+    status = await eventually(
+        lambda: (s := status_of(cluster, "summarizer")).get("observedGeneration") == 2 and s)
+    assert condition(status, "Placed")["reason"] == "MoveInFlight"
+    assert status["move"]["toDeployment"] == successor
+    await asyncio.sleep(0.5)
+    assert set(owned(cluster, "summarizer")) == {"summarizer", successor}
+
+    await set_ready(cluster, successor)
+
+    # The move ends; the edit is planned after it, and the rate limit holds its move.
+    await eventually(lambda: set(owned(cluster, "summarizer")) == {successor}, what="old gone")
+    deferred = await eventually(lambda: events_for(cluster, "summarizer", "MoveDeferred"))
+    assert "allowed from" in deferred[0]["message"]
+    assert len(events_for(cluster, "summarizer", "MoveStarted")) == 1
+    assert set(owned(cluster, "summarizer")) == {successor}
