@@ -54,6 +54,33 @@ async def peered_operator(cluster, monkeypatch) -> AsyncIterator[RunningOperator
         yield running
 
 
+class Restartable:
+    """The operator, which a test can stop and start afresh (its memory lost, as in a crash)."""
+
+    def __init__(self) -> None:
+        self._runs: list[contextlib.AbstractAsyncContextManager[RunningOperator]] = []
+
+    async def start(self) -> RunningOperator:
+        run = _running(["--standalone"])
+        self._runs.append(run)
+        return await run.__aenter__()
+
+    async def stop(self) -> None:
+        await self._runs.pop().__aexit__(None, None, None)
+
+
+@pytest_asyncio.fixture()
+async def restartable_operator(cluster) -> AsyncIterator[Restartable]:
+    """Like ``operator``, plus ``await restartable_operator.stop()`` / ``.start()``."""
+    operators = Restartable()
+    await operators.start()
+    try:
+        yield operators
+    finally:
+        while operators._runs:
+            await operators.stop()
+
+
 @contextlib.asynccontextmanager
 async def _running(
     mode: list[str], hf_endpoint: str = UNREACHABLE_HUB

@@ -59,6 +59,7 @@ __all__ = [
     "ModelDeploymentStatus",
     "ModelSpec",
     "ModelVariant",
+    "MoveStatus",
     "Phase",
     "PlacementSpec",
     "PlacementStatus",
@@ -471,6 +472,29 @@ class Alternative(ApiModel):
     """Why it lost, as a stable code (the operator always sets it)."""
 
 
+class MoveStatus(ApiModel):
+    """A move in flight: the successor Deployment starts beside the serving one, the Service
+    switches to it once it is Ready, then the serving one is deleted. Until then `placement`,
+    `estimate` and `cost` in status stay those of the serving Deployment."""
+
+    from_deployment: str
+    """The Deployment that serves until the switch."""
+    to_deployment: str
+    """The successor Deployment, running `placement`."""
+    placement: PlacementStatus
+    """Where and how the successor runs: status.placement once the move completes."""
+    estimate: EstimateStatus | None = None
+    """The successor's estimates: status.estimate once the move completes."""
+    cost: CostStatus | None = None
+    """The successor's cost: status.cost once the move completes."""
+    started_at: Timestamp
+    """When the successor was created (RFC 3339); the move is abandoned past the move timeout."""
+    trigger: str | None = None
+    """What made the re-plan move it, e.g. `capacity changed`."""
+    progress: str | None = None
+    """The successor's readiness, e.g. `1/2 replicas ready`."""
+
+
 class ModelDeploymentStatus(ApiModel):
     """What memplace decided and observed; written only by the operator."""
 
@@ -490,6 +514,11 @@ class ModelDeploymentStatus(ApiModel):
     """The next few candidates and why each lost."""
     message: str | None = None
     """A one-line summary for people, e.g. `int4 on a100-80: 2 × 1 GPU, $7.40/h`."""
+    move: MoveStatus | None = None
+    """The move in flight to a new placement, if any (at most one at a time)."""
+    last_move_time: Timestamp | None = None
+    """When the last move ended, completed or abandoned (RFC 3339); the next one waits
+    `--min-move-interval` from here. The first placement is not a move."""
     conditions: Conditions
     """Valid, Placed and Ready."""
 

@@ -80,6 +80,21 @@ def register(subparsers: Any) -> None:
         metavar="DURATION",
         help="how often each deployment re-checks capacity and readiness",
     )
+    moves = parser.add_argument_group("moves (a running placement replaced without a gap)")
+    moves.add_argument(
+        "--min-move-interval",
+        default="30m",
+        metavar="DURATION",
+        help="a deployment moves at most once in this long; a re-plan that would move it "
+        "sooner keeps its placement and says when the move is allowed (default: 30m)",
+    )
+    moves.add_argument(
+        "--move-timeout",
+        default="30m",
+        metavar="DURATION",
+        help="a new Deployment not Ready this long after its creation is deleted and the "
+        "old one kept (default: 30m)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     parser.set_defaults(handler=run)
 
@@ -98,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
             stuck_after_seconds=stuck_after,
             resync_seconds=resync,
             metrics_port=args.metrics_port,
+            min_move_interval_seconds=parse_duration(args.min_move_interval),
+            move_timeout_seconds=parse_duration(args.move_timeout),
         )
     )
 

@@ -208,6 +208,29 @@ def placed_entry(status: Mapping[str, Any]) -> Placed | None:
         return None
 
 
+SUCCESSOR = "/successor"
+"""Appended to a ModelDeployment's name, the key of the room its move's successor holds (no
+object name contains a slash): while a move is in flight both Deployments take room."""
+
+
+def successor_key(key: tuple[str, str]) -> tuple[str, str]:
+    return key[0], key[1] + SUCCESSOR
+
+
+def successor_entry(status: Mapping[str, Any]) -> Placed | None:
+    """The placement a move in flight starts beside the running one, if any."""
+    move = (status or {}).get("move")
+    if not move or not move.get("placement"):
+        return None
+    try:
+        placement = PlacementStatus.model_validate(_plain(move["placement"]))
+        raw = move.get("estimate")
+        estimate = EstimateStatus.model_validate(_plain(raw)) if raw else None
+        return Placed(placement, estimate)
+    except ValidationError:
+        return None
+
+
 def parse_spec(spec: Mapping[str, Any]) -> ModelDeploymentSpec:
     try:
         return ModelDeploymentSpec.model_validate(_plain(spec))
@@ -224,10 +247,11 @@ def build_planning_cluster(
     exclude: tuple[str, str],
     now: datetime,
 ) -> Cluster:
-    """The planner's cluster, less the room every other placed deployment holds."""
+    """The planner's cluster, less the room every other placed deployment holds (and the
+    successors of their moves in flight)."""
     cluster = build_cluster(pools=list(pools), nodes=list(nodes), reports=list(reports), now=now)
     for owner in sorted(placed):
-        if owner != exclude:
+        if owner not in (exclude, successor_key(exclude)):
             cluster = cluster.reserve(placed[owner].placement, placed[owner].estimate, owner=owner)
     return cluster
 
