@@ -17,7 +17,7 @@ helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not install
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "memplace"
 RELEASE = "memplace"
-NAMESPACE = "memplace-system"
+NAMESPACE = "memplace"
 KUBE_VERSION = "1.33.0"
 
 VARIATIONS: dict[str, dict[str, Any]] = {
