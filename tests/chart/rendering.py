@@ -30,6 +30,7 @@ VARIATIONS: dict[str, dict[str, Any]] = {
         "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["172.18.0.2/32"]}}
     },
     "agent-disabled": {"agent": {"enabled": False}},
+    "grafana-dashboard": {"grafana": {"dashboard": {"enabled": True}}},
 }
 
 
