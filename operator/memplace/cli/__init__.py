@@ -42,3 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"memplace {args.command}: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `memplace plan … | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
