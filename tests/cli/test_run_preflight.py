@@ -79,6 +79,9 @@ def kopf_must_not_start(monkeypatch):
 
     monkeypatch.setattr(kopf, "run", refuse)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    # `memplace run --kubeconfig` exports KUBECONFIG for Kopf: record it so that it is undone
+    monkeypatch.setenv("KUBECONFIG", "")
+    monkeypatch.delenv("KUBECONFIG")
 
 
 def test_no_kubeconfig_and_not_in_a_pod(capsys, monkeypatch, tmp_path):
