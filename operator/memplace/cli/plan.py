@@ -3,18 +3,19 @@
 Reads multi-document YAML (directories: every ``*.yaml`` / ``*.yml`` below, in name order):
 ModelDeployments, PlacementPools, Nodes (also as the ``List`` that ``kubectl get nodes -o
 yaml`` prints), NodeMemoryReports and ConfigMaps (for ``spec.model.configMapRef``). Other kinds
-are skipped with a notice on stderr (Namespaces and ``kustomization.yaml`` quietly: they sit
-beside the objects a user applies). It plans every deployment exactly as the operator does
+are skipped with a notice on stderr. It plans every deployment exactly as the operator does
 (``memplace.planning.plan.plan_cluster``) and prints a table, or ``-o json`` / ``-o yaml``: one
-entry per deployment with ``namespace``, ``name``, ``phase`` and the status fields. On a
-terminal the table fits its width (columns that do not fit fold under their row, see
-``cli/table.py``); piped or with ``-o wide`` every column is on one line. ``--quiet``: the table
-only. An input without ModelDeployments plans nothing and says so on stderr.
+entry per deployment with ``namespace``, ``name``, ``phase`` and the status fields.
 
 Reports are judged fresh against ``--now`` (default: the newest report's ``observedAt``, so the
 same files always give the same plan). Nothing is fetched: a ``source`` without a config or
 ``parameters`` plans as Invalid. Exit status: 0, or 1 when ``--fail-on`` names a phase some
 deployment ended in (``unschedulable``, ``invalid``), 2 for unreadable input.
+
+Namespaces and ``kustomization.yaml`` are skipped quietly: they sit beside the objects a user
+applies (``examples/``). On a terminal the table fits its width (columns that do not fit fold
+under their row, see ``cli/table.py``); piped or with ``-o wide`` every column is on one line.
+``--quiet``: the table only. An input without ModelDeployments plans nothing and says so.
 """
 
 from __future__ import annotations
