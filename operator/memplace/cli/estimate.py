@@ -1,10 +1,12 @@
 """``memplace estimate MODEL``: footprint and speed of one model, per precision.
 
 MODEL is a config.json file (or a directory holding one), ``hf://org/name[@revision]`` or an
-https URL; for a model whose family is not supported, give ``--parameters`` (and
-``--active-parameters`` for MoE) instead, as ``spec.model.parameters`` does. Without
-``--precision`` it prints every precision; with ``--gpu`` it adds the roofline speed and
-whether a replica fits that GPU; ``--tier cpu --instance TYPE`` gives the CPU tier's.
+https URL. Without ``--precision`` it prints every precision; with ``--gpu`` it adds the
+roofline speed and whether a replica fits that GPU.
+
+For a model whose family is not supported, give ``--parameters`` (and ``--active-parameters``
+for MoE) instead of MODEL, as ``spec.model.parameters`` does. ``--tier cpu --instance TYPE``
+gives the CPU tier's speed, with memory in host RAM (no "per GPU").
 """
 
 from __future__ import annotations
