@@ -39,3 +39,18 @@ def test_every_panel_has_a_query_and_a_unit():
     for panel in dashboard["panels"]:
         assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
         assert panel["fieldConfig"]["defaults"]["unit"], panel["title"]
+
+
+def test_the_notes_name_the_dashboard_configmap_only_when_it_is_shipped():
+    from .rendering import NAMESPACE, helm
+
+    def notes(values):
+        with helm.Chart.load(CHART) as chart:
+            return chart.render(values, name="memplace", namespace=NAMESPACE)[
+                "memplace/templates/NOTES.txt"
+            ]
+
+    assert "memplace-dashboard" not in notes({})
+    assert "ConfigMap memplace-dashboard in memplace" in notes(
+        {"grafana": {"dashboard": {"enabled": True}}}
+    )
