@@ -12,7 +12,7 @@ from memplace.cli import main, preflight
 def run_and_capture(monkeypatch, *args: str) -> dict:
     seen: dict = {}
     monkeypatch.setattr(kopf, "run", lambda **kwargs: seen.update(kwargs))
-    monkeypatch.setattr(preflight, "check", lambda kubeconfig: None)  # test_run_preflight.py
+    monkeypatch.setattr(preflight, "check", lambda *args, **kwargs: None)  # test_run_preflight.py
     assert main(["run", *args]) == 0
     return seen
 

@@ -20,21 +20,28 @@ import pytest
 from memplace.cli import main
 
 GROUP = "/apis/memplace.io/v1alpha1"
+LIST = f"{GROUP}/modeldeployments?"
 
 
 class FakeApiServer(http.server.BaseHTTPRequestHandler):
-    status = 200
+    status = 200  # for the memplace.io discovery
+    list_status = 200  # for listing ModelDeployments in every namespace
     seen: list[tuple[str, str | None]] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         type(self).seen.append((self.path, self.headers.get("Authorization")))
-        body = json.dumps({"kind": "APIResourceList", "groupVersion": "memplace.io/v1alpha1",
-                           "resources": []}).encode()  # fmt: skip
-        self.send_response(self.status if self.path == GROUP else 404)
+        if self.path == GROUP:
+            status, body = self.status, {"kind": "APIResourceList", "resources": []}
+        elif self.path.startswith(LIST):
+            status, body = self.list_status, {"kind": "ModelDeploymentList", "items": []}
+        else:
+            status, body = 404, {"kind": "Status"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(data)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -111,7 +118,7 @@ def test_an_unreachable_server(capsys, tmp_path):
     ("status", "start"),
     [
         (401, "memplace run: unauthorised by the API server at "),
-        (403, "memplace run: forbidden by the API server at "),
+        (403, "memplace run: forbidden by the API server at "),  # … may not read the API group
         (404, "memplace run: the memplace CRDs are not installed on "),
     ],
 )
@@ -123,9 +130,29 @@ def test_the_server_refuses_or_lacks_the_crds(capsys, tmp_path, api_server, stat
     assert handler.seen == [(GROUP, "Bearer s3cret")]  # asked with the kubeconfig's token
 
 
+def test_an_identity_that_may_not_list_every_namespace_is_told_so(capsys, tmp_path, api_server):
+    url, handler = api_server
+    handler.list_status = 403
+    line = one_line_exit_2(capsys, "--kubeconfig", kubeconfig(tmp_path, url))
+    assert line.startswith(f"memplace run: forbidden by the API server at {url} (403): ")
+    assert "may not list modeldeployments.memplace.io in all namespaces" in line
+
+
 def test_a_reachable_cluster_with_the_crds_starts_kopf(monkeypatch, tmp_path, api_server):
     url, handler = api_server
     started: list[dict] = []
     monkeypatch.setattr(kopf, "run", lambda **kwargs: started.append(kwargs))
     assert main(["run", "--kubeconfig", kubeconfig(tmp_path, url)]) == 0
-    assert len(started) == 1 and handler.seen[0][0] == GROUP
+    assert len(started) == 1
+    assert [path.split("?")[0] for path, _ in handler.seen] == [GROUP, LIST.rstrip("?")]
+
+
+def test_watching_named_namespaces_does_not_need_the_cluster_wide_list(
+    monkeypatch, tmp_path, api_server
+):
+    url, handler = api_server
+    handler.list_status = 403  # a namespaced Role only
+    started: list[dict] = []
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: started.append(kwargs))
+    assert main(["run", "--kubeconfig", kubeconfig(tmp_path, url), "--namespace", "ml"]) == 0
+    assert len(started) == 1 and [p for p, _ in handler.seen] == [GROUP]

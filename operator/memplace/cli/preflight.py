@@ -2,13 +2,15 @@
 
 Kopf on its own answers each of these with pages of retried tracebacks (130 lines without a
 kubeconfig; 170 lines after 21 s for an unreachable server). ``check`` asks the API server
-three questions with a bounded timeout, in the order a user fixes them, and raises
+four questions with a bounded timeout, in the order a user fixes them, and raises
 ``UsageError`` with one line for the first that fails:
 
 - no kubeconfig and not in a pod          → "no kubeconfig: …"
 - the server does not answer (connect)    → "cannot reach the API server at …"
-- 401 / 403 on the memplace.io group      → "unauthorised by the API server at …" / "forbidden: …"
+- 401 / 403 on the memplace.io group      → "unauthorised by the API server at …" / "forbidden …"
 - 404 on the memplace.io group            → "the memplace CRDs are not installed …"
+- 403 listing ModelDeployments everywhere → "forbidden … may not list modeldeployments…"
+  (only when the operator watches every namespace: the chart's ClusterRole grants it)
 
 It loads credentials the way Kopf's own fallback does (the kubernetes client's kubeconfig loader,
 then the in-cluster service account), so tokens, client certificates and exec plugins all work.
@@ -24,16 +26,24 @@ from memplace.cli import UsageError
 
 __all__ = ["check"]
 
-GROUP_PATH = "/apis/memplace.io/v1alpha1"
+GROUP, VERSION = "memplace.io", "v1alpha1"
+GROUP_PATH = f"/apis/{GROUP}/{VERSION}"
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 5.0
+TIMEOUT = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
 
 
-def check(kubeconfig: str | None) -> None:
-    """Raise ``UsageError`` (one line) unless the cluster is reachable, lets us in, has the CRDs."""
+def check(kubeconfig: str | None, clusterwide: bool = True) -> None:
+    """Raise ``UsageError`` (one line) unless the cluster is reachable, lets us in, has the CRDs
+    and, when the operator watches every namespace, lets this identity list ModelDeployments."""
     configuration = _configuration(kubeconfig)
     server = configuration.host
-    status = _get(configuration, GROUP_PATH)
+    status = _status(
+        configuration,
+        lambda api: api.get_api_resources(
+            GROUP, VERSION, _request_timeout=TIMEOUT, _preload_content=False
+        ),
+    )
     if status == 404:
         raise UsageError(
             f"the memplace CRDs are not installed on {server} ({GROUP_PATH} not found): "
@@ -46,11 +56,32 @@ def check(kubeconfig: str | None) -> None:
         )
     if status == 403:
         raise UsageError(
-            f"forbidden by the API server at {server} (403): this identity may not read "
-            f"{GROUP_PATH} (the chart's ClusterRole grants it)"
+            f"forbidden by the API server at {server} (403): this identity may not read the "
+            f"API group {GROUP_PATH}"
         )
     if status >= 400:
         raise UsageError(f"the API server at {server} answered {status} for {GROUP_PATH}")
+    if not clusterwide:
+        return  # per-namespace permissions: Kopf's own retries say which namespace refuses
+    status = _status(
+        configuration,
+        lambda api: api.list_cluster_custom_object(
+            GROUP,
+            VERSION,
+            "modeldeployments",
+            limit=1,
+            _request_timeout=TIMEOUT,
+            _preload_content=False,
+        ),
+    )
+    if status == 403:
+        raise UsageError(
+            f"forbidden by the API server at {server} (403): this identity may not list "
+            "modeldeployments.memplace.io in all namespaces (the chart's ClusterRole grants it; "
+            "or give --namespace)"
+        )
+    if status >= 400:
+        raise UsageError(f"the API server at {server} answered {status} for modeldeployments")
 
 
 def _configuration(kubeconfig: str | None) -> Any:
@@ -77,19 +108,17 @@ def _configuration(kubeconfig: str | None) -> Any:
     )
 
 
-def _get(configuration: Any, path: str) -> int:
-    """The HTTP status of the memplace.io group's discovery; unreachable raises ``UsageError``."""
+def _status(configuration: Any, call: Any) -> int:
+    """The HTTP status of ``call(CustomObjectsApi)``; an unreachable server raises UsageError."""
     import urllib3
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     configuration.retries = False  # urllib3 would retry a refused connection 3 times
-    group, version = path.removeprefix("/apis/").split("/")
     with client.ApiClient(configuration) as api:
+        custom = client.CustomObjectsApi(api)
         try:
-            client.CustomObjectsApi(api).get_api_resources(
-                group, version, _request_timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
-            )
+            call(custom)
         except ApiException as error:
             if error.status:
                 return int(error.status)

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.exists(args.kubeconfig):
             raise UsageError(f"no kubeconfig at {args.kubeconfig}")
         os.environ["KUBECONFIG"] = args.kubeconfig
-    preflight.check(args.kubeconfig)
+    preflight.check(args.kubeconfig, clusterwide=not args.namespaces)
     operator_settings.configure(
         operator_settings.Settings(
             stuck_after_seconds=stuck_after,
