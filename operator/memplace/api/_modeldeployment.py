@@ -244,12 +244,17 @@ class WorkloadSpec(ApiModel):
 
 
 class SloSpec(ApiModel):
-    """Latency targets at the stated concurrency; an unset target is not checked."""
+    """Latency targets every replica must meet with spec.workload.concurrency sequences in
+    flight. The planner checks its estimate against each target and rejects a placement that
+    misses one (reason TooSlow, in status.alternatives); an unset target is not checked."""
 
     time_to_first_token_ms: PositiveFloat | None = None
-    """Longest acceptable time to first token for a typical prompt, in milliseconds."""
+    """Longest acceptable time to first token (TTFT), in milliseconds: from a request's arrival
+    to its first output token, for a prompt of spec.workload.promptTokens tokens. E.g. 800."""
     time_per_output_token_ms: PositiveFloat | None = None
-    """Longest acceptable time between output tokens of one sequence, in milliseconds."""
+    """Longest acceptable time between two output tokens of one sequence (TPOT, inter-token
+    latency), in milliseconds, while spec.workload.concurrency sequences decode together.
+    E.g. 60 (about 17 tokens per second per sequence)."""
 
 
 class QualitySpec(ApiModel):
@@ -319,7 +324,8 @@ class ModelDeploymentSpec(ApiModel):
     workload: WorkloadSpec = _defaulted(WorkloadSpec)
     """The demand to serve."""
     slo: SloSpec = _defaulted(SloSpec)
-    """Latency targets."""
+    """Latency targets per replica at spec.workload.concurrency (TTFT and TPOT, milliseconds);
+    unset targets are not checked."""
     quality: QualitySpec = _defaulted(QualitySpec)
     """The quality budget."""
     placement: PlacementSpec = _defaulted(PlacementSpec)

@@ -6,6 +6,10 @@ roofline speed and whether a replica fits that GPU. For a remote MODEL the check
 safetensors headers are read too (``HF_ENDPOINT``, ``HF_TOKEN``): at the precision it is
 published in, its bytes are the weights; offline, config.json sizes them, and it says so
 (``weightsSource`` in each row).
+
+For a model whose family is not supported, give ``--parameters`` (and ``--active-parameters``
+for MoE) instead of MODEL, as ``spec.model.parameters`` does. ``--tier cpu --instance TYPE``
+gives the CPU tier's speed, with memory in host RAM (no "per GPU").
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ import sys
 from pathlib import Path
 
 from memplace.cli import UsageError
-from memplace.planning.architecture import ConfigError, architecture_from_config
+from memplace.cli.units import parse_count, significant
+from memplace.planning.architecture import (
+    ConfigError,
+    architecture_from_config,
+    architecture_from_parameters,
+)
 from memplace.planning.catalogue import default_catalogue
 from memplace.planning.checkpoint import Checkpoint, native_precision, with_checkpoint
 from memplace.planning.feasibility import hardware_refusal
@@ -40,7 +49,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", help="config.json path or directory, hf://org/name, or URL")
+    parser.add_argument(
+        "model", nargs="?", help="config.json path or directory, hf://org/name, or URL"
+    )
+    parser.add_argument(
+        "--parameters",
+        type=_count,
+        metavar="N",
+        help="total parameters (8.2e9, 8.2B) instead of a config.json; a dense shape is assumed",
+    )
+    parser.add_argument(
+        "--active-parameters",
+        type=_count,
+        metavar="N",
+        help="parameters active per token (MoE), with --parameters",
+    )
     parser.add_argument("--precision", help="one weight precision (default: all)")
     parser.add_argument("--kv-dtype", default="bf16", help="KV cache dtype (default bf16)")
     parser.add_argument("--context", type=_positive, default=8192, help="tokens per sequence")
@@ -58,6 +81,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     parser.set_defaults(handler=run)
+
+
+def _count(text: str) -> int:
+    try:
+        return parse_count(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(text: str) -> int:
@@ -125,15 +155,14 @@ def estimates(args: argparse.Namespace) -> tuple[list[dict], str]:
     """One row per precision, camelCase keys as in ``status.estimate``; and where the weights
     came from, in a line."""
     catalogue = default_catalogue()
-    config = load_config(args.model)
-    try:
-        arch = architecture_from_config(config)
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
-    checkpoint, note = load_checkpoint(args.model, config)
-    native = native_precision(config)
-    if checkpoint is not None:
-        arch, native = with_checkpoint(arch, checkpoint), checkpoint.native
+    arch, config = _architecture(args)
+    if config is None:
+        note, native = "weights from --parameters (a dense shape assumed)", None
+    else:
+        checkpoint, note = load_checkpoint(args.model, config)
+        native = native_precision(config)
+        if checkpoint is not None:
+            arch, native = with_checkpoint(arch, checkpoint), checkpoint.native
     gpu = _lookup(catalogue.gpu, args.gpu, "GPU") if args.gpu else None
     host = _lookup(catalogue.instance, args.instance, "instance") if args.instance else None
     kv = _lookup(catalogue.kv_dtypes.get, args.kv_dtype, "KV dtype")
@@ -148,6 +177,7 @@ def estimates(args: argparse.Namespace) -> tuple[list[dict], str]:
             context_tokens=args.context,
             concurrency=args.concurrency,
             gpus_per_replica=args.gpus_per_replica,
+            engine=args.engine,
         )
         row = {
             "precision": precision.id,
@@ -167,6 +197,27 @@ def estimates(args: argparse.Namespace) -> tuple[list[dict], str]:
             row |= _speed(args, arch, precision, kv, gpu, host, memory)
         rows.append(row)
     return rows, note
+
+
+def _architecture(args: argparse.Namespace):
+    """From MODEL's config.json, or from ``--parameters`` (the same stand-in the planner uses);
+    with the config, None for ``--parameters``."""
+    if (args.model is None) == (args.parameters is None):
+        raise UsageError("give a MODEL (config.json, hf://org/name) or --parameters N, not both")
+    if args.active_parameters is not None and args.parameters is None:
+        raise UsageError("--active-parameters needs --parameters")
+    try:
+        if args.parameters is not None:
+            return architecture_from_parameters(args.parameters, args.active_parameters), None
+        config = load_config(args.model)
+        return architecture_from_config(config), config
+    except ConfigError as error:
+        # The planner's hint names the ModelDeployment field; here the same lever is a flag.
+        hint = str(error).replace(
+            "spec.model.parameters (and activeParameters for MoE)",
+            "--parameters N (and --active-parameters N for MoE)",
+        )
+        raise UsageError(hint) from None
 
 
 def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
@@ -205,7 +256,9 @@ def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
     return {
         "timeToFirstTokenMs": round(speed.time_to_first_token_ms, 2),
         "timePerOutputTokenMs": round(speed.time_per_output_token_ms, 2),
-        "outputTokensPerSecondPerReplica": round(speed.output_tokens_per_second_per_replica, 1),
+        "outputTokensPerSecondPerReplica": float(
+            significant(speed.output_tokens_per_second_per_replica)
+        ),
         "bound": speed.bound,
         "weightFormat": speed.weight_format,
         "efficiencySource": speed.efficiency_source,
@@ -237,23 +290,31 @@ def run(args: argparse.Namespace) -> int:
 
     gib = 2**30
     first = rows[0]
+    on_cpu = args.tier == "cpu"  # no GPU: memory is host RAM per replica
+    where = (
+        f"on CPU ({args.instance})"
+        if on_cpu
+        else f"{args.gpus_per_replica} GPU(s)" + (f" of {args.gpu}" if args.gpu else "")
+    )
+    model = args.model or "assumed dense shape"
     title = (
-        f"{args.model}: {first['parameters'] / 1e9:.2f} B parameters "
+        f"{model}: {first['parameters'] / 1e9:.2f} B parameters "
         f"({first['activeParameters'] / 1e9:.2f} B active), context {args.context}, "
-        f"concurrency {args.concurrency}, {args.gpus_per_replica} GPU(s)"
-        + (f" of {args.gpu}, served by {args.engine}" if args.gpu else "")
+        f"concurrency {args.concurrency}, {where}"
+        + (f", served by {args.engine}" if args.gpu or on_cpu else "")
     )
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    columns = [
-        "precision",
-        "weights GiB",
-        "KV GiB",
-        "state GiB",
-        "act GiB",
-        "overhead GiB",
-        "total GiB",
-        "per GPU GiB",
-    ]
+    keys = {
+        "weights GiB": "weightsBytes",
+        "KV GiB": "kvCacheBytes",
+        "state GiB": "stateBytes",
+        "act GiB": "activationBytes",
+        "overhead GiB": "overheadBytes",
+        "total GiB": "totalBytes",
+    }
+    if not on_cpu:
+        keys["per GPU GiB"] = "totalBytesPerGpu"
+    columns = ["precision", *keys]
     speed = "timePerOutputTokenMs" in first
     if speed:
         columns += ["TTFT ms", "TPOT ms", "tok/s", "fits"]
@@ -261,23 +322,13 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column, justify="left" if column in ("precision", "fits") else "right")
     for row in rows:
         source = "" if row["weightsSource"] == "config" else f" ({row['weightsSource']})"
-        cells = [f"{row['precision']}/{row['kvCacheDtype']}{source}"] + [
-            f"{row[key] / gib:.2f}"
-            for key in (
-                "weightsBytes",
-                "kvCacheBytes",
-                "stateBytes",
-                "activationBytes",
-                "overheadBytes",
-                "totalBytes",
-                "totalBytesPerGpu",
-            )
-        ]
+        cells = [f"{row['precision']}/{row['kvCacheDtype']}{source}"]
+        cells += [f"{row[key] / gib:.2f}" for key in keys.values()]
         if speed:
             cells += [
                 f"{row['timeToFirstTokenMs']:.0f}",
                 f"{row['timePerOutputTokenMs']:.1f}",
-                f"{row['outputTokensPerSecondPerReplica']:.0f}",
+                significant(row["outputTokensPerSecondPerReplica"]),
                 "yes" if row["fits"] else f"no: {row['reason']}",
             ]
         table.add_row(*cells)

@@ -4,6 +4,8 @@ Logs in like ``kubectl``: ``--kubeconfig`` (or ``KUBECONFIG``), else the in-clus
 account. With ``--peering NAME`` several replicas run and one is active (Kopf peering; the
 ``KopfPeering``/``ClusterKopfPeering`` CRDs must be installed); without it the operator runs
 standalone. Kopf is imported when the command runs, so ``memplace plan`` never loads it.
+Before Kopf starts, ``preflight.check`` makes sure the cluster is there, lets us in and has the
+CRDs: anything else is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import random
 import socket
 from typing import Any
 
-from memplace.cli import UsageError
+from memplace.cli import UsageError, preflight
 from memplace.cli.units import parse_duration
 
 __all__ = ["register"]
@@ -108,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.exists(args.kubeconfig):
             raise UsageError(f"no kubeconfig at {args.kubeconfig}")
         os.environ["KUBECONFIG"] = args.kubeconfig
+    preflight.check(args.kubeconfig, clusterwide=not args.namespaces)
     operator_settings.configure(
         operator_settings.Settings(
             stuck_after_seconds=stuck_after,
