@@ -301,9 +301,9 @@ def run(args: argparse.Namespace) -> int:
         f"{model}: {first['parameters'] / 1e9:.2f} B parameters "
         f"({first['activeParameters'] / 1e9:.2f} B active), context {args.context}, "
         f"concurrency {args.concurrency}, {where}"
-        + (f", served by {args.engine}" if args.gpu or on_cpu else "")
+        + (f", served by {args.engine}" if args.gpu and not on_cpu else "")
     )
-    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table = Table(box=box.SIMPLE_HEAD)
     keys = {
         "weights GiB": "weightsBytes",
         "KV GiB": "kvCacheBytes",
@@ -333,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
             ]
         table.add_row(*cells)
     console = Console(width=200)
+    console.print(title, markup=False, highlight=False, soft_wrap=True)  # never cut or wrapped
     console.print(table)
     console.print(note, markup=False, highlight=False)
     return 0
