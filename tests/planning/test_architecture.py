@@ -126,9 +126,21 @@ def test_nemotron_h_counts_mamba_attention_and_mlp_blocks():
     assert arch.state_values_per_sequence > 0
 
 
-def test_unknown_model_type_names_the_families_and_the_fallback():
-    with pytest.raises(ConfigError, match=r"unknown model_type 'bert'.*llama.*parameters"):
+def test_a_config_without_the_standard_fields_is_refused_naming_them():
+    with pytest.raises(ConfigError, match=r"'bert'.*no hidden_size, num_hidden_layers.*parameters"):
         architecture_from_config({"model_type": "bert"})
+
+
+def test_an_unknown_model_type_with_the_standard_fields_is_sized_and_says_so():
+    config = load("llama-3.1-8b.json") | {"model_type": "my_private_llama"}
+    arch = architecture_from_config(config)
+    assert (
+        arch.total_parameters
+        == architecture_from_config(load("llama-3.1-8b.json")).total_parameters
+    )
+    assert "sized from standard fields" in arch.notes[0]
+    known = architecture_from_config(load("llama-3.1-8b.json"))
+    assert not any("standard fields" in note for note in known.notes)
 
 
 def test_a_missing_field_is_named():

@@ -116,7 +116,7 @@ class Architecture:
     max_intermediate_size: int = 0
     """Widest MLP (or expert) hidden width: sizes the activation workspace."""
     attention_heads: int = 0
-    """Query heads: tensor parallelism must divide them (``feasibility.tensor_parallel_refusal``)."""
+    """Query heads, which tensor parallelism must divide (``feasibility``); 0: not known."""
     max_context_tokens: int | None = None
     """The longest sequence the model serves (``max_position_embeddings``, extended by rope
     scaling as vLLM extends it); None when the config does not say."""
@@ -149,8 +149,6 @@ class Architecture:
         if not self.experts or not self.moe_layers:
             return 0
         return self.parameters_in("experts") // (self.experts * self.moe_layers)
-
-
 
 
 # --- reading config.json -------------------------------------------------------------------
@@ -246,21 +244,26 @@ def _moe(c: ConfigValues, rules: Rules, layers: int) -> tuple[Moe | None, set[in
         raise ConfigError(
             f"config.json routes {per_token} experts per token but has only {experts}"
         )
-    width = c.int("moe_intermediate_size") if c.has("moe_intermediate_size") else c.int(
-        "intermediate_size"
+    width = (
+        c.int("moe_intermediate_size")
+        if c.has("moe_intermediate_size")
+        else c.int("intermediate_size")
     )
     if rules.llama4:  # one shared expert as wide as a routed one (Llama4TextMoe)
         shared = width
     else:
-        shared = c.first(
-            (
-                "shared_expert_intermediate_size",
-                "moe_shared_expert_intermediate_size",
-                "shared_intermediate_size",
-            ),
-            0,
-            minimum=0,
-        ) or c.int("n_shared_experts", 0, minimum=0) * width
+        shared = (
+            c.first(
+                (
+                    "shared_expert_intermediate_size",
+                    "moe_shared_expert_intermediate_size",
+                    "shared_intermediate_size",
+                ),
+                0,
+                minimum=0,
+            )
+            or c.int("n_shared_experts", 0, minimum=0) * width
+        )
     moe = Moe(
         experts,
         per_token,
@@ -433,10 +436,7 @@ def _nemotron_h(c: ConfigValues, rules: Rules) -> Architecture:
 
 def _embeddings(c: ConfigValues, rules: Rules, tally: Tally, h: int, vocab: int) -> list[str]:
     tally.add("embeddings", vocab * h)
-    if c.has("tie_word_embeddings"):
-        tied = c.flag("tie_word_embeddings")
-    else:
-        tied = rules.tied
+    tied = c.flag("tie_word_embeddings") if c.has("tie_word_embeddings") else rules.tied
     if not tied:
         tally.add("lm_head", vocab * h, rows=vocab)
     return []
@@ -460,6 +460,7 @@ def _vision_tower(vision: Mapping, text_hidden: int) -> int:
 
     Multimodal checkpoints load it with the language model, so it occupies memory; it adds
     nothing to the per-token decode cost."""
+
     def num(key: str, default: int = 0, *alternatives: str) -> int:
         for name in (key, *alternatives):
             if vision.get(name) is not None:
@@ -497,13 +498,15 @@ def _max_context(c: ConfigValues) -> int | None:
     if isinstance(scaling, Mapping) and not c.family.startswith("gemma3"):
         kind = scaling.get("rope_type", scaling.get("type"))
         factor = scaling.get("factor")
-        if kind not in ("su", "longrope", "llama3", "default", None) and factor:
-            factor = whole("rope_scaling.factor", math.ceil(factor)) if isinstance(
-                factor, int | float
-            ) and not isinstance(factor, bool) else whole("rope_scaling.factor", factor)
+        if kind not in ("su", "longrope", "llama3", "default", None) and factor is not None:
+            if isinstance(factor, bool) or not isinstance(factor, int | float):
+                raise ConfigError(f"config.json rope_scaling.factor is not a number: {factor!r}")
+            if not math.isfinite(factor) or not 0 < factor <= 1e6:
+                raise ConfigError(f"config.json rope_scaling.factor is out of range: {factor!r}")
             base = scaling.get("original_max_position_embeddings") if kind == "yarn" else None
-            start = whole("rope_scaling.original_max_position_embeddings", base) if base else longest
-            longest = int(start * float(scaling["factor"]))
+            key = "rope_scaling.original_max_position_embeddings"
+            start = whole(key, base, maximum=BOUNDS["max_position_embeddings"]) if base else longest
+            longest = max(longest if kind != "yarn" else 0, int(start * max(factor, 1.0)))
     return longest
 
 

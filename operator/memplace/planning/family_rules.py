@@ -90,7 +90,10 @@ FAMILY_RULES: dict[str, Rules] = {
     "minimax_m2": Rules(qk_norm="all"),
     "jamba": STANDARD,
     "starcoder2": Rules(
-        tied=True, norm_bias=True, gated_mlp=False, bias_key="use_bias",
+        tied=True,
+        norm_bias=True,
+        gated_mlp=False,
+        bias_key="use_bias",
         slides_every_layer=True,
     ),
 }

@@ -195,12 +195,21 @@ class Mamba2Keys:
 
 NEMOTRON_H_MAMBA = Mamba2Keys()
 GRANITE_MAMBA = Mamba2Keys(
-    "mamba_n_heads", "mamba_d_head", "mamba_d_state", "mamba_n_groups", "mamba_d_conv",
+    "mamba_n_heads",
+    "mamba_d_head",
+    "mamba_d_state",
+    "mamba_n_groups",
+    "mamba_d_conv",
     conv_bias="mamba_conv_bias",
 )
 FALCON_H1_MAMBA = Mamba2Keys(
-    "mamba_n_heads", "mamba_d_head", "mamba_d_state", "mamba_n_groups", "mamba_d_conv",
-    inner="mamba_d_ssm", conv_bias="mamba_conv_bias",
+    "mamba_n_heads",
+    "mamba_d_head",
+    "mamba_d_state",
+    "mamba_n_groups",
+    "mamba_d_conv",
+    inner="mamba_d_ssm",
+    conv_bias="mamba_conv_bias",
 )
 
 

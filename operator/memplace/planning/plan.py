@@ -69,6 +69,7 @@ from .feasibility import (
     memory_need,
     slo_excess,
     spec_allows,
+    tensor_parallel_refusal,
     within_budget,
 )
 from .inventory import Cluster
@@ -233,6 +234,8 @@ def _size(
 def _variants(request: DeploymentRequest, memo: dict) -> tuple[list[Variant], list[Alternative]]:
     model = request.spec.model
     arch, native = _size(model, request.model_config, f"model {model.name}", memo)
+    if (why := _context_refusal(arch, request)) is not None:
+        raise _Invalid(f"model {model.name}: {why}")
     variants = [Variant(None, arch, 0.0, native)]
     problems = []
     for v in model.variants:
@@ -243,8 +246,26 @@ def _variants(request: DeploymentRequest, memo: dict) -> tuple[list[Variant], li
         except _Invalid as error:
             problems.append(Alternative(variant=v.name, reason=str(error), code="Invalid"))
             continue
+        if (why := _context_refusal(varch, request)) is not None:
+            reason = f"variant {v.name}: {why}"
+            problems.append(Alternative(variant=v.name, reason=reason, code="Invalid"))
+            continue
         variants.append(Variant(v.name, varch, v.quality_loss, vnative))
     return variants, problems
+
+
+def _context_refusal(arch: Any, request: DeploymentRequest) -> str | None:
+    """contextTokens beyond what the model serves: vLLM refuses a ``--max-model-len`` above the
+    derived maximum ("User-specified max_model_len … is greater than the derived
+    max_model_len", vllm/config/model.py), so the deployment cannot start anywhere."""
+    longest = getattr(arch, "max_context_tokens", None)
+    asked = request.spec.workload.context_tokens
+    if longest is None or asked <= longest:
+        return None
+    return (
+        f"contextTokens {asked} is above the {longest} tokens the model serves "
+        "(max_position_embeddings and rope scaling in config.json)"
+    )
 
 
 # --- evaluating candidates -------------------------------------------------------------------
@@ -284,8 +305,8 @@ class _Base:
 
 
 class _Group:
-    """Candidates that share pool, tier, precision, KV dtype and variant, and so every fact the
-    checks before memory read: computed once here, not per member."""
+    """Candidates that share pool, tier, precision, KV dtype, variant and GPUs per replica, and
+    so every fact the checks before memory read: computed once here, not per member."""
 
     __slots__ = (
         "pool",
@@ -293,6 +314,8 @@ class _Group:
         "precision",
         "kv",
         "native",
+        "architecture",
+        "gpus",
         "loss",
         "hardware_ok",
         "plain",
@@ -303,6 +326,7 @@ class _Group:
     def __init__(self, c: Any, loss: float) -> None:
         self.pool, self.tier = c.pool.name, c.tier
         self.precision, self.kv, self.native = c.precision.id, c.kv.id, c.variant.native
+        self.architecture, self.gpus = c.variant.architecture, c.gpus
         self.loss = loss
         self.hardware_ok = hardware_refusal(c.precision, c.kv, c.pool.gpu) is None
         self.plain = (
@@ -317,7 +341,9 @@ class _Group:
     def engine_ok(self, engine: str) -> bool:
         ok = self._engine_ok.get(engine)
         if ok is None:
-            why = engine_refusal(engine, self.tier, self.precision, self.kv, self.native)
+            why = engine_refusal(
+                engine, self.tier, self.precision, self.kv, self.native
+            ) or tensor_parallel_refusal(engine, self.architecture, self.gpus)
             ok = self._engine_ok[engine] = why is None
         return ok
 
@@ -492,7 +518,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
         b.tpot = speed.time_per_output_token_ms if speed is not None else math.inf
         b.index = len(out)
         out.append(b)
-        gkey = (pool.name, c.tier, c.precision.id, c.kv.id, c.variant.name)
+        gkey = (pool.name, c.tier, c.precision.id, c.kv.id, c.variant.name, c.gpus)
         group = groups.get(gkey)
         if group is None:
             loss = quality_loss(c.precision, c.kv, c.variant.quality_loss, native=c.variant.native)
