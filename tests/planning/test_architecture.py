@@ -32,6 +32,9 @@ UNSTATED_CONVENTION = {
     "llama4",
     "minimax_m2",
     "glm4_moe",
+    "qwen2_moe",
+    "deepseek_v32",
+    "kimi_k25",
 }
 
 

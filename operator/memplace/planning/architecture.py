@@ -238,7 +238,13 @@ def _moe(c: ConfigValues, rules: Rules, layers: int) -> tuple[Moe | None, set[in
     if not experts:
         return None, set()
     per_token = c.first(
-        ("num_experts_per_tok", "experts_per_token", "moe_topk", "num_experts_per_token")
+        (
+            "num_experts_per_tok",
+            "experts_per_token",
+            "moe_topk",
+            "num_experts_per_token",
+            "top_k_experts",
+        )
     )
     if per_token > experts:
         raise ConfigError(
@@ -590,6 +596,11 @@ def architecture_from_config(config: Mapping) -> Architecture:
             f"config.json (model_type {model_type!r}) has no {', '.join(missing)}: a decoder "
             "config names hidden_size, num_hidden_layers, num_attention_heads and vocab_size; "
             "for another model give spec.model.parameters (and activeParameters for MoE)"
+        )
+    if c.has("block_configs"):  # Nemotron-NAS: every layer its own shape, not the fields'
+        raise ConfigError(
+            "config.json has per-layer block_configs (Nemotron-NAS), which the standard fields "
+            "do not describe; give spec.model.parameters"
         )
     reader = _nemotron_h if c.has("hybrid_override_pattern") else _standard
     arch = reader(c, rules or STANDARD)

@@ -46,16 +46,19 @@ Any other count is bounded by ``DEFAULT_BOUND``."""
 DEFAULT_BOUND = 100_000_000
 """Bound for counts without their own entry (LoRA ranks, state sizes, windows, group counts)."""
 
+_GEMMA3_TEXT_DEFAULTS = {
+    "vocab_size": 262_208,
+    "head_dim": 256,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "sliding_window": 4096,
+    "sliding_window_pattern": 6,
+    "tie_word_embeddings": True,
+}
+
 CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gemma3": {
-        "vocab_size": 262_208,
-        "head_dim": 256,
-        "num_attention_heads": 8,
-        "num_key_value_heads": 4,
-        "sliding_window": 4096,
-        "sliding_window_pattern": 6,
-        "tie_word_embeddings": True,
-    },
+    "gemma3": _GEMMA3_TEXT_DEFAULTS,
+    "gemma3_text": _GEMMA3_TEXT_DEFAULTS,
 }
 """Fields Hugging Face leaves out of config.json because the config class has them as defaults
 (google/gemma-3-12b-it's config.json names neither head_dim nor vocab_size). Values:
