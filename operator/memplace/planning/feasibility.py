@@ -31,6 +31,7 @@ from .inventory import gib
 
 __all__ = [
     "ENGINE_SUPPORT",
+    "TENSOR_PARALLEL_ENGINES",
     "STAGES",
     "Evaluation",
     "Rejection",

@@ -58,6 +58,7 @@ from .choose import (
 from .cost import cost_per_million_tokens, replica_cost
 from .feasibility import (
     STAGES,
+    TENSOR_PARALLEL_ENGINES,
     Evaluation,
     Requirements,
     check_all,
@@ -305,8 +306,9 @@ class _Base:
 
 
 class _Group:
-    """Candidates that share pool, tier, precision, KV dtype, variant and GPUs per replica, and
-    so every fact the checks before memory read: computed once here, not per member."""
+    """Candidates that share pool, tier, precision, KV dtype, variant and the engines that refuse
+    their tensor-parallel size (``TENSOR_PARALLEL_ENGINES``; none for most shapes), and so every
+    fact the checks before memory read: computed once here, not per member."""
 
     __slots__ = (
         "pool",
@@ -314,8 +316,7 @@ class _Group:
         "precision",
         "kv",
         "native",
-        "architecture",
-        "gpus",
+        "tp_refused",
         "loss",
         "hardware_ok",
         "plain",
@@ -323,10 +324,10 @@ class _Group:
         "_engine_ok",
     )
 
-    def __init__(self, c: Any, loss: float) -> None:
+    def __init__(self, c: Any, loss: float, tp_refused: frozenset[str]) -> None:
         self.pool, self.tier = c.pool.name, c.tier
         self.precision, self.kv, self.native = c.precision.id, c.kv.id, c.variant.native
-        self.architecture, self.gpus = c.variant.architecture, c.gpus
+        self.tp_refused = tp_refused
         self.loss = loss
         self.hardware_ok = hardware_refusal(c.precision, c.kv, c.pool.gpu) is None
         self.plain = (
@@ -341,9 +342,9 @@ class _Group:
     def engine_ok(self, engine: str) -> bool:
         ok = self._engine_ok.get(engine)
         if ok is None:
-            why = engine_refusal(
+            why = engine in self.tp_refused or engine_refusal(
                 engine, self.tier, self.precision, self.kv, self.native
-            ) or tensor_parallel_refusal(engine, self.architecture, self.gpus)
+            )
             ok = self._engine_ok[engine] = why is None
         return ok
 
@@ -424,6 +425,7 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
     pools = [p for p in cluster.pools if not (p.cpu_only and p.instance is None)]
     out: list[_Base] = []
     groups: dict[tuple, _Group] = {}
+    tp_memo: dict[tuple[int, int], frozenset[str]] = {}
     for c in enumerate_candidates(variants, pools, cluster.catalogue):
         arch, aid, pool = c.variant.architecture, arch_ids[id(c.variant)], c.pool
         gpus = max(c.gpus, 1)
@@ -518,11 +520,17 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
         b.tpot = speed.time_per_output_token_ms if speed is not None else math.inf
         b.index = len(out)
         out.append(b)
-        gkey = (pool.name, c.tier, c.precision.id, c.kv.id, c.variant.name, c.gpus)
+        tkey = (aid, c.gpus)
+        tp_refused = tp_memo.get(tkey)
+        if tp_refused is None:
+            tp_refused = tp_memo[tkey] = frozenset(
+                e for e in TENSOR_PARALLEL_ENGINES if tensor_parallel_refusal(e, arch, c.gpus)
+            )
+        gkey = (pool.name, c.tier, c.precision.id, c.kv.id, c.variant.name, tp_refused)
         group = groups.get(gkey)
         if group is None:
             loss = quality_loss(c.precision, c.kv, c.variant.quality_loss, native=c.variant.native)
-            group = groups[gkey] = _Group(c, loss)
+            group = groups[gkey] = _Group(c, loss, tp_refused)
         b.loss = group.loss
         group.members.append(b)
     static_order = sorted(
