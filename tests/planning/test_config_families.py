@@ -125,3 +125,30 @@ def test_experts_per_token_above_the_expert_count_is_refused():
     config = load("qwen3-30b-a3b.json") | {"num_experts_per_tok": 129}
     with pytest.raises(ConfigError, match="129 experts per token"):
         architecture_from_config(config)
+
+
+def test_minimax_text_01_lightning_layers_hold_a_head_dim_square_state_per_head():
+    # No verbatim MiniMax-Text-01 config.json was found; this one is built from the MiniMax-01
+    # paper (arXiv:2501.08313, Table 2 / section 2): 80 layers, hidden 6144, 64 heads of 128,
+    # 8 KV heads, one softmax-attention layer after every 7 lightning layers, 32 experts of
+    # 9216, top-2, vocabulary 200,064; 456 B total, 45.9 B activated per token.
+    config = {
+        "model_type": "minimax",
+        "hidden_size": 6144,
+        "num_hidden_layers": 80,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "intermediate_size": 9216,
+        "num_local_experts": 32,
+        "num_experts_per_tok": 2,
+        "vocab_size": 200064,
+        "attn_type_list": ([0] * 7 + [1]) * 10,
+    }
+    a = architecture_from_config(config)
+    assert a.kv_layers == 10
+    assert a.state_values_per_sequence == 70 * 64 * 128 * 128
+    assert a.total_parameters == pytest.approx(456e9, rel=0.01)
+    # the paper's 45.9 B leaves out both embedding tables
+    no_tables = a.active_parameters - a.parameters_in("embeddings", "lm_head")
+    assert no_tables == pytest.approx(45.9e9, rel=0.01)
