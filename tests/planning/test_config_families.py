@@ -152,3 +152,22 @@ def test_minimax_text_01_lightning_layers_hold_a_head_dim_square_state_per_head(
     # the paper's 45.9 B leaves out both embedding tables
     no_tables = a.active_parameters - a.parameters_in("embeddings", "lm_head")
     assert no_tables == pytest.approx(45.9e9, rel=0.01)
+
+
+def test_a_dense_granite_4_hybrid_sizes_its_mlp_by_the_shared_width():
+    # GraniteMoeHybridDecoderLayer: shared_mlp (shared_intermediate_size) always, experts only
+    # when num_local_experts > 0; intermediate_size then sizes nothing
+    config = {
+        "model_type": "granitemoehybrid",
+        "hidden_size": 2048,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "intermediate_size": 512,
+        "shared_intermediate_size": 8192,
+        "num_local_experts": 0,
+        "vocab_size": 1000,
+        "layer_types": ["attention"] * 4,
+    }
+    a = architecture_from_config(config)
+    assert a.parameters_in("mlp") == 4 * 3 * 2048 * 8192

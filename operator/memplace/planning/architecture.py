@@ -343,6 +343,8 @@ def _standard(c: ConfigValues, rules: Rules) -> Architecture:
     cached: Attention | None = None
     state = 0
     dense_width = c.int("intermediate_size_mlp") if c.has("intermediate_size_mlp") else 0
+    if not moe and rules.dense_width_key != "intermediate_size" and c.has(rules.dense_width_key):
+        dense_width = c.int(rules.dense_width_key)
     mlp_bias = rules.bias_key == "use_bias" and c.flag("use_bias") or c.flag("mlp_bias")
     for i, kind in enumerate(kinds):
         if kind == "linear":

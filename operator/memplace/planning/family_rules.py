@@ -37,6 +37,10 @@ class Rules:
     """``sliding_window`` applies to every layer (Mistral's convention)."""
     alternate_sliding: bool = False
     """Even layers slide, odd layers are global (Gemma 2)."""
+    dense_width_key: str = "intermediate_size"
+    """The field that sizes a dense layer's MLP: Granite-4.0-H's decoder layer always has a
+    ``shared_mlp`` of ``shared_intermediate_size`` and adds experts only when
+    ``num_local_experts`` > 0 (``GraniteMoeHybridDecoderLayer``)."""
     gated_attention: bool = False
     mla: bool = False
     llama4: bool = False
@@ -76,11 +80,11 @@ FAMILY_RULES: dict[str, Rules] = {
     "glm4": Rules(bias_scope="qkv", norms_per_layer=4),
     "glm4_moe": Rules(bias_scope="qkv", qk_norm="flag"),
     "phi3": Rules(slides_every_layer=True),
-    "phimoe": Rules(slides_every_layer=True),
+    "phimoe": Rules(slides_every_layer=True, norm_bias=True),
     "mistral3": STANDARD,
     "granite": STANDARD,
     "granitemoe": STANDARD,
-    "granitemoehybrid": STANDARD,
+    "granitemoehybrid": Rules(dense_width_key="shared_intermediate_size"),
     "olmo2": Rules(qk_norm="all"),
     "olmoe": Rules(qk_norm="all"),
     "cohere": Rules(tied=True, norms_per_layer=1),
