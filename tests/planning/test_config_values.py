@@ -181,3 +181,10 @@ def test_a_variant_with_a_bad_config_is_listed_and_the_model_still_planned(clust
         a.variant == "broken" and a.code == "Invalid" and "num_attention_heads" in a.reason
         for a in plan.alternatives
     )
+
+
+def test_a_dense_model_without_intermediate_size_is_refused_naming_it():
+    config = qwen3_8b()
+    del config["intermediate_size"]
+    with pytest.raises(ConfigError, match="intermediate_size"):
+        architecture_from_config(config)

@@ -361,12 +361,12 @@ def _standard(c: ConfigValues, rules: Rules) -> Architecture:
             state += mamba2(c, tally, h, FALCON_H1_MAMBA)
         if moe and i not in dense_layers:
             moe.add_layer(tally, h)
-        elif c.has("intermediate_size") or dense_width:
+        else:  # a dense layer: its width is required, never silently left out
             width = dense_width or c.int("intermediate_size")
             mlp(tally, "mlp", h, width, gated=rules.gated_mlp, bias=mlp_bias)
         tally.add("norms", rules.norms_per_layer * h * (2 if rules.norm_bias else 1))
     tally.add("norms", h * (2 if rules.norm_bias else 1))
-    notes += _embeddings(c, rules, tally, h, vocab)
+    _embeddings(c, rules, tally, h, vocab)
     notes += _extras(c, tally, h)
     window_kinds = ("sliding", "chunked")
     window = 0
@@ -424,8 +424,8 @@ def _nemotron_h(c: ConfigValues, rules: Rules) -> Architecture:
             raise ConfigError(f"hybrid_override_pattern has an unknown block {block!r}")
         tally.add("norms", h)
     tally.add("norms", h)
-    notes = _embeddings(c, rules, tally, h, vocab)
-    notes += _extras(c, tally, h)
+    _embeddings(c, rules, tally, h, vocab)
+    notes = _extras(c, tally, h)
     return _architecture(
         c,
         tally,
@@ -442,12 +442,11 @@ def _nemotron_h(c: ConfigValues, rules: Rules) -> Architecture:
     )
 
 
-def _embeddings(c: ConfigValues, rules: Rules, tally: Tally, h: int, vocab: int) -> list[str]:
+def _embeddings(c: ConfigValues, rules: Rules, tally: Tally, h: int, vocab: int) -> None:
     tally.add("embeddings", vocab * h)
     tied = c.flag("tie_word_embeddings") if c.has("tie_word_embeddings") else rules.tied
     if not tied:
         tally.add("lm_head", vocab * h, rows=vocab)
-    return []
 
 
 def _extras(c: ConfigValues, tally: Tally, h: int) -> list[str]:
