@@ -483,7 +483,10 @@ def _vision_tower(vision: Mapping, text_hidden: int) -> int:
     channels = num("in_channels", 3, "num_channels")
     temporal = num("temporal_patch_size", 1)
     positions = num("num_position_embeddings") or (num("image_size") // patch) ** 2
-    blocks = depth * (4 * h * h + 2 * h * width + 9 * h + width)
+    # SiLU towers (Pixtral, Qwen2.5-VL) gate their MLP: three matrices; GELU ones (SigLIP,
+    # CLIP, Llama 4's) have two
+    matrices = 3 if str(vision.get("hidden_act", "")).lower() in ("silu", "swish") else 2
+    blocks = depth * (4 * h * h + matrices * h * width + 9 * h + width)
     embeddings = channels * temporal * patch * patch * h + positions * h
     merge = num("spatial_merge_size", 1)
     out = num("out_hidden_size", text_hidden)
