@@ -453,9 +453,14 @@ def _extras(c: ConfigValues, tally: Tally, h: int) -> list[str]:
     """A vision tower (loaded, not decoded) and multi-token-prediction layers (not loaded)."""
     notes = []
     vision = c.get("vision_config")
-    if isinstance(vision, Mapping) and (tower := _vision_tower(vision, h)):
-        tally.add("vision", tower, 0)
-        notes.append(f"vision tower of about {tower / 1e9:.2f} B parameters loaded, not decoded")
+    if isinstance(vision, Mapping):
+        if tower := _vision_tower(vision, h):
+            tally.add("vision", tower, 0)
+            notes.append(
+                f"vision tower of about {tower / 1e9:.2f} B parameters loaded, not decoded"
+            )
+        else:
+            notes.append("vision_config not understood: the vision tower's weights are not counted")
     for key in ("num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_modules"):
         if c.get(key):
             notes.append(f"{c.get(key)} multi-token-prediction layer(s) not loaded ({key})")
@@ -474,11 +479,11 @@ def _vision_tower(vision: Mapping, text_hidden: int) -> int:
                 return whole(f"vision_config.{name}", vision[name], 0)
         return default
 
-    h = num("hidden_size")
+    h = num("hidden_size", 0, "vt_hidden_size")  # vt_*: Kimi K2.5's MoonViT
     if not h:
         return 0
-    width = num("intermediate_size", 4 * h)
-    depth = num("depth", 0, "num_hidden_layers")
+    width = num("intermediate_size", 4 * h, "vt_intermediate_size")
+    depth = num("depth", 0, "num_hidden_layers", "vt_num_hidden_layers")
     patch = num("patch_size", 14) or 1
     channels = num("in_channels", 3, "num_channels")
     temporal = num("temporal_patch_size", 1)
