@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from planning_clusters import a100_nodes
+import pytest
+from planning_clusters import a100_nodes, l4_nodes
 
 from memplace.api import ModelDeploymentSpec
 from memplace.planning.architecture import architecture_from_config, architecture_from_parameters
@@ -63,3 +64,42 @@ def test_the_planner_never_splits_qwen2_5s_28_heads_over_eight_gpus():
     assert refused.phase == "Unschedulable"
     supported = dict(refused.funnel)["supported by hardware and engine"]
     assert supported < dict(divisible.funnel)["supported by hardware and engine"]
+
+
+@pytest.mark.parametrize("engine", ["vllm", "tgi", "llamacpp"])
+def test_the_fast_path_counts_tensor_parallel_refusals_as_the_checks_do(engine):
+    # the planner's grouped fast path and every check on every candidate must agree, also
+    # for a model (28 heads, 4 KV heads) whose 8-GPU candidates vLLM and TGI refuse
+    from memplace.planning import plan as planning
+    from memplace.planning.feasibility import check_all, funnel
+
+    config = json.loads((CONFIGS / "qwen2.5-7b.json").read_text())
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "model": {"name": "Qwen/Qwen2.5-7B", "config": config},
+            "workload": {"contextTokens": 32768, "concurrency": 16, "outputTokensPerSecond": 300},
+            "slo": {"timeToFirstTokenMs": 2000, "timePerOutputTokenMs": 80},
+            "quality": {"maxLoss": 0.05},
+            "runtime": {"engine": engine},
+        }
+    )
+    cluster = build_cluster(nodes=a100_nodes(1) + l4_nodes(1))
+    request = DeploymentRequest("ml", "x", spec)
+    variants, _ = planning._variants(request, cluster.memo)
+    r = planning.Requirements.from_spec(request.spec)
+    shape = planning._bases(variants, r, cluster)
+    kept, _, steps, _ = planning._evaluate_all(shape, r)
+    slow = []
+    for g in shape.groups:
+        for b in g.members:
+            e = planning._evaluate(b, r, 1, 1, check=False)
+            demand = r.demand_tokens_per_second
+            e.replicas_for_demand = int(-(-demand // b.tps)) if b.tps else 10**9
+            e.rejections = check_all(e, r)
+            slow.append(e)
+    assert steps[:-1] == funnel(slow)[:-1]
+    feasible = {id(e.candidate) for e in slow if e.feasible}
+    assert {id(shape.bases[at].candidate) for at, _, _ in kept} == feasible
+    refused = [e for e in slow if any("attention heads" in x.message for x in e.rejections)]
+    assert bool(refused) == (engine != "llamacpp")
+    assert all(e.candidate.gpus == 8 for e in refused)
