@@ -28,38 +28,24 @@ __all__ = ["Cluster"]
 
 MEMPLACE_RESOURCES: dict[str, dict[str, Any]] = {
     "memplace.io/v1alpha1/modeldeployments": dict(
-        kind="ModelDeployment",
-        singular="modeldeployment",
-        namespaced=True,
-        shortnames={"mdep"},
-        categories={"memplace"},
-        subresources={"status"},
+        kind="ModelDeployment", singular="modeldeployment", namespaced=True,
+        shortnames={"mdep"}, categories={"memplace"}, subresources={"status"},
     ),
     "memplace.io/v1alpha1/placementpools": dict(
-        kind="PlacementPool",
-        singular="placementpool",
-        namespaced=False,
-        categories={"memplace"},
-        subresources={"status"},
+        kind="PlacementPool", singular="placementpool", namespaced=False,
+        categories={"memplace"}, subresources={"status"},
     ),
     "memplace.io/v1alpha1/nodememoryreports": dict(
-        kind="NodeMemoryReport",
-        singular="nodememoryreport",
-        namespaced=False,
-        categories={"memplace"},
-        subresources={"status"},
+        kind="NodeMemoryReport", singular="nodememoryreport", namespaced=False,
+        categories={"memplace"}, subresources={"status"},
     ),
 }
 KOPF_RESOURCES: dict[str, dict[str, Any]] = {  # Kopf's peering CRDs (peering.crd.yaml)
     "kopf.dev/v1/clusterkopfpeerings": dict(
-        kind="ClusterKopfPeering",
-        singular="clusterkopfpeering",
-        namespaced=False,
+        kind="ClusterKopfPeering", singular="clusterkopfpeering", namespaced=False,
     ),
     "kopf.dev/v1/kopfpeerings": dict(
-        kind="KopfPeering",
-        singular="kopfpeering",
-        namespaced=True,
+        kind="KopfPeering", singular="kopfpeering", namespaced=True,
     ),
 }
 VERBS = {"create", "delete", "get", "list", "patch", "update", "watch"}
@@ -116,11 +102,9 @@ class Cluster(kmock.KubernetesEmulator):
             wanted = (request.data.get("metadata") or {}).get("resourceVersion")
             if wanted is not None and wanted != meta.get("resourceVersion"):
                 raise kmock.KubernetesError(
-                    status=409,
-                    reason="Conflict",
+                    status=409, reason="Conflict",
                     message=f"the object has been modified (resourceVersion "
-                    f"{meta.get('resourceVersion')}, not {wanted})",
-                )
+                            f"{meta.get('resourceVersion')}, not {wanted})")
         try:
             new = kmock_dicts.patch_dict(old, request.data)
         except Exception:  # noqa: BLE001 — a failing JSON-patch `test` op: the emulator answers
@@ -174,8 +158,7 @@ class Cluster(kmock.KubernetesEmulator):
 
     def events(self, namespace: str | None = None) -> list[dict[str, Any]]:
         return [
-            event
-            for event in self.stored_all("v1/events")
+            event for event in self.stored_all("v1/events")
             if namespace is None or event.get("metadata", {}).get("namespace") == namespace
         ]
 

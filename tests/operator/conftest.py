@@ -40,10 +40,9 @@ async def peered_operator(cluster, monkeypatch) -> AsyncIterator[RunningOperator
     (``POD_ID``, as the chart sets it) and priority ``PRIORITY``; the ClusterKopfPeering exists
     and names no other peer."""
     monkeypatch.setenv("POD_ID", OWN_ID)
-    await cluster.create(
-        "/apis/kopf.dev/v1/clusterkopfpeerings",
-        {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}},
-    )
+    await cluster.create("/apis/kopf.dev/v1/clusterkopfpeerings", {
+        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
+        "metadata": {"name": PEERING}})
     async with _running(["--peering", PEERING, "--priority", str(PRIORITY)]) as running:
         yield running
 
@@ -51,24 +50,15 @@ async def peered_operator(cluster, monkeypatch) -> AsyncIterator[RunningOperator
 @contextlib.asynccontextmanager
 async def _running(mode: list[str]) -> AsyncIterator[RunningOperator]:
     metrics_port, health_port = free_port(), free_port()
-    operator_settings.configure(
-        operator_settings.Settings(
-            resync_seconds=0.2,
-            stuck_after_seconds=1.0,
-            metrics_port=metrics_port,
-            metrics_host="127.0.0.1",
-        )
-    )
+    operator_settings.configure(operator_settings.Settings(
+        resync_seconds=0.2,
+        stuck_after_seconds=1.0,
+        metrics_port=metrics_port,
+        metrics_host="127.0.0.1",
+    ))
     runner = KopfRunner(
-        [
-            "run",
-            *mode,
-            "--all-namespaces",
-            "-m",
-            "memplace.operator.handlers",
-            "--liveness",
-            f"http://127.0.0.1:{health_port}/healthz",
-        ],
+        ["run", *mode, "--all-namespaces", "-m", "memplace.operator.handlers",
+         "--liveness", f"http://127.0.0.1:{health_port}/healthz"],
         timeout=30,
     )
     # The emulator serves from this loop: enter and leave the runner's thread off the loop.

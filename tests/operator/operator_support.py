@@ -49,26 +49,17 @@ def md_url(namespace: str = NS, name: str | None = None) -> str:
     return url + (f"/{name}" if name else "")
 
 
-def gpu_node(
-    name: str,
-    pool: str,
-    gpus: int = 8,
-    product: str = "NVIDIA-A100-SXM4-80GB",
-    memory_mib: int = 81920,
-) -> dict[str, Any]:
+def gpu_node(name: str, pool: str, gpus: int = 8, product: str = "NVIDIA-A100-SXM4-80GB",
+             memory_mib: int = 81920) -> dict[str, Any]:
     return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "memplace.io/test-pool": pool,
-                "nvidia.com/gpu.product": product,
-                "nvidia.com/gpu.count": str(gpus),
-                "nvidia.com/gpu.memory": str(memory_mib),
-                "kubernetes.io/os": "linux",
-            },
-        },
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "memplace.io/test-pool": pool,
+            "nvidia.com/gpu.product": product,
+            "nvidia.com/gpu.count": str(gpus),
+            "nvidia.com/gpu.memory": str(memory_mib),
+            "kubernetes.io/os": "linux",
+        }},
         "status": {
             "capacity": {"nvidia.com/gpu": str(gpus), "cpu": "96", "memory": "1000Gi"},
             "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "96", "memory": "1000Gi"},
@@ -77,14 +68,8 @@ def gpu_node(
     }
 
 
-def pool(
-    name: str,
-    price: float,
-    *,
-    gpus: int = 8,
-    model: str = "A100-SXM4-80GB",
-    tolerations: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+def pool(name: str, price: float, *, gpus: int = 8, model: str = "A100-SXM4-80GB",
+         tolerations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "nodeSelector": {"memplace.io/test-pool": name},
         "pricePerNodeHour": price,
@@ -92,12 +77,8 @@ def pool(
     }
     if tolerations:
         spec["tolerations"] = tolerations
-    return {
-        "apiVersion": "memplace.io/v1alpha1",
-        "kind": "PlacementPool",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+    return {"apiVersion": "memplace.io/v1alpha1", "kind": "PlacementPool",
+            "metadata": {"name": name}, "spec": spec}
 
 
 def model_deployment(name: str, parameters: float = 8.0e9, **spec: Any) -> dict[str, Any]:
@@ -107,45 +88,23 @@ def model_deployment(name: str, parameters: float = 8.0e9, **spec: Any) -> dict[
         "runtime": {"engine": "vllm", "port": 8000},
     }
     body.update(spec)
-    return {
-        "apiVersion": "memplace.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": body,
-    }
+    return {"apiVersion": "memplace.io/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": NS}, "spec": body}
 
 
 async def add_unscheduled_pod(cluster, deployment: str, pool: str, since: str) -> None:
     """Post the pod of ``deployment`` that the scheduler could not place on ``pool`` since
     ``since`` (RFC 3339): the emulator has no scheduler of its own."""
-    await cluster.create(
-        f"/api/v1/namespaces/{NS}/pods",
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": f"{deployment}-abc",
-                "namespace": NS,
-                "labels": {
-                    "app.kubernetes.io/managed-by": "memplace",
-                    "memplace.io/deployment": deployment,
-                    "memplace.io/pool": pool,
-                },
-            },
-            "spec": {"containers": [{"name": "engine", "image": "x"}]},
-            "status": {
-                "phase": "Pending",
-                "conditions": [
-                    {
-                        "type": "PodScheduled",
-                        "status": "False",
-                        "reason": "Unschedulable",
-                        "lastTransitionTime": since,
-                    }
-                ],
-            },
-        },
-    )
+    await cluster.create(f"/api/v1/namespaces/{NS}/pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"{deployment}-abc", "namespace": NS, "labels": {
+            "app.kubernetes.io/managed-by": "memplace",
+            "memplace.io/deployment": deployment, "memplace.io/pool": pool}},
+        "spec": {"containers": [{"name": "engine", "image": "x"}]},
+        "status": {"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "lastTransitionTime": since}]},
+    })
 
 
 async def add_pool(cluster, name: str, price: float, nodes: int = 1, **kwargs: Any) -> None:
@@ -160,8 +119,7 @@ def status_of(cluster, name: str) -> dict[str, Any]:
 
 def events_for(cluster, name: str, reason: str | None = None) -> list[dict[str, Any]]:
     return [
-        event
-        for event in cluster.events(NS)
+        event for event in cluster.events(NS)
         if event.get("involvedObject", {}).get("name") == name
         and (reason is None or event.get("reason") == reason)
     ]

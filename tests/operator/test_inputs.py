@@ -10,16 +10,9 @@ import pytest
 from memplace.operator import inputs
 from memplace.operator.settings import Settings
 
-SMALL = {
-    "model_type": "qwen3",
-    "hidden_size": 2560,
-    "num_hidden_layers": 36,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "intermediate_size": 9728,
-    "vocab_size": 151936,
-}
+SMALL = {"model_type": "qwen3", "hidden_size": 2560, "num_hidden_layers": 36,
+         "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+         "intermediate_size": 9728, "vocab_size": 151936}
 
 
 class FakeKube:
@@ -37,25 +30,18 @@ class FakeKube:
 
 
 def spec(*variants: dict[str, Any]) -> Any:
-    return inputs.parse_spec(
-        {
-            "model": {"name": "Qwen/Qwen3-8B", "parameters": 8e9, "variants": list(variants)},
-        }
-    )
+    return inputs.parse_spec({
+        "model": {"name": "Qwen/Qwen3-8B", "parameters": 8e9, "variants": list(variants)},
+    })
 
 
 async def test_a_variant_given_by_configmap_gets_its_config_and_inline_ones_stay_in_the_spec():
     api = FakeKube({"small-config": {"config.json": json.dumps(SMALL)}})
     found = await inputs.variant_configs(
-        spec(
-            {"name": "small", "configMapRef": {"name": "small-config"}, "qualityLoss": 0.02},
-            {"name": "inline", "config": SMALL, "qualityLoss": 0.02},
-            {"name": "sized", "parameters": 1e9, "qualityLoss": 0.05},
-        ),
-        "ml",
-        api,
-        Settings(),
-    )
+        spec({"name": "small", "configMapRef": {"name": "small-config"}, "qualityLoss": 0.02},
+             {"name": "inline", "config": SMALL, "qualityLoss": 0.02},
+             {"name": "sized", "parameters": 1e9, "qualityLoss": 0.05}),
+        "ml", api, Settings())
     assert found == {"small": SMALL}
     assert api.asked == ["/api/v1/namespaces/ml/configmaps/small-config"]
 
@@ -66,13 +52,11 @@ async def test_a_missing_variant_configmap_is_waited_for_and_a_missing_key_is_in
         await inputs.variant_configs(waiting, "ml", FakeKube({}), Settings())
     assert caught.value.waiting_for == "ConfigMap ml/later"
 
-    wrong_key = spec(
-        {"name": "small", "configMapRef": {"name": "cm", "key": "cfg.json"}, "qualityLoss": 0.02}
-    )
+    wrong_key = spec({"name": "small", "configMapRef": {"name": "cm", "key": "cfg.json"},
+                      "qualityLoss": 0.02})
     with pytest.raises(inputs.InvalidSpec, match="has no key 'cfg.json'"):
-        await inputs.variant_configs(
-            wrong_key, "ml", FakeKube({"cm": {"config.json": "{}"}}), Settings()
-        )
+        await inputs.variant_configs(wrong_key, "ml", FakeKube({"cm": {"config.json": "{}"}}),
+                                     Settings())
 
 
 async def test_the_model_and_its_variants_resolve_the_same_way():
@@ -87,23 +71,13 @@ def test_own_replicas_memory_is_given_back_to_free_and_nothing_else_is():
     from memplace.api import NodeMemoryReportStatus
 
     gib = 1 << 30
-    report = NodeMemoryReportStatus.model_validate(
-        {
-            "gpus": [
-                {
-                    "index": 0,
-                    "memoryTotalBytes": 80 * gib,
-                    "memoryUsedBytes": 76 * gib,
-                    "memoryFreeBytes": 4 * gib,
-                    "processes": [
-                        {"pid": 1, "podUid": "ours", "usedMemoryBytes": 72 * gib},
-                        {"pid": 2, "podUid": "theirs", "usedMemoryBytes": 4 * gib},
-                    ],
-                },
-                {"index": 1, "memoryTotalBytes": 80 * gib, "memoryFreeBytes": 80 * gib},
-            ]
-        }
-    )
+    report = NodeMemoryReportStatus.model_validate({"gpus": [
+        {"index": 0, "memoryTotalBytes": 80 * gib, "memoryUsedBytes": 76 * gib,
+         "memoryFreeBytes": 4 * gib, "processes": [
+             {"pid": 1, "podUid": "ours", "usedMemoryBytes": 72 * gib},
+             {"pid": 2, "podUid": "theirs", "usedMemoryBytes": 4 * gib}]},
+        {"index": 1, "memoryTotalBytes": 80 * gib, "memoryFreeBytes": 80 * gib},
+    ]})
     [(node, adjusted)] = inputs.without_own_use([("n1", report)], ["ours"])
     assert node == "n1"
     assert adjusted.gpus[0].memory_free_bytes == 76 * gib
@@ -115,19 +89,9 @@ def test_own_replicas_memory_is_given_back_to_free_and_nothing_else_is():
 def _report(*processes: tuple[str | None, int]) -> Any:
     from memplace.api import NodeMemoryReportStatus
 
-    return NodeMemoryReportStatus.model_validate(
-        {
-            "gpus": [
-                {
-                    "index": 0,
-                    "processes": [
-                        {"pid": 100 + n, "podUid": uid, "usedMemoryBytes": used}
-                        for n, (uid, used) in enumerate(processes)
-                    ],
-                }
-            ]
-        }
-    )
+    return NodeMemoryReportStatus.model_validate({"gpus": [{"index": 0, "processes": [
+        {"pid": 100 + n, "podUid": uid, "usedMemoryBytes": used}
+        for n, (uid, used) in enumerate(processes)]}]})
 
 
 def test_a_report_that_cannot_say_whose_memory_it_is_is_dropped_only_where_replicas_run():

@@ -9,22 +9,17 @@ GIB = 1 << 30
 
 
 def report(observed_at: str, *gpus: list[tuple[str | None, int | None]]) -> NodeMemoryReportStatus:
-    return NodeMemoryReportStatus.model_validate(
-        {
-            "observedAt": observed_at,
-            "heartbeatSeconds": 60,
-            "gpus": [
-                {
-                    "index": index,
-                    "processes": [
-                        {"pid": 100 + n, "podUid": uid, "usedMemoryBytes": used}
-                        for n, (uid, used) in enumerate(processes)
-                    ],
-                }
-                for index, processes in enumerate(gpus)
-            ],
-        }
-    )
+    return NodeMemoryReportStatus.model_validate({
+        "observedAt": observed_at,
+        "heartbeatSeconds": 60,
+        "gpus": [
+            {"index": index, "processes": [
+                {"pid": 100 + n, "podUid": uid, "usedMemoryBytes": used}
+                for n, (uid, used) in enumerate(processes)
+            ]}
+            for index, processes in enumerate(gpus)
+        ],
+    })
 
 
 def test_a_tensor_parallel_replica_sums_its_processes_over_its_gpus():
@@ -42,10 +37,9 @@ def test_the_largest_replica_is_reported_with_the_newest_contributing_report():
 
 
 def test_other_pods_unknown_pods_and_processes_without_a_figure_do_not_count():
-    node = report(
-        "2026-01-01T12:00:00Z",
-        [("pod-a", 10 * GIB), ("someone-else", 60 * GIB), (None, 5 * GIB), ("pod-a", None)],
-    )
+    node = report("2026-01-01T12:00:00Z",
+                  [("pod-a", 10 * GIB), ("someone-else", 60 * GIB), (None, 5 * GIB),
+                   ("pod-a", None)])
     later = report("2026-01-01T13:00:00Z", [("someone-else", GIB)])
     found = measured.per_replica(["pod-a"], [("n1", node), ("n2", later)])
     assert found == {"gpuMemoryBytesPerReplica": 10 * GIB, "observedAt": "2026-01-01T12:00:00Z"}

@@ -34,17 +34,12 @@ from operator_support import (
 async def test_a_new_deployment_gets_a_deployment_a_service_a_status_and_an_event(
     cluster, operator
 ):
-    await add_pool(
-        cluster,
-        "a100",
-        30.0,
-        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-    )
+    await add_pool(cluster, "a100", 30.0, tolerations=[
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
     await cluster.create(md_url(), model_deployment("summarizer"))
 
-    deployment = await eventually(
-        lambda: cluster.stored(DEPLOYMENTS, NS, "summarizer"), what="the Deployment"
-    )
+    deployment = await eventually(lambda: cluster.stored(DEPLOYMENTS, NS, "summarizer"),
+                                  what="the Deployment")
     template = deployment["spec"]["template"]["spec"]
     assert template["nodeSelector"] == {"memplace.io/test-pool": "a100"}
     assert template["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -58,12 +53,8 @@ async def test_a_new_deployment_gets_a_deployment_a_service_a_status_and_an_even
     service = await eventually(lambda: cluster.stored(SERVICES, NS, "summarizer"))
     assert service["spec"]["ports"][0]["port"] == 8000
 
-    status = await eventually(
-        lambda: (
-            status_of(cluster, "summarizer").get("placement") and status_of(cluster, "summarizer")
-        ),
-        what="the status",
-    )
+    status = await eventually(lambda: status_of(cluster, "summarizer").get("placement") and
+                              status_of(cluster, "summarizer"), what="the status")
     assert status["phase"] in ("Placed", "Ready")
     assert status["placement"]["pool"] == "a100"
     assert status["observedGeneration"] == 1
@@ -82,13 +73,9 @@ async def test_status_is_written_through_the_status_subresource_and_spec_never(c
     await add_pool(cluster, "a100", 30.0)
     await cluster.create(md_url(), model_deployment("summarizer"))
     await eventually(lambda: status_of(cluster, "summarizer").get("placement"))
-    writes = [
-        r
-        for r in cluster.seen()
-        if r.method == "PATCH"
-        and r.resource is not None
-        and r.resource.plural == "modeldeployments"
-    ]
+    writes = [r for r in cluster.seen()
+              if r.method == "PATCH" and r.resource is not None
+              and r.resource.plural == "modeldeployments"]
     assert writes
     for request in writes:
         data = request.data if isinstance(request.data, dict) else {}
@@ -107,13 +94,9 @@ async def test_a_repeated_reconcile_writes_nothing_to_the_deployment(cluster, op
     await add_pool(cluster, "a100-more", 45.0)
     await eventually(lambda: plans() > planned, what="a re-plan")
     await asyncio.sleep(1.0)
-    writes = [
-        r
-        for r in cluster.seen()
-        if r.resource is not None
-        and r.resource.plural == "deployments"
-        and r.method in ("POST", "PATCH", "PUT")
-    ]
+    writes = [r for r in cluster.seen()
+              if r.resource is not None and r.resource.plural == "deployments"
+              and r.method in ("POST", "PATCH", "PUT")]
     assert len(writes) == 1, [w.method for w in writes]
     assert status_of(cluster, "summarizer")["placement"]["pool"] == "a100"
 
@@ -126,17 +109,11 @@ async def test_a_spec_edit_replans_and_patches_the_deployment(cluster, operator)
     await cluster.merge_patch(md_url(name="summarizer"), {"spec": {"workload": {"minReplicas": 2}}})
 
     deployment = await eventually(
-        lambda: (
-            (d := cluster.stored(DEPLOYMENTS, NS, "summarizer"))
-            and d["spec"]["replicas"] == 2
-            and d
-        ),
-        what="the patched Deployment",
-    )
+        lambda: (d := cluster.stored(DEPLOYMENTS, NS, "summarizer"))
+        and d["spec"]["replicas"] == 2 and d, what="the patched Deployment")
     assert deployment["spec"]["template"]["spec"]["nodeSelector"]
-    status = await eventually(
-        lambda: (s := status_of(cluster, "summarizer")).get("observedGeneration") == 2 and s
-    )
+    status = await eventually(lambda: (s := status_of(cluster, "summarizer"))
+                              .get("observedGeneration") == 2 and s)
     assert status["placement"]["replicas"] == 2
     replanned = await eventually(lambda: events_for(cluster, "summarizer", "Replanned"))
     assert "spec changed" in replanned[0]["message"]
@@ -149,15 +126,13 @@ async def test_an_infeasible_edit_keeps_the_running_placement_and_warns(cluster,
     before = cluster.stored(DEPLOYMENTS, NS, "summarizer")
 
     # No GPU answers the first token in 10 microseconds.
-    await cluster.merge_patch(
-        md_url(name="summarizer"), {"spec": {"slo": {"timeToFirstTokenMs": 0.01}}}
-    )
+    await cluster.merge_patch(md_url(name="summarizer"),
+                              {"spec": {"slo": {"timeToFirstTokenMs": 0.01}}})
 
     kept = await eventually(lambda: events_for(cluster, "summarizer", "PlacementKept"))
     assert kept[0]["type"] == "Warning"
-    status = await eventually(
-        lambda: (s := status_of(cluster, "summarizer")).get("observedGeneration") == 2 and s
-    )
+    status = await eventually(lambda: (s := status_of(cluster, "summarizer"))
+                              .get("observedGeneration") == 2 and s)
     assert status["phase"] in ("Placed", "Ready")
     assert status["placement"]["pool"] == "a100"
     assert condition(status, "Placed")["reason"] == "PlacementKept"
@@ -166,13 +141,11 @@ async def test_an_infeasible_edit_keeps_the_running_placement_and_warns(cluster,
 
 async def test_an_unschedulable_deployment_is_placed_when_capacity_arrives(cluster, operator):
     # 30e9 parameters in bf16 (60 GB) fit no 24 GB L4, and offloading is not allowed.
-    await cluster.create(
-        NODES_URL, gpu_node("small-node-0", "small", gpus=1, product="NVIDIA-L4", memory_mib=23034)
-    )
+    await cluster.create(NODES_URL, gpu_node("small-node-0", "small", gpus=1,
+                                             product="NVIDIA-L4", memory_mib=23034))
     await cluster.create(POOLS_URL, pool("small", 5.0, model="L4", gpus=1))
-    await cluster.create(
-        md_url(), model_deployment("big", parameters=3.0e10, placement={"tiers": ["gpu"]})
-    )
+    await cluster.create(md_url(), model_deployment("big", parameters=3.0e10,
+                                                    placement={"tiers": ["gpu"]}))
 
     status = await eventually(lambda: (s := status_of(cluster, "big")).get("phase") and s)
     assert status["phase"] == "Unschedulable"
@@ -186,8 +159,7 @@ async def test_an_unschedulable_deployment_is_placed_when_capacity_arrives(clust
 
     deployment = await eventually(lambda: cluster.stored(DEPLOYMENTS, NS, "big"), timeout=15)
     assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {
-        "memplace.io/test-pool": "a100"
-    }
+        "memplace.io/test-pool": "a100"}
     await eventually(lambda: status_of(cluster, "big").get("phase") in ("Placed", "Ready"))
     await eventually(lambda: events_for(cluster, "big", "Placed"))
 
@@ -217,9 +189,8 @@ async def test_readiness_follows_the_deployment(cluster, operator):
         f"/apis/apps/v1/namespaces/{NS}/deployments/summarizer/status",
         {"status": {"observedGeneration": 1, "replicas": 1, "availableReplicas": 1}},
     )
-    status = await eventually(
-        lambda: (s := status_of(cluster, "summarizer")).get("phase") == "Ready" and s
-    )
+    status = await eventually(lambda: (s := status_of(cluster, "summarizer"))
+                              .get("phase") == "Ready" and s)
     assert condition(status, "Ready")["status"] == "True"
 
 
@@ -227,19 +198,16 @@ async def test_stuck_pods_mark_the_pool_full_and_fall_back(cluster, operator):
     await add_pool(cluster, "cheap", 10.0)
     await add_pool(cluster, "dear", 50.0)
     await cluster.create(md_url(), model_deployment("summarizer"))
-    await eventually(
-        lambda: status_of(cluster, "summarizer").get("placement", {}).get("pool") == "cheap"
-    )
+    await eventually(lambda: status_of(cluster, "summarizer").get("placement", {})
+                     .get("pool") == "cheap")
     await add_unscheduled_pod(cluster, "summarizer", "cheap", since="2020-01-01T00:00:00Z")
     full = await eventually(lambda: events_for(cluster, "summarizer", "PoolFull"))
     assert "cheap" in full[0]["message"]
-    await eventually(
-        lambda: status_of(cluster, "summarizer").get("placement", {}).get("pool") == "dear"
-    )
+    await eventually(lambda: status_of(cluster, "summarizer").get("placement", {})
+                     .get("pool") == "dear")
     deployment = cluster.stored(DEPLOYMENTS, NS, "summarizer")
     assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {
-        "memplace.io/test-pool": "dear"
-    }
+        "memplace.io/test-pool": "dear"}
 
 
 async def test_delete_forgets_the_deployment_and_its_metrics(cluster, operator):
@@ -278,10 +246,8 @@ async def test_metrics_and_health_are_served(cluster, operator):
     async with httpx.AsyncClient() as client:
         text = await eventually(lambda: _metrics_with_cost(client, operator.metrics_port))
         health = await client.get(f"http://127.0.0.1:{operator.health_port}/healthz")
-    assert (
-        'memplace_deployments{phase="Placed"} 1.0' in text
-        or 'memplace_deployments{phase="Ready"} 1.0' in text
-    )
+    assert 'memplace_deployments{phase="Placed"} 1.0' in text or \
+        'memplace_deployments{phase="Ready"} 1.0' in text
     assert "memplace_plan_duration_seconds_count" in text
     gpu_memory = 'memplace_estimated_gpu_memory_bytes{name="summarizer",namespace="ml",pool="a100"'
     assert gpu_memory in text

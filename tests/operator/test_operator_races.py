@@ -35,13 +35,9 @@ def _iso(moment: datetime.datetime) -> str:
 
 def _writes(cluster, after: int) -> list[kmock.Request]:
     """Writes by the operator (anything but the peering's keep-alives) after request ``after``."""
-    return [
-        r
-        for r in cluster.seen()[after:]
-        if r.method in ("POST", "PATCH", "PUT", "DELETE")
-        and r.resource is not None
-        and r.resource.plural != "clusterkopfpeerings"
-    ]
+    return [r for r in cluster.seen()[after:]
+            if r.method in ("POST", "PATCH", "PUT", "DELETE") and r.resource is not None
+            and r.resource.plural != "clusterkopfpeerings"]
 
 
 async def test_a_paused_peer_writes_nothing_until_the_peer_above_it_expires(
@@ -50,11 +46,8 @@ async def test_a_paused_peer_writes_nothing_until_the_peer_above_it_expires(
     await add_pool(cluster, "cheap", 10.0)
     await add_pool(cluster, "dear", 50.0)
     await cluster.create(md_url(), model_deployment("summarizer"))
-    await eventually(
-        lambda: status_of(cluster, "summarizer").get("placement", {}).get("pool") == "cheap",
-        timeout=15,
-        what="placed while alone",
-    )
+    await eventually(lambda: status_of(cluster, "summarizer").get("placement", {})
+                     .get("pool") == "cheap", timeout=15, what="placed while alone")
     peers = (cluster.stored("kopf.dev/v1/clusterkopfpeerings", None, PEERING) or {})["status"]
     assert peers[OWN_ID]["priority"] == PRIORITY
 
@@ -66,14 +59,8 @@ async def test_a_paused_peer_writes_nothing_until_the_peer_above_it_expires(
     await asyncio.sleep(0.5)  # indexed
 
     # A live peer with a higher priority: Kopf pauses this replica, and so must the loop.
-    await cluster.merge_patch(
-        PEERING_URL,
-        {
-            "status": {
-                "other-replica": {"priority": PRIORITY + 1, "lifetime": 6, "lastseen": _iso(now)}
-            }
-        },
-    )
+    await cluster.merge_patch(PEERING_URL, {"status": {"other-replica": {
+        "priority": PRIORITY + 1, "lifetime": 6, "lastseen": _iso(now)}}})
     await asyncio.sleep(0.3)
     seen = len(cluster.seen())
     await asyncio.sleep(3.5)  # the pod is stuck meanwhile
@@ -82,16 +69,11 @@ async def test_a_paused_peer_writes_nothing_until_the_peer_above_it_expires(
     assert status_of(cluster, "summarizer")["placement"]["pool"] == "cheap"
 
     # The peer expires (lastseen + 6s): this replica takes over and acts on what it sees.
-    full = await eventually(
-        lambda: events_for(cluster, "summarizer", "PoolFull"),
-        timeout=10,
-        what="PoolFull after the peer expired",
-    )
+    full = await eventually(lambda: events_for(cluster, "summarizer", "PoolFull"), timeout=10,
+                            what="PoolFull after the peer expired")
     assert "cheap" in full[0]["message"]
-    await eventually(
-        lambda: status_of(cluster, "summarizer").get("placement", {}).get("pool") == "dear",
-        what="the re-plan after the peer expired",
-    )
+    await eventually(lambda: status_of(cluster, "summarizer").get("placement", {})
+                     .get("pool") == "dear", what="the re-plan after the peer expired")
 
 
 async def test_the_resync_loop_does_not_restore_a_status_changed_since_it_was_indexed(
@@ -105,10 +87,8 @@ async def test_the_resync_loop_does_not_restore_a_status_changed_since_it_was_in
     # A newer status than the operator's index holds: the object changes on the server without
     # a watch event reaching the operator yet (as when a handler's patch lands mid-resync).
     stored = cluster.objects[kmock.resource(MDS), NS, "summarizer"]
-    newer = [
-        dict(c, reason="Newer") if c["type"] == "Placed" else c
-        for c in stored["status"]["conditions"]
-    ]
+    newer = [dict(c, reason="Newer") if c["type"] == "Placed" else c
+             for c in stored["status"]["conditions"]]
     version = str(int(stored["metadata"]["resourceVersion"]) + 500)
     stored.patch({"metadata": {"resourceVersion": version}, "status": {"conditions": newer}})
 
@@ -127,16 +107,10 @@ async def test_the_resync_loop_does_not_restore_a_status_changed_since_it_was_in
 
 
 def _status_patches(cluster, after: int) -> list[Any]:
-    return [
-        r
-        for r in cluster.seen()[after:]
-        if r.method == "PATCH"
-        and r.resource is not None
-        and r.resource.plural == "modeldeployments"
-        and r.subresource == "status"
-        and isinstance(r.data, dict)
-        and "resourceVersion" in (r.data.get("metadata") or {})
-    ]
+    return [r for r in cluster.seen()[after:]
+            if r.method == "PATCH" and r.resource is not None
+            and r.resource.plural == "modeldeployments" and r.subresource == "status"
+            and isinstance(r.data, dict) and "resourceVersion" in (r.data.get("metadata") or {})]
 
 
 async def test_a_deployment_the_api_server_refuses_is_invalid_and_not_retried(cluster, operator):
@@ -145,10 +119,8 @@ async def test_a_deployment_the_api_server_refuses_is_invalid_and_not_retried(cl
     cluster.refuse("deployments", "summarizer", message)
     await cluster.create(md_url(), model_deployment("summarizer"))
 
-    status = await eventually(
-        lambda: (s := status_of(cluster, "summarizer")).get("phase") == "Invalid" and s,
-        what="phase Invalid",
-    )
+    status = await eventually(lambda: (s := status_of(cluster, "summarizer"))
+                              .get("phase") == "Invalid" and s, what="phase Invalid")
     assert message in status["message"]
     assert "rejected Deployment ml/summarizer" in status["message"]
     assert condition(status, "Valid")["status"] == "False"
@@ -157,15 +129,8 @@ async def test_a_deployment_the_api_server_refuses_is_invalid_and_not_retried(cl
     assert cluster.stored(DEPLOYMENTS, NS, "summarizer") is None
 
     def attempts() -> int:
-        return len(
-            [
-                r
-                for r in cluster.seen()
-                if r.method == "POST"
-                and r.resource is not None
-                and r.resource.plural == "deployments"
-            ]
-        )
+        return len([r for r in cluster.seen() if r.method == "POST" and r.resource is not None
+                    and r.resource.plural == "deployments"])
 
     tried = attempts()
     await asyncio.sleep(2.0)  # Kopf's backoff is 5s, the resync 0.2s
@@ -178,10 +143,8 @@ async def test_a_service_the_api_server_refuses_creates_nothing(cluster, operato
     cluster.refuse("services", "summarizer", "metadata.name: must be no more than 63 characters")
     await cluster.create(md_url(), model_deployment("summarizer"))
 
-    status = await eventually(
-        lambda: (s := status_of(cluster, "summarizer")).get("phase") == "Invalid" and s,
-        what="phase Invalid",
-    )
+    status = await eventually(lambda: (s := status_of(cluster, "summarizer"))
+                              .get("phase") == "Invalid" and s, what="phase Invalid")
     assert "rejected Service ml/summarizer: metadata.name" in status["message"]
     assert cluster.stored(DEPLOYMENTS, NS, "summarizer") is None
     assert cluster.stored(SERVICES, NS, "summarizer") is None

@@ -28,13 +28,8 @@ def test_a_live_peer_with_a_higher_priority_pauses_this_replica_until_it_expires
 
 def test_a_shared_top_priority_pauses_every_replica_as_kopf_does():
     assert blocking({"me": peer(10), "twin": peer(10)}) == ["twin"]
-    unsharded = peering.blocking_peers(
-        {"me": peer(10), "twin": peer(10)},
-        identity="me",
-        priority=10,
-        now=NOW,
-        same_priority_pauses=False,
-    )
+    unsharded = peering.blocking_peers({"me": peer(10), "twin": peer(10)}, identity="me",
+                                       priority=10, now=NOW, same_priority_pauses=False)
     assert unsharded == []
 
 
@@ -55,13 +50,10 @@ class FakeKube:
 
 
 def settings(**peering_settings: Any) -> Any:
-    defaults = dict(
-        standalone=False, clusterwide=True, mandatory=True, name="memplace", priority=10
-    )
-    return SimpleNamespace(
-        peering=SimpleNamespace(**(defaults | peering_settings)),
-        watching=SimpleNamespace(shard_selectors={}),
-    )
+    defaults = dict(standalone=False, clusterwide=True, mandatory=True, name="memplace",
+                    priority=10)
+    return SimpleNamespace(peering=SimpleNamespace(**(defaults | peering_settings)),
+                           watching=SimpleNamespace(shard_selectors={}))
 
 
 async def test_standalone_is_always_active_and_asks_nothing():
@@ -87,8 +79,6 @@ async def test_the_cluster_peering_or_each_namespace_s_peering_is_read(monkeypat
     ml = "/apis/kopf.dev/v1/namespaces/ml/kopfpeerings/memplace"
     other = "/apis/kopf.dev/v1/namespaces/other/kopfpeerings/memplace"
     api = FakeKube({ml: {"status": {"me": peer(10)}}, other: {"status": {"me": peer(10)}}})
-    assert await peering.active(settings(clusterwide=False), api, ["ml", "other", "ml"], NOW) == (
-        True,
-        "",
-    )
+    assert await peering.active(settings(clusterwide=False), api, ["ml", "other", "ml"], NOW) \
+        == (True, "")
     assert api.asked == [ml, other]
