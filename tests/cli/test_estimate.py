@@ -125,7 +125,7 @@ def test_unknown_model_type_names_the_fallback(tmp_path):
     path.write_text(json.dumps({"model_type": "bert"}))
     result = memplace("estimate", str(path))
     assert result.returncode == 2
-    assert "supported families" in result.stderr and "parameters" in result.stderr
+    assert "no hidden_size" in result.stderr and "parameters" in result.stderr
 
 
 def test_malformed_json_names_the_file(tmp_path):

@@ -28,7 +28,7 @@ from memplace.planning.architecture import (
 )
 from memplace.planning.catalogue import default_catalogue
 from memplace.planning.checkpoint import Checkpoint, native_precision, with_checkpoint
-from memplace.planning.feasibility import hardware_refusal
+from memplace.planning.feasibility import hardware_refusal, tensor_parallel_refusal
 from memplace.planning.inventory import gib
 from memplace.planning.latency import estimate_speed
 from memplace.planning.memory import (
@@ -227,7 +227,9 @@ def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
             raise UsageError("--tier cpu needs --instance (a CPU instance type) for its speed")
         offloaded, reason = 0, None
     else:
-        reason = hardware_refusal(precision, kv, gpu)
+        reason = hardware_refusal(precision, kv, gpu) or tensor_parallel_refusal(
+            "vllm", arch, args.gpus_per_replica
+        )
         offloaded = 0
         usable = usable_gpu_bytes(gpu.memory_bytes)
         if args.tier == "offload":

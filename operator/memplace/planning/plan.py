@@ -71,6 +71,7 @@ from .choose import (
 from .cost import cost_per_million_tokens, replica_cost
 from .feasibility import (
     STAGES,
+    TENSOR_PARALLEL_ENGINES,
     Evaluation,
     Requirements,
     check_all,
@@ -82,6 +83,7 @@ from .feasibility import (
     memory_need,
     slo_excess,
     spec_allows,
+    tensor_parallel_refusal,
     within_budget,
 )
 from .inventory import Cluster
@@ -255,6 +257,8 @@ def _variants(request: DeploymentRequest, memo: dict) -> tuple[list[Variant], li
     arch, native = _size(
         model, request.model_config, f"model {model.name}", memo, checkpoints.get(None)
     )
+    if (why := _context_refusal(arch, request)) is not None:
+        raise _Invalid(f"model {model.name}: {why}")
     variants = [Variant(None, arch, 0.0, native)]
     problems = []
     for v in model.variants:
@@ -269,8 +273,26 @@ def _variants(request: DeploymentRequest, memo: dict) -> tuple[list[Variant], li
         except _Invalid as error:
             problems.append(Alternative(variant=v.name, reason=str(error), code="Invalid"))
             continue
+        if (why := _context_refusal(varch, request)) is not None:
+            reason = f"variant {v.name}: {why}"
+            problems.append(Alternative(variant=v.name, reason=reason, code="Invalid"))
+            continue
         variants.append(Variant(v.name, varch, v.quality_loss, vnative))
     return variants, problems
+
+
+def _context_refusal(arch: Any, request: DeploymentRequest) -> str | None:
+    """contextTokens beyond what the model serves: vLLM refuses a ``--max-model-len`` above the
+    derived maximum ("User-specified max_model_len … is greater than the derived
+    max_model_len", vllm/config/model.py), so the deployment cannot start anywhere."""
+    longest = getattr(arch, "max_context_tokens", None)
+    asked = request.spec.workload.context_tokens
+    if longest is None or asked <= longest:
+        return None
+    return (
+        f"contextTokens {asked} is above the {longest} tokens the model serves "
+        "(max_position_embeddings and rope scaling in config.json)"
+    )
 
 
 # --- evaluating candidates -------------------------------------------------------------------
@@ -332,8 +354,9 @@ class _Base:
 
 
 class _Group:
-    """Candidates that share pool, tier, precision, KV dtype and variant, and so every fact the
-    checks before memory read: computed once here, not per member."""
+    """Candidates that share pool, tier, precision, KV dtype, variant and the engines that refuse
+    their tensor-parallel size (``TENSOR_PARALLEL_ENGINES``; none for most shapes), and so every
+    fact the checks before memory read: computed once here, not per member."""
 
     __slots__ = (
         "pool",
@@ -341,6 +364,7 @@ class _Group:
         "precision",
         "kv",
         "native",
+        "tp_refused",
         "loss",
         "hardware_ok",
         "plain",
@@ -348,9 +372,10 @@ class _Group:
         "_engine_ok",
     )
 
-    def __init__(self, c: Any, loss: float) -> None:
+    def __init__(self, c: Any, loss: float, tp_refused: frozenset[str]) -> None:
         self.pool, self.tier = c.pool.name, c.tier
         self.precision, self.kv, self.native = c.precision.id, c.kv.id, c.variant.native
+        self.tp_refused = tp_refused
         self.loss = loss
         self.hardware_ok = hardware_refusal(c.precision, c.kv, c.pool.gpu) is None
         self.plain = (
@@ -365,7 +390,9 @@ class _Group:
     def engine_ok(self, engine: str) -> bool:
         ok = self._engine_ok.get(engine)
         if ok is None:
-            why = engine_refusal(engine, self.tier, self.precision, self.kv, self.native)
+            why = engine in self.tp_refused or engine_refusal(
+                engine, self.tier, self.precision, self.kv, self.native
+            )
             ok = self._engine_ok[engine] = why is None
         return ok
 
@@ -453,6 +480,7 @@ def _bases(
     pools = [p for p in cluster.pools if not (p.cpu_only and p.instance is None)]
     out: list[_Base] = []
     groups: dict[tuple, _Group] = {}
+    tp_memo: dict[tuple[int, int], frozenset[str]] = {}
     for c in enumerate_candidates(variants, pools, cluster.catalogue):
         arch, aid, pool = c.variant.architecture, arch_ids[id(c.variant)], c.pool
         gpus = max(c.gpus, 1)
@@ -567,11 +595,17 @@ def _bases(
         b.tpot = speed.time_per_output_token_ms if speed is not None else math.inf
         b.index = len(out)
         out.append(b)
-        gkey = (pool.name, c.tier, c.precision.id, c.kv.id, c.variant.name)
+        tkey = (aid, c.gpus)
+        tp_refused = tp_memo.get(tkey)
+        if tp_refused is None:
+            tp_refused = tp_memo[tkey] = frozenset(
+                e for e in TENSOR_PARALLEL_ENGINES if tensor_parallel_refusal(e, arch, c.gpus)
+            )
+        gkey = (pool.name, c.tier, c.precision.id, c.kv.id, c.variant.name, tp_refused)
         group = groups.get(gkey)
         if group is None:
             loss = quality_loss(c.precision, c.kv, c.variant.quality_loss, native=c.variant.native)
-            group = groups[gkey] = _Group(c, loss)
+            group = groups[gkey] = _Group(c, loss, tp_refused)
         b.loss = group.loss
         group.members.append(b)
     static_order = sorted(
@@ -784,6 +818,7 @@ def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
             (v.name, _arch_id(cluster.memo, v.architecture), v.quality_loss, v.native)
             for v in variants
         ),
+        tuple(problem.reason for problem in problems),  # variants refused, listed in the plan
         r,
         current_key,
         applicable,
