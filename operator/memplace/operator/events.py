@@ -14,6 +14,10 @@ Invalid         Warning  the spec cannot be planned at all, or the API server re
                          rendered Deployment or Service (422); not retried
 PlacementKept   Warning  an edit is infeasible or invalid, so the running placement stays
 PoolFull        Warning  pods stayed unschedulable too long; the pool is skipped for now
+SLOAtRisk       Warning  the measured p95 missed the SLO in two consecutive windows (once
+                         per streak)
+EstimateDrift   Normal   a measured figure differs from the estimate by more than 25 %
+                         (once per figure, until it comes back)
 ==============  =======  ==================================================================
 """
 
@@ -26,18 +30,30 @@ import kopf
 
 __all__ = [
     "REASONS",
+    "estimate_drift",
+    "estimate_drift_message",
     "invalid",
     "placed",
     "placed_message",
     "placement_kept",
     "pool_full",
     "replanned",
+    "slo_at_risk",
     "summary",
     "unschedulable",
     "unschedulable_message",
 ]
 
-REASONS = ("Placed", "Replanned", "Unschedulable", "Invalid", "PlacementKept", "PoolFull")
+REASONS = (
+    "Placed",
+    "Replanned",
+    "Unschedulable",
+    "Invalid",
+    "PlacementKept",
+    "PoolFull",
+    "SLOAtRisk",
+    "EstimateDrift",
+)
 GIB = 1024**3
 
 
@@ -122,3 +138,25 @@ def pool_full(body: Any, pool: str, stuck: int, after_seconds: float) -> None:
         message=f"{stuck} pod(s) unschedulable on pool {pool} for over "
         f"{after_seconds:.0f}s; trying the next candidate",
     )
+
+
+def slo_at_risk(body: Any, verdict: str, windows: int) -> None:
+    kopf.warn(
+        body,
+        reason="SLOAtRisk",
+        message=f"the SLO was missed in {windows} consecutive measurement windows: {verdict}",
+    )
+
+
+def estimate_drift_message(ratios: Mapping[str, float], window: str) -> str:
+    """``measured/estimated over 5m: timePerOutputToken 1.62 (62 % slower/larger)``."""
+    parts = [
+        f"{name} {ratio:.2f} ({abs(ratio - 1) * 100:.0f} % "
+        f"{'over' if ratio > 1 else 'under'} the estimate)"
+        for name, ratio in sorted(ratios.items())
+    ]
+    return f"measured/estimated over {window}: " + "; ".join(parts)
+
+
+def estimate_drift(body: Any, ratios: Mapping[str, float], window: str) -> None:
+    kopf.info(body, reason="EstimateDrift", message=estimate_drift_message(ratios, window))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from .prometheus import PrometheusConfig
+
 __all__ = ["Settings", "configure", "current"]
 
 
@@ -36,6 +38,13 @@ class Settings:
     """A Hugging Face token for gated models (``HF_TOKEN``); never logged."""
     reporting_component: str = "memplace"
     """The component Events are reported as."""
+    prometheus: PrometheusConfig | None = None
+    """Where the engines' metrics are read (``--prometheus-url`` …); None: nothing is measured
+    and SLOMet is Unknown."""
+    measure_interval_seconds: float = 30.0
+    """How often each placed deployment is measured (``--measure-interval``)."""
+    measure_window: str = "5m"
+    """The window each measurement covers, a Prometheus duration (``--measure-window``)."""
 
 
 _current = Settings()
