@@ -26,6 +26,7 @@ import pytest_asyncio
 from kmock._internal import dicts as kmock_dicts
 
 import prometheus_server
+from fake_engine import FakeEngine
 from prometheus_server import PrometheusServer
 
 __all__ = ["Cluster"]
@@ -222,3 +223,21 @@ def prometheus() -> Iterator[Callable[..., PrometheusServer]]:
     finally:
         for server in started:
             server.stop()
+
+
+@pytest.fixture()
+def fake_engine() -> Iterator[Callable[..., FakeEngine]]:
+    """Start fake vLLM exporters (``tests/fake_engine.py``): ``fake_engine()`` returns one whose
+    ``target`` a ``prometheus`` server can scrape; all are stopped after the test."""
+    started: list[FakeEngine] = []
+
+    def _start(**kwargs: Any) -> FakeEngine:
+        engine = FakeEngine(**kwargs)
+        started.append(engine)
+        return engine
+
+    try:
+        yield _start
+    finally:
+        for engine in started:
+            engine.close()

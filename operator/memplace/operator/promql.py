@@ -253,8 +253,8 @@ def figure(body: Any) -> float | NoFigure:
         return NoFigure(f"Prometheus answered {sample[1]!r}, not a number")
     if math.isnan(value):
         return NoFigure("no requests in the window")
-    if math.isinf(value):
-        return NoFigure("above the largest histogram bucket")
     if value < 0:
         return NoFigure(f"a negative value ({value})")
+    if math.isinf(value):
+        return NoFigure("above the largest histogram bucket")
     return value
