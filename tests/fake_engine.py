@@ -30,6 +30,8 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
 TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
                 7.5, 10.0, 20.0, 40.0, 80.0)
 LABELS = ("namespace", "pod", "model_name", "engine")
+CURRENT_NAMES = ("vllm:inter_token_latency_seconds", "vllm:kv_cache_usage_perc")
+LEGACY_NAMES = ("vllm:time_per_output_token_seconds", "vllm:gpu_cache_usage_perc")
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,7 @@ class FakeEngine:
         self.registry = CollectorRegistry()
         self.tick = tick
         self.tokens_per_tick = tokens_per_tick
-        tpot = "vllm:time_per_output_token_seconds" if legacy else "vllm:inter_token_latency"
-        tpot += "" if legacy else "_seconds"
-        kv = "vllm:gpu_cache_usage_perc" if legacy else "vllm:kv_cache_usage_perc"
+        tpot, kv = LEGACY_NAMES if legacy else CURRENT_NAMES
         self._ttft = Histogram("vllm:time_to_first_token_seconds", "TTFT.", LABELS,
                                buckets=TTFT_BUCKETS, registry=self.registry)
         self._tpot = Histogram(tpot, "Inter-token latency.", LABELS, buckets=TPOT_BUCKETS,
