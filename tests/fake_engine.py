@@ -6,7 +6,8 @@ It stands in for the model pods of KMock (which runs no containers) behind a rea
 relabelling would give them, plus vLLM's own ``model_name`` and ``engine`` labels.
 
 A background thread "serves traffic" every ``tick`` seconds: per pod, one request's time to
-first token and ``tokens_per_tick`` inter-token latencies are observed into the histograms (with
+first token and ``tokens_per_tick`` inter-token latencies (more after a late tick: the tokens
+follow the wall clock) are observed into the histograms (with
 vLLM's own bucket bounds, vllm/v1/metrics/loggers.py), the generated-tokens counter grows by the
 same count, and the gauges hold the pod's KV-cache usage and requests running / waiting.
 :meth:`FakeEngine.set` changes what a pod measures from then on. ``legacy=True`` exports the
@@ -17,6 +18,7 @@ names vLLM used before its renames (``time_per_output_token_seconds``,
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -85,16 +87,22 @@ class FakeEngine:
         return self.tokens_per_tick / self.tick
 
     def _serve_traffic(self) -> None:
+        """Tokens follow the wall clock (a late tick catches up), so the rate is exact."""
+        started = time.monotonic()
+        served: dict[tuple[str, str], int] = {}
         while not self._stop.wait(self.tick):
             with self._lock:
                 pods = dict(self._pods)
+            due = int((time.monotonic() - started) * self.tokens_per_second_per_pod)
             for (namespace, pod), load in pods.items():
                 labels = (namespace, pod, "Qwen/Qwen3-8B", "0")
+                tokens = due - served.get((namespace, pod), due - self.tokens_per_tick)
+                served[(namespace, pod)] = due
                 self._ttft.labels(*labels).observe(load.ttft_seconds)
                 tpot = self._tpot.labels(*labels)
-                for _ in range(self.tokens_per_tick):
+                for _ in range(tokens):
                     tpot.observe(load.tpot_seconds)
-                self._tokens.labels(*labels).inc(self.tokens_per_tick)
+                self._tokens.labels(*labels).inc(tokens)
                 self._kv.labels(*labels).set(load.kv_cache_usage)
                 self._running.labels(*labels).set(load.running)
                 self._waiting.labels(*labels).set(load.waiting)

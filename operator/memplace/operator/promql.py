@@ -17,8 +17,11 @@ window (``5m``). Every query aggregates across the replicas, so that each answer
 
 Renamed metrics are read under both names, the new one first: ``new or (old unless on() new)``
 keeps the old name's answer only when the new name has none, so an engine that exports both
-during a deprecation window (vLLM 0.10.2–0.11) is not counted twice. docs/metrics.md lists every
-name and the engine versions that introduced or renamed it.
+during a deprecation window (vLLM 0.10.2–0.11) is not counted twice. A name with a colon is
+also read with the colon as ``_``: prometheus_client ≥ 0.22 writes ``vllm_generation_tokens_total``
+in the samples of an OpenMetrics scrape that asks for no escaping scheme (Prometheus 2.x does
+not), while its ``# TYPE`` line keeps ``vllm:`` (prometheus/client_python#1177). docs/metrics.md
+lists every name and the engine versions that introduced or renamed it.
 
 :func:`figure` turns Prometheus' JSON answer into a float, or a :class:`NoFigure` saying why not:
 an empty vector (not scraped, or no such metric), NaN (a quantile or a ratio over a window with
@@ -179,12 +182,19 @@ def queries(engine: str, matchers: str, window: str) -> list[Query]:
         for q, name in ((0.5, "tpot_p50"), (0.95, "tpot_p95")):
             found.append(Query(name, _quantile(q, metrics.tpot_histogram, matchers, window)))
     if metrics.tpot_seconds_total and metrics.output_tokens_total:
-        seconds = f"sum(rate({metrics.tpot_seconds_total}{{{matchers}}}[{window}]))"
-        tokens = f"sum(rate({metrics.output_tokens_total[0]}{{{matchers}}}[{window}]))"
-        found.append(Query("tpot_mean", f"{seconds} / {tokens}"))
+        found.append(Query("tpot_mean", _fallback([
+            f"sum(rate({seconds}{{{matchers}}}[{window}])) / "
+            f"sum(rate({tokens}{{{matchers}}}[{window}]))"
+            for seconds, tokens in zip(
+                _spellings([metrics.tpot_seconds_total]),
+                _spellings([metrics.output_tokens_total[0]]),
+                strict=True,
+            )
+        ])))
     if metrics.output_tokens_total:
         found.append(Query("output_tokens_per_second", _fallback([
-            f"sum(rate({name}{{{matchers}}}[{window}]))" for name in metrics.output_tokens_total
+            f"sum(rate({name}{{{matchers}}}[{window}]))"
+            for name in _spellings(metrics.output_tokens_total)
         ])))
     elif metrics.output_tokens_histogram_sum:
         name = metrics.output_tokens_histogram_sum
@@ -192,7 +202,8 @@ def queries(engine: str, matchers: str, window: str) -> list[Query]:
         found.append(Query("output_tokens_per_second", rate))
     if metrics.kv_cache_usage:
         found.append(Query("kv_cache_usage", _fallback([
-            f"max(avg_over_time({name}{{{matchers}}}[{window}]))" for name in metrics.kv_cache_usage
+            f"max(avg_over_time({name}{{{matchers}}}[{window}]))"
+            for name in _spellings(metrics.kv_cache_usage)
         ])))
     for figure_name, names in (
         ("requests_running", metrics.requests_running),
@@ -200,15 +211,27 @@ def queries(engine: str, matchers: str, window: str) -> list[Query]:
     ):
         if names:
             found.append(Query(figure_name, _fallback([
-                f"sum(avg_over_time({name}{{{matchers}}}[{window}]))" for name in names
+                f"sum(avg_over_time({name}{{{matchers}}}[{window}]))"
+                for name in _spellings(names)
             ])))
+    return found
+
+
+def _spellings(names: Sequence[str]) -> list[str]:
+    """Each name, then its colon-escaped spelling (``vllm:x`` → ``vllm_x``), in that order."""
+    found: list[str] = []
+    for name in names:
+        found.append(name)
+    for name in names:
+        if ":" in name:
+            found.append(name.replace(":", "_"))
     return found
 
 
 def _quantile(q: float, names: Sequence[str], matchers: str, window: str) -> str:
     return _fallback([
         f"histogram_quantile({q}, sum by (le) (rate({name}_bucket{{{matchers}}}[{window}])))"
-        for name in names
+        for name in _spellings(names)
     ])
 
 
