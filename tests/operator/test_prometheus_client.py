@@ -30,6 +30,21 @@ async def test_a_query_asks_the_instant_api_with_a_server_side_timeout():
     assert request.url.path == "/api/v1/query"
     assert request.url.params["query"] == "up" and request.url.params["timeout"] == "4s"
     assert "authorization" not in request.headers
+    assert "time" not in request.url.params  # now, as the server's clock says
+
+
+async def test_the_queries_of_one_window_name_their_instant():
+    import datetime
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=ANSWER)
+
+    at = datetime.datetime(2026, 1, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
+    await client(handler).query("up", at)
+    assert seen[0].url.params["time"] == f"{at.timestamp():.3f}"
 
 
 async def test_the_bearer_token_is_reread_from_its_file_on_every_query(tmp_path):

@@ -90,7 +90,7 @@ async def measure_one(
         asked = promql.queries(engine, promql.selector(namespace, pods), window)
     except ValueError as error:
         return Measurement(engine, window, now, failure=str(error))
-    answers = await asyncio.gather(*(client.query(query.promql) for query in asked))
+    answers = await asyncio.gather(*(client.query(query.promql, now) for query in asked))
     figures: dict[str, float] = {}
     missing: dict[str, str] = {}
     for query, answer in zip(asked, answers, strict=True):

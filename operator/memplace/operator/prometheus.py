@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -68,8 +69,11 @@ class Prometheus:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def query(self, promql: str) -> float | NoFigure:
-        """The one number ``promql`` evaluates to now, or why there is none."""
+    async def query(self, promql: str, at: datetime | None = None) -> float | NoFigure:
+        """The one number ``promql`` evaluates to at ``at`` (default: now), or why there is none.
+
+        The queries of one window pass the same ``at``, so that a scrape landing between two of
+        them cannot give one figure and not the other."""
         headers: dict[str, str] = {}
         if self.config.token_file:
             try:
@@ -78,6 +82,8 @@ class Prometheus:
                 return NoFigure(f"the token file cannot be read: {error}", unreachable=True)
             headers["Authorization"] = f"Bearer {token}"
         params = {"query": promql, "timeout": f"{self.config.timeout_seconds:g}s"}
+        if at is not None:
+            params["time"] = f"{at.timestamp():.3f}"
         try:
             response = await self._client.get("/api/v1/query", params=params, headers=headers)
         except httpx.TimeoutException:
