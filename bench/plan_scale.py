@@ -2,8 +2,11 @@
 
     python bench/plan_scale.py --deployments 10000 --nodes 5000 --pools 20 --seed 1
 
-Prints one JSON line: deployments, nodes, pools, seconds (building the cluster and planning
-every deployment with ``plan_cluster``, one core), placed, unschedulable, peakRssMiB.
+Prints one JSON line: deployments, nodes, pools, profiles, seconds (building the cluster and
+planning every deployment with ``plan_cluster``, one core), placed, unschedulable, calibrated
+(plans whose estimate a profile corrected), peakRssMiB. ``--profiles N`` draws N
+PerformanceProfiles (5–15 samples, factors 0.5–2) over the workload's architectures and the
+pools' GPUs, so that the cost of calibrated planning shows.
 ``--dump FILE`` also writes every plan (its status fields, funnel and resolvable) as JSON lines,
 to check that a change to the planner leaves its output byte-identical.
 
@@ -25,7 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
-from memplace.api import ModelDeploymentSpec  # noqa: E402
+from memplace.api import (  # noqa: E402
+    ModelDeploymentSpec,
+    PerformanceProfile,
+    PerformanceProfileStatus,
+)
+from memplace.planning.architecture import architecture_from_parameters  # noqa: E402
+from memplace.planning.calibration import Calibration, ProfileKey, fingerprint, record  # noqa: E402
 from memplace.planning.catalogue import default_catalogue  # noqa: E402
 from memplace.planning.inventory import Node, build_cluster  # noqa: E402
 from memplace.planning.plan import DeploymentRequest, plan_cluster  # noqa: E402
@@ -91,7 +100,31 @@ def cluster(nodes: int, pools: int, rng: random.Random):
     return out, catalogue
 
 
-def workload(count: int, rng: random.Random) -> list[DeploymentRequest]:
+def profiles(count: int, catalogue, rng: random.Random) -> Calibration:
+    prints = [fingerprint(architecture_from_parameters(t, a)) for t, a in MODELS]
+    gpus = sorted({catalogue.instance(t).gpu for t in INSTANCE_TYPES} - {None})
+    drawn = []
+    for _ in range(count):
+        key = ProfileKey(
+            rng.choice(prints),
+            rng.choice(gpus),
+            rng.choice(("bf16", "fp8", "int8", "int4")),
+            rng.choice(("bf16", "fp8")),
+            "vllm",
+            rng.choice((1, 2, 4, 8)),
+        )
+        status: PerformanceProfileStatus | None = None
+        factor = rng.uniform(0.5, 2.0)
+        for _ in range(rng.randint(5, 15)):
+            status = record(status, "2026-12-01T00:00:00Z", decode=factor, prefill=factor)
+        meta = {"name": key.name}
+        drawn.append(PerformanceProfile(metadata=meta, spec=key.spec(), status=status))
+    return Calibration(drawn)
+
+
+def workload(
+    count: int, rng: random.Random, calibration: Calibration | None = None
+) -> list[DeploymentRequest]:
     requests = []
     for i in range(count):
         total, active = rng.choice(MODELS)
@@ -115,7 +148,9 @@ def workload(count: int, rng: random.Random) -> list[DeploymentRequest]:
                 "placement": {"tiers": rng.choice(TIERS)},
             }
         )
-        requests.append(DeploymentRequest(f"ns-{i % 97:02d}", f"d-{i:06d}", spec))
+        requests.append(
+            DeploymentRequest(f"ns-{i % 97:02d}", f"d-{i:06d}", spec, calibration=calibration)
+        )
     return requests
 
 
@@ -125,13 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=500)
     parser.add_argument("--pools", type=int, default=12)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profiles", type=int, default=0, help="PerformanceProfiles to draw")
     parser.add_argument(
         "--dump", type=Path, help="also write every plan to this file, one JSON line each"
     )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     nodes, catalogue = cluster(args.nodes, args.pools, rng)
-    requests = workload(args.deployments, rng)
+    calibration = profiles(args.profiles, catalogue, rng) if args.profiles else None
+    requests = workload(args.deployments, rng, calibration)
     start = time.perf_counter()
     plans = plan_cluster(requests, build_cluster(nodes=nodes, catalogue=catalogue))
     seconds = time.perf_counter() - start
@@ -148,9 +185,17 @@ def main(argv: list[str] | None = None) -> int:
                 "deployments": args.deployments,
                 "nodes": args.nodes,
                 "pools": args.pools,
+                "profiles": args.profiles,
                 "seconds": round(seconds, 3),
                 "placed": phases.count("Placed"),
                 "unschedulable": phases.count("Unschedulable"),
+                "calibrated": sum(
+                    1
+                    for p in plans
+                    if p.estimate is not None
+                    and p.estimate.calibration is not None
+                    and p.estimate.calibration.samples > 0
+                ),
                 "peakRssMiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }
         )

@@ -44,6 +44,10 @@ MEMPLACE_RESOURCES: dict[str, dict[str, Any]] = {
         kind="NodeMemoryReport", singular="nodememoryreport", namespaced=False,
         categories={"memplace"}, subresources={"status"},
     ),
+    "memplace.io/v1alpha1/performanceprofiles": dict(
+        kind="PerformanceProfile", singular="performanceprofile", namespaced=False,
+        shortnames={"mperf"}, categories={"memplace"}, subresources={"status"},
+    ),
 }
 KOPF_RESOURCES: dict[str, dict[str, Any]] = {  # Kopf's peering CRDs (peering.crd.yaml)
     "kopf.dev/v1/clusterkopfpeerings": dict(

@@ -42,6 +42,7 @@ def test_there_is_one_crd_per_kind() -> None:
     assert FILES == [
         "modeldeployments.memplace.io.yaml",
         "nodememoryreports.memplace.io.yaml",
+        "performanceprofiles.memplace.io.yaml",
         "placementpools.memplace.io.yaml",
     ]
 
@@ -126,6 +127,7 @@ def test_the_slo_fields_explain_themselves() -> None:
         ("modeldeployments.memplace.io.yaml", "ModelDeployment", "Namespaced", "mdep"),
         ("placementpools.memplace.io.yaml", "PlacementPool", "Cluster", "mpool"),
         ("nodememoryreports.memplace.io.yaml", "NodeMemoryReport", "Cluster", "nmr"),
+        ("performanceprofiles.memplace.io.yaml", "PerformanceProfile", "Cluster", "mperf"),
     ],
 )
 def test_names_scope_and_status_subresource(
@@ -180,6 +182,15 @@ def test_names_scope_and_status_subresource(
                 "Age": ".metadata.creationTimestamp",
             },
         ),
+        (
+            "performanceprofiles.memplace.io.yaml",
+            {
+                "GPU": ".spec.gpuModel",
+                "Decode": ".status.decode.factor",
+                "Samples": ".status.decode.samples",
+                "Age": ".metadata.creationTimestamp",
+            },
+        ),
     ],
 )
 def test_printer_columns_point_at_fields_that_exist(name: str, columns: dict[str, str]) -> None:
@@ -215,6 +226,19 @@ def test_the_cel_rules_are_present() -> None:
     workload_rules = [r["rule"] for r in spec["workload"]["x-kubernetes-validations"]]
     assert any("self.minReplicas <= self.maxReplicas" in r for r in workload_rules)
     assert any("self.promptTokens < self.contextTokens" in r for r in workload_rules)
+
+
+def test_a_profile_key_cannot_change_and_its_window_is_bounded() -> None:
+    root = schema_of("performanceprofiles.memplace.io.yaml")
+    spec = root["properties"]["spec"]
+    assert [r["rule"] for r in spec["x-kubernetes-validations"]] == ["self == oldSelf"]
+    assert spec["properties"]["architecture"]["pattern"] == "^[0-9a-f]{12}$"
+    decode = root["properties"]["status"]["properties"]["decode"]
+    assert decode["properties"]["recentRatios"]["maxItems"] == 15
+    assert "size(self.recentRatios) <= self.samples" in decode["x-kubernetes-validations"][0][
+        "rule"
+    ]
+    assert any("self.metadata.name.matches" in r["rule"] for r in root["x-kubernetes-validations"])
 
 
 def test_free_form_config_and_maps() -> None:

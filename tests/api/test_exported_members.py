@@ -10,6 +10,7 @@ PRIVATE_MODULES = (
     "_base",
     "_modeldeployment",
     "_nodememoryreport",
+    "_performanceprofile",
     "_placementpool",
     "_resource",
     "_status",

@@ -20,6 +20,7 @@ from memplace.api import (
     ModelDeploymentStatus,
     ModelSpec,
     NodeMemoryReport,
+    PerformanceProfile,
     PlacementPool,
     PlacementPoolSpec,
     WorkloadSpec,
@@ -405,3 +406,48 @@ def test_a_pool_name_must_fit_a_label_value():
         PlacementPool.model_validate(
             {"metadata": {"name": "p" * 64}, "spec": {"nodeSelector": {"a": "b"}}}
         )
+
+
+PROFILE = """
+apiVersion: memplace.io/v1alpha1
+kind: PerformanceProfile
+metadata: {name: 3f2a9c01b7de-a100-sxm4-80gb-int4-kvfp8-vllm-x1}
+spec:
+  architecture: 3f2a9c01b7de
+  gpuModel: A100-SXM4-80GB
+  precision: int4
+  kvCacheDtype: fp8
+  engine: vllm
+  gpusPerReplica: 1
+  model: Qwen/Qwen3-8B
+status:
+  decode: {factor: 1.8, samples: 7, recentRatios: [1.7, 1.8, 1.9],
+           lastUpdated: "2026-12-01T22:00:00Z"}
+"""
+
+
+def test_a_performance_profile_parses_and_round_trips():
+    profile = PerformanceProfile.model_validate(yaml.safe_load(PROFILE))
+    assert profile.spec.tier == "gpu"
+    assert profile.status is not None and profile.status.decode is not None
+    assert profile.status.decode.factor == 1.8 and profile.status.prefill is None
+    assert PerformanceProfile.model_validate(profile.to_wire()) == profile
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"spec": {"architecture": "Qwen3-8B"}}, "pattern"),
+        ({"spec": {"tier": "cpu"}}, "tier"),
+        ({"spec": {"gpusPerReplica": 0}}, "greater than 0"),
+        ({"status": {"decode": {"factor": 1.0, "samples": 1, "recentRatios": [1, 1]}}}, "samples"),
+        ({"status": {"decode": {"factor": 0, "samples": 0}}}, "greater than 0"),
+        ({"metadata": {"name": "Not_A_Label"}}, "DNS-1123"),
+    ],
+)
+def test_a_performance_profile_rejects_what_the_crd_forbids(change, message):
+    body = yaml.safe_load(PROFILE)
+    for section, fields in change.items():
+        body[section] = {**body[section], **fields}
+    with pytest.raises(ValidationError, match=message):
+        PerformanceProfile.model_validate(body)

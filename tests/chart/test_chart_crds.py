@@ -10,7 +10,12 @@ from .rendering import CHART, KUBE_VERSION, ROOT
 
 SOURCE = ROOT / "crds"
 COPIES = CHART / "crds"
-EXPECTED_PLURALS = {"modeldeployments", "placementpools", "nodememoryreports"}
+EXPECTED_PLURALS = {
+    "modeldeployments",
+    "placementpools",
+    "nodememoryreports",
+    "performanceprofiles",
+}
 
 
 def source_crds() -> dict[str, bytes]:

@@ -17,6 +17,8 @@ OPERATOR_RULES = {
     ("", "events"): {"create"},
     ("", "nodes"): {"list", "watch"},
     ("", "pods"): {"list", "watch"},
+    ("memplace.io", "performanceprofiles"): {"get", "list", "watch", "create", "patch"},
+    ("memplace.io", "performanceprofiles/status"): {"patch"},
     ("", "namespaces"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
 }

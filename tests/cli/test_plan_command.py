@@ -117,3 +117,55 @@ def test_the_table_shows_totals_and_reasons(files, capsys):
     out = capsys.readouterr().out
     assert "ml/small" in out and "Total: 1 of 3 placed" in out
     assert "DoesNotFit" in out
+
+
+def test_performance_profiles_in_the_input_files_calibrate_the_plan(tmp_path, capsys):
+    (tmp_path / "nodes.yaml").write_text(NODES)
+    chat = DEPLOYMENT.format(name="chat", parameters=8e9) + "  slo: {timePerOutputTokenMs: 40}\n"
+    (tmp_path / "deployments.yaml").write_text(chat)
+    assert main(["plan", str(tmp_path), "-o", "json"]) == 0
+    (before,) = json.loads(capsys.readouterr().out)
+    calibration = before["estimate"]["calibration"]
+    assert calibration["samples"] == 0
+    placement = before["placement"]
+    # what `kubectl get performanceprofiles -o yaml` prints: a List
+    ratios = ", ".join(["1.85"] * 5)
+    (tmp_path / "profiles.yaml").write_text(
+        textwrap.dedent(f"""
+        apiVersion: v1
+        kind: List
+        items:
+        - apiVersion: memplace.io/v1alpha1
+          kind: PerformanceProfile
+          metadata: {{name: {calibration["profile"]}}}
+          spec:
+            architecture: {calibration["architecture"]}
+            gpuModel: {placement["gpuModel"]}
+            precision: {placement["precision"]}
+            kvCacheDtype: {placement["kvCacheDtype"]}
+            engine: vllm
+            gpusPerReplica: {placement["gpusPerReplica"]}
+          status:
+            decode: {{factor: 1.85, samples: 5, recentRatios: [{ratios}],
+                     lastUpdated: "2026-12-01T22:00:00Z"}}
+        """)
+    )
+    assert main(["plan", str(tmp_path), "-o", "json"]) == 0
+    (after,) = json.loads(capsys.readouterr().out)
+    # the one placement there was is now too slow (22.1 ms × 1.85 > 40 ms), and the pool's
+    # nearest miss (that one: 2 GPUs miss by more) shows the calibrated figure
+    assert after["phase"] == "Unschedulable"
+    (why,) = [a for a in after["alternatives"] if a["pool"] == "l4"]
+    tpot = before["estimate"]["timePerOutputTokenMs"] * 1.85
+    assert why["code"] == "TooSlow"
+    assert why["reason"] == f"TPOT {tpot:.1f} ms > SLO 40 ms (calibrated: TPOT ×1.85, 5 samples)"
+
+
+def test_a_malformed_performance_profile_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(
+        "apiVersion: memplace.io/v1alpha1\nkind: PerformanceProfile\nmetadata: {name: p}\n"
+        "spec: {architecture: qwen, gpuModel: L4, precision: fp8, kvCacheDtype: fp8, "
+        "engine: vllm, gpusPerReplica: 1}\n"
+    )
+    assert main(["plan", str(tmp_path)]) == 2
+    assert "PerformanceProfile/p: spec.architecture" in capsys.readouterr().err

@@ -99,3 +99,34 @@ def test_a_report_that_cannot_say_whose_memory_it_is_is_dropped_only_where_repli
     reports = [("runs-a", unattributed), ("runs-b", attributed), ("idle", _report((None, 3)))]
     kept = inputs.without_unattributed(reports, ["runs-a", "runs-b"])
     assert [node for node, _ in kept] == ["runs-b", "idle"]
+
+
+def _profile_body(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "memplace.io/v1alpha1", "kind": "PerformanceProfile",
+        "metadata": {"name": "p", "uid": "u", "resourceVersion": "7"},
+        "spec": {"architecture": "0123456789ab", "gpuModel": "L4", "precision": "fp8",
+                 "kvCacheDtype": "fp8", "engine": "vllm", "gpusPerReplica": 1, **spec},
+        "status": {"decode": {"factor": 2.0, "samples": 5, "recentRatios": [2.0] * 5}},
+    }
+
+
+def test_a_profile_is_indexed_for_the_planner_and_a_malformed_one_is_skipped_with_a_log():
+    from memplace.operator import indexed
+    from memplace.planning.calibration import ProfileKey
+
+    class Log:
+        lines: list[str] = []
+
+        def warning(self, text: str) -> None:
+            self.lines.append(text)
+
+    good = inputs.profile_entry(_profile_body())
+    assert good is not None and good.status.decode.factor == 2.0
+    log = Log()
+    assert inputs.profile_entry(_profile_body(gpusPerReplica=0), log) is None
+    assert log.lines == ["PerformanceProfile p skipped: spec.gpusPerReplica: "
+                         "Input should be greater than 0"]
+    calibration = indexed.calibration({"profiles": {"p": [good]}})
+    assert calibration.factors(ProfileKey.of(good.spec)).decode == 2.0
+    assert len(indexed.calibration({})) == 0

@@ -46,6 +46,7 @@ __all__ = [
     "PRECISIONS",
     "REJECTION_CODES",
     "Alternative",
+    "CalibrationStatus",
     "ConfigMapRef",
     "CostStatus",
     "Engine",
@@ -349,6 +350,26 @@ class PlacementStatus(ApiModel):
     """Weight bytes each replica keeps outside GPU memory (offload tier)."""
 
 
+class CalibrationStatus(ApiModel):
+    """Which PerformanceProfile describes this placement, and the factors applied from it."""
+
+    profile: str
+    """The PerformanceProfile's name (derived from the key: architecture, GPU, precision, KV
+    dtype, engine, GPUs per replica, tier); it may not exist yet."""
+    architecture: str
+    """The model architecture's fingerprint, the profile's `spec.architecture`."""
+    samples: NonNegativeInt = 0
+    """Samples behind the factors applied (the fewest among them); 0 = none applied."""
+    decode_factor: PositiveFloat | None = None
+    """The factor applied to time per output token (and so to throughput); unset = none."""
+    prefill_factor: PositiveFloat | None = None
+    """The factor applied to time to first token; unset = none."""
+    memory_factor: PositiveFloat | None = None
+    """The factor applied to memory per GPU (weights stay as computed); unset = none."""
+    message: str | None = None
+    """For people, e.g. `calibrated from 12 samples` or `not calibrated: 3 of 5 samples`."""
+
+
 class EstimateStatus(ApiModel):
     """The planner's estimates for the chosen placement (per replica unless named otherwise)."""
 
@@ -378,6 +399,8 @@ class EstimateStatus(ApiModel):
     """Estimated time between output tokens of one sequence, in milliseconds."""
     output_tokens_per_second_per_replica: NonNegativeFloat | None = None
     """Estimated output tokens per second one replica serves at the stated concurrency."""
+    calibration: CalibrationStatus | None = None
+    """The learned corrections applied to the figures above (unset on the CPU tier)."""
 
     @model_validator(mode="after")
     def _derive_readable(self) -> EstimateStatus:

@@ -38,6 +38,12 @@ from ._modeldeployment import (
     ModelDeploymentStatus,
 )
 from ._nodememoryreport import NODE_MEMORY_REPORT, NodeMemoryReportSpec, NodeMemoryReportStatus
+from ._performanceprofile import (
+    PERFORMANCE_PROFILE,
+    PERFORMANCE_PROFILE_NAME,
+    PerformanceProfileSpec,
+    PerformanceProfileStatus,
+)
 from ._placementpool import (
     PLACEMENT_POOL,
     PLACEMENT_POOL_NAME,
@@ -219,6 +225,32 @@ RESOURCES: tuple[CrdSource, ...] = (
             PrinterColumn("NVML", "boolean", ".status.nvml.available", "NVML usable.", priority=1),
             PrinterColumn("Driver", "string", ".status.nvml.driverVersion", "Driver.", priority=1),
             PrinterColumn("Observed", "date", ".status.observedAt", "Last measurement."),
+            _AGE,
+        ),
+    ),
+    CrdSource(
+        resource=PERFORMANCE_PROFILE,
+        spec=PerformanceProfileSpec,
+        status=PerformanceProfileStatus,
+        name_rule=PERFORMANCE_PROFILE_NAME,
+        description="Learned corrections (measured ÷ predicted) to memplace's decode, prefill "
+        "and memory estimates for one architecture, GPU model, precision, KV dtype, engine, "
+        "GPUs per replica and tier.",
+        columns=(
+            PrinterColumn("GPU", "string", ".spec.gpuModel", "GPU model."),
+            PrinterColumn("Precision", "string", ".spec.precision", "Weight precision."),
+            PrinterColumn("Engine", "string", ".spec.engine", "Serving runtime."),
+            PrinterColumn("GPUs", "integer", ".spec.gpusPerReplica", "GPUs per replica."),
+            PrinterColumn("Decode", "number", ".status.decode.factor", "TPOT factor."),
+            PrinterColumn("Samples", "integer", ".status.decode.samples", "Decode samples."),
+            PrinterColumn("Prefill", "number", ".status.prefill.factor", "TTFT factor."),
+            PrinterColumn("Memory", "number", ".status.memory.factor", "Memory factor."),
+            PrinterColumn("Model", "string", ".spec.model", "Learned from.", priority=1),
+            PrinterColumn("KV", "string", ".spec.kvCacheDtype", "KV-cache type.", priority=1),
+            PrinterColumn("Tier", "string", ".spec.tier", "Tier.", priority=1),
+            PrinterColumn(
+                "Updated", "date", ".status.decode.lastUpdated", "Last decode sample."
+            ),
             _AGE,
         ),
     ),

@@ -2,10 +2,12 @@
 
 Reads multi-document YAML (directories: every ``*.yaml`` / ``*.yml`` below, in name order):
 ModelDeployments, PlacementPools, Nodes (also as the ``List`` that ``kubectl get nodes -o
-yaml`` prints), NodeMemoryReports and ConfigMaps (for ``spec.model.configMapRef``). Other kinds
-are skipped with a notice on stderr. It plans every deployment exactly as the operator does
-(``memplace.planning.plan.plan_cluster``) and prints a table, or ``-o json`` / ``-o yaml``: one
-entry per deployment with ``namespace``, ``name``, ``phase`` and the status fields.
+yaml`` prints), NodeMemoryReports, ConfigMaps (for ``spec.model.configMapRef``) and
+PerformanceProfiles (``kubectl get performanceprofiles -o yaml``: their learned factors calibrate
+the estimates, as in the operator). Other kinds are skipped with a notice on stderr. It plans
+every deployment exactly as the operator does (``memplace.planning.plan.plan_cluster``) and
+prints a table, or ``-o json`` / ``-o yaml``: one entry per deployment with ``namespace``,
+``name``, ``phase`` and the status fields.
 
 Reports are judged fresh against ``--now`` (default: the newest report's ``observedAt``, so the
 same files always give the same plan). Nothing is fetched: a ``source`` without a config or
@@ -119,10 +121,11 @@ class _Inputs:
         self.nodes: list[Any] = []
         self.reports: list[tuple[str, Any]] = []
         self.configmaps: dict[tuple[str, str], dict] = {}
+        self.profiles: list[Any] = []
 
 
 def _read(paths: list[str]) -> _Inputs:
-    from memplace.api import NodeMemoryReport, PlacementPool
+    from memplace.api import NodeMemoryReport, PerformanceProfile, PlacementPool
     from memplace.planning.inventory import node_from_manifest
 
     inputs = _Inputs()
@@ -143,6 +146,8 @@ def _read(paths: list[str]) -> _Inputs:
                     report = NodeMemoryReport.model_validate(doc)
                     if report.status is not None:
                         inputs.reports.append((report.spec.node_name, report.status))
+                elif kind == "PerformanceProfile" and group == "memplace.io":
+                    inputs.profiles.append(PerformanceProfile.model_validate(doc))
                 elif kind == "Node" and doc.get("apiVersion") == "v1":
                     inputs.nodes.append(node_from_manifest(doc))
                 elif kind == "ConfigMap" and doc.get("apiVersion") == "v1":
@@ -161,7 +166,7 @@ def _read(paths: list[str]) -> _Inputs:
     return inputs
 
 
-def _request(ns: str, name: str, doc: dict, inputs: _Inputs) -> Any:
+def _request(ns: str, name: str, doc: dict, inputs: _Inputs, calibration: Any) -> Any:
     """A DeploymentRequest, or an Invalid Plan when the object or its config is unusable."""
     import json
 
@@ -199,7 +204,9 @@ def _request(ns: str, name: str, doc: dict, inputs: _Inputs) -> Any:
         if vconfig is not None:
             variant_configs[variant.name] = vconfig
     current = deployment.status.placement if deployment.status is not None else None
-    return DeploymentRequest(ns, name, spec, config, current, frozenset(), variant_configs)
+    return DeploymentRequest(
+        ns, name, spec, config, current, frozenset(), variant_configs, calibration
+    )
 
 
 def _now(text: str | None, reports: list[tuple[str, Any]]) -> Any:
@@ -220,6 +227,7 @@ def _now(text: str | None, reports: list[tuple[str, Any]]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from memplace.planning.calibration import Calibration
     from memplace.planning.inventory import build_cluster
     from memplace.planning.plan import Plan, plan_cluster
 
@@ -230,9 +238,10 @@ def run(args: argparse.Namespace) -> int:
         reports=inputs.reports,
         now=_now(args.now, inputs.reports),
     )
+    calibration = Calibration(inputs.profiles)
     requests, invalid = [], []
     for ns, name, doc in inputs.deployments:
-        made = _request(ns, name, doc, inputs)
+        made = _request(ns, name, doc, inputs, calibration)
         (invalid if isinstance(made, Plan) else requests).append(made)
     plans = sorted(plan_cluster(requests, cluster) + invalid, key=lambda p: (p.namespace, p.name))
 

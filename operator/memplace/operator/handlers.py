@@ -41,7 +41,14 @@ from typing import Any
 
 import kopf
 
-from memplace.api import MODEL_DEPLOYMENT, NODE_MEMORY_REPORT, PLACEMENT_POOL, PlacementPoolSpec
+from memplace.api import (
+    MODEL_DEPLOYMENT,
+    NODE_MEMORY_REPORT,
+    PERFORMANCE_PROFILE,
+    PLACEMENT_POOL,
+    PerformanceProfile,
+    PlacementPoolSpec,
+)
 
 from . import inputs, measure, reconcile, render, resync
 from .metrics import Metrics
@@ -51,6 +58,7 @@ from .state import Key, State
 MD = (MODEL_DEPLOYMENT.group, MODEL_DEPLOYMENT.version, MODEL_DEPLOYMENT.plural)
 PP = (PLACEMENT_POOL.group, PLACEMENT_POOL.version, PLACEMENT_POOL.plural)
 NMR = (NODE_MEMORY_REPORT.group, NODE_MEMORY_REPORT.version, NODE_MEMORY_REPORT.plural)
+PERF = (PERFORMANCE_PROFILE.group, PERFORMANCE_PROFILE.version, PERFORMANCE_PROFILE.plural)
 
 
 # ---------------------------------------------------------------------------------- lifecycle
@@ -122,6 +130,16 @@ def nodes(name: str, body: Any, logger: Any, **_: Any) -> dict[str, Any] | None:
 def reports(spec: Any, status: Any, logger: Any, **_: Any) -> dict[str, Any] | None:
     entry = inputs.report_entry(spec, status, logger)
     return {entry[0]: entry[1]} if entry is not None else None
+
+
+@kopf.index(*PERF)
+def profiles(name: str, body: Any, logger: Any, **_: Any) -> dict[str, PerformanceProfile] | None:
+    """Every usable PerformanceProfile: the planner's learned factors (``indexed.calibration``).
+
+    A profile change re-plans nothing by itself: the measurement loop decides when a running
+    deployment's calibrated estimate calls for a re-plan; any re-plan reads the latest."""
+    entry = inputs.profile_entry(body, logger)
+    return {name: entry} if entry is not None else None
 
 
 @kopf.index(*MD)

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from memplace.api import PlacementPoolSpec
+from memplace.planning.calibration import Calibration
 from memplace.planning.inventory import STALE_AFTER_HEARTBEATS
 
 from . import inputs
@@ -35,6 +36,11 @@ def values(index: Any) -> list[Any]:
 
 def pools(indexes: Mapping[str, Any]) -> list[tuple[str, PlacementPoolSpec]]:
     return [(name, spec) for name, store in (indexes.get("pools") or {}).items() for spec in store]
+
+
+def calibration(indexes: Mapping[str, Any]) -> Calibration:
+    """The PerformanceProfiles' factors, for ``DeploymentRequest.calibration``."""
+    return Calibration(values(indexes.get("profiles")))
 
 
 def reports(indexes: Mapping[str, Any]) -> list[tuple[str, Any]]:

@@ -28,6 +28,7 @@ from memplace.api import (
     EstimateStatus,
     ModelDeploymentSpec,
     NodeMemoryReportStatus,
+    PerformanceProfile,
     PlacementPoolSpec,
     PlacementStatus,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "placed_entry",
     "pool_entry",
     "pool_error",
+    "profile_entry",
     "report_entry",
     "sized_config",
     "variant_configs",
@@ -96,6 +98,25 @@ def pool_error(spec: Mapping[str, Any]) -> str | None:
     except ValidationError as error:
         return _first(error)
     return None
+
+
+def profile_entry(body: Mapping[str, Any], logger: Any = None) -> PerformanceProfile | None:
+    """A PerformanceProfile as the planner reads it; a malformed one is skipped with a log line
+    (it then calibrates nothing, and the planner falls back on the roofline)."""
+    plain = _plain(body)
+    try:
+        return PerformanceProfile.model_validate(
+            {
+                "metadata": {"name": (plain.get("metadata") or {}).get("name")},
+                "spec": plain.get("spec") or {},
+                "status": plain.get("status") or None,
+            }
+        )
+    except ValidationError as error:
+        if logger is not None:
+            name = (plain.get("metadata") or {}).get("name")
+            logger.warning(f"PerformanceProfile {name} skipped: {_first(error)}")
+        return None
 
 
 def node_entry(body: Mapping[str, Any], logger: Any = None) -> Node | None:

@@ -133,6 +133,7 @@ async def plan_and_apply(
             current=running.placement if running else None,
             full_pools=state.full_pools.get(key, frozenset()),
             variant_configs=variant_configs,
+            calibration=indexed.calibration(indexes),
         )
         with PLAN_DURATION.time():
             plan = plan_deployment(request, cluster)

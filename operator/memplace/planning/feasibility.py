@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .calibration import calibrated_note
 from .inventory import gib
 
 __all__ = [
@@ -418,7 +419,8 @@ def does_not_fit(e: Evaluation, r: Requirements) -> Rejection | None:
         message = (
             f"offloads {gib(need)} > {gib(have)} {what} for {c.gpus} of {pool.gpus_per_node} GPUs"
         )
-        return Rejection("DoesNotFit", message, excess=over)
+        return Rejection("DoesNotFit", message + calibrated_note(m), excess=over)
+    message += calibrated_note(m)
     return Rejection("DoesNotFit", message, resolvable=pool.measured, excess=over)
 
 
@@ -480,7 +482,8 @@ def too_slow(e: Evaluation, r: Requirements) -> Rejection | None:
             f"needs {for_demand} replicas for {r.demand_tokens_per_second:g} tok/s "
             f"> maxReplicas {r.max_replicas}"
         )
-    return Rejection("TooSlow", "; ".join(misses), excess=slo_excess(ttft, tpot, for_demand, r))
+    message = "; ".join(misses) + calibrated_note(s)
+    return Rejection("TooSlow", message, excess=slo_excess(ttft, tpot, for_demand, r))
 
 
 # --- all of them -----------------------------------------------------------------------------

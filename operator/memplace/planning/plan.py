@@ -18,11 +18,13 @@ Steps (names as in the modules):
    memory, the model itself, cheapest feasible pool), alternatives, a one-line message.
 
 Speed: estimates are memoised per (architecture, precision, KV dtype, context, concurrency,
-GPUs …) and whole rankings per (sizes, requirements, current placement), on the cluster
-(``Cluster.memo``); placing a replica is an index lookup, not a scan of every node. Every memo
-table is a bounded LRU (``_Lru``; the ``…_KEPT`` constants), and a ranking keeps its candidates
-as rows of ints (``_Ranked``): an ``Evaluation`` is built only for a candidate a plan shows or
-a check explains, so a big plan leaves few long-lived objects for the garbage collector.
+GPUs …) and whole rankings per (sizes, requirements, current placement, applicable calibration
+factors), on the cluster (``Cluster.memo``); the estimate tables hold uncalibrated figures,
+the shapes and rankings calibrated ones, keyed by the factors that apply to them
+(``Calibration.relevant``); placing a replica is an index lookup, not a scan of every node.
+Every memo table is a bounded LRU (``_Lru``; the ``…_KEPT`` constants), and a ranking keeps its
+candidates as rows of ints (``_Ranked``): an ``Evaluation`` is built only for a candidate a plan
+shows or a check explains, so a big plan leaves few long-lived objects for the garbage collector.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 
 from memplace.api import (
     Alternative,
+    CalibrationStatus,
     CostStatus,
     EstimateStatus,
     ModelDeploymentSpec,
@@ -43,6 +46,15 @@ from memplace.api import (
 )
 
 from .architecture import ConfigError, architecture_from_config, architecture_from_parameters
+from .calibration import (
+    Calibration,
+    Factors,
+    ProfileKey,
+    calibrate_memory,
+    calibrate_speed,
+    factors_of,
+    fingerprint,
+)
 from .candidates import Variant, enumerate_candidates
 from .choose import (
     TIER_ORDER,
@@ -97,6 +109,9 @@ class DeploymentRequest:
     """Pools where this deployment's pods stayed unschedulable: excluded (NoCapacity)."""
     variant_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """config.json per variant name, for variants sized by configMapRef or source."""
+    calibration: Calibration | None = None
+    """The PerformanceProfiles' learned factors: a candidate whose profile has enough samples
+    is judged and costed on its calibrated estimates (``calibration``)."""
 
     @property
     def owner(self) -> tuple[str, str]:
@@ -258,6 +273,28 @@ def _arch_id(memo: dict, arch: Any) -> int:
     return found
 
 
+def _fingerprint(memo: dict, arch: Any) -> str:
+    """``calibration.fingerprint``, memoised like the architecture ids."""
+    prints = _table(memo, "fingerprint", ARCHITECTURES_KEPT)
+    found = prints.get(arch)
+    if found is None:
+        found = prints.put(arch, fingerprint(arch))
+    return found
+
+
+_Applicable = tuple
+"""``Calibration.relevant``: the (key, factors) that apply to a deployment; () = none."""
+
+
+def _applicable(
+    variants: Sequence[Variant], engine: str, calibration: Calibration | None, memo: dict
+) -> _Applicable:
+    if calibration is None or not len(calibration):
+        return ()
+    prints = [_fingerprint(memo, v.architecture) for v in variants]
+    return calibration.relevant(prints, engine)
+
+
 class _Base:
     """What a candidate is whatever the SLO, budget, demand and allow-lists: memoised per
     (sizes, context, concurrency, prompt) on the cluster and shared by every deployment with
@@ -376,16 +413,20 @@ class _Judged:
         ]
 
 
-def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _Shape:
+def _bases(
+    variants: Sequence[Variant], r: Requirements, cluster: Cluster, applicable: _Applicable = ()
+) -> _Shape:
     """Every candidate with its estimates and cost per replica (no requirement applied), in
     groups that share pool, tier, precision, KV dtype and variant (and so every check before
-    memory: the planner asks those once per group)."""
+    memory: the planner asks those once per group). A candidate whose PerformanceProfile is in
+    ``applicable`` carries its calibrated estimates (``calibrate_memory`` / ``_speed``)."""
     memo = cluster.memo
     key = (
         tuple((_arch_id(memo, v.architecture), v.name, v.quality_loss, v.native) for v in variants),
         r.context_tokens,
         r.concurrency,
         r.prompt_tokens,
+        applicable,
     )
     shapes = _table(memo, "shape", SHAPES_KEPT)
     found = shapes.get(key)
@@ -395,6 +436,8 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
     speed_memo = _table(memo, "speed", ESTIMATES_KEPT)
     ctx, conc, prompt = r.context_tokens, r.concurrency, r.prompt_tokens
     arch_ids = {id(v): _arch_id(memo, v.architecture) for v in variants}
+    learned: dict[ProfileKey, Factors] = dict(applicable)
+    prints = {id(v): _fingerprint(memo, v.architecture) for v in variants} if learned else {}
     pools = [p for p in cluster.pools if not (p.cpu_only and p.instance is None)]
     out: list[_Base] = []
     groups: dict[tuple, _Group] = {}
@@ -415,6 +458,21 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
                     gpus_per_replica=gpus,
                 ),
             )
+        factors = None
+        if learned and pool.gpu is not None and c.tier != "cpu":
+            factors = learned.get(
+                ProfileKey(
+                    prints[id(c.variant)],
+                    pool.gpu.id,
+                    c.precision.id,
+                    c.kv.id,
+                    r.engine,
+                    gpus,
+                    c.tier,
+                )
+            )
+            if factors is not None:
+                mem = calibrate_memory(mem, factors)
         offload: int | None = 0
         host_bytes = 0
         resident = mem.total_bytes_per_gpu
@@ -462,6 +520,8 @@ def _bases(variants: Sequence[Variant], r: Requirements, cluster: Cluster) -> _S
                         offloaded_bytes_per_gpu=offload or 0,
                     ),
                 )
+            if factors is not None:
+                speed = calibrate_speed(speed, factors)
         fraction = 1.0
         if pool.shares_gpus and c.gpus == 1 and c.tier == "gpu" and pool.usable_bytes_per_gpu:
             fraction = min(1.0, resident / pool.usable_bytes_per_gpu)
@@ -702,6 +762,7 @@ def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
             current.variant,
         )
     )
+    applicable = _applicable(variants, r.engine, request.calibration, cluster.memo)
     memo = _table(cluster.memo, "static", STATICS_KEPT)
     key = (
         tuple(
@@ -710,10 +771,11 @@ def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
         ),
         r,
         current_key,
+        applicable,
     )
     found = memo.get(key)
     if found is None:
-        shape = _bases(variants, r, cluster)
+        shape = _bases(variants, r, cluster, applicable)
         kept, misses, steps, naive = _evaluate_all(shape, r)
         ranking = _rank(shape, kept, misses, r, current)
         found = memo.put(key, _Static(r, ranking, problems, naive, steps))
@@ -727,7 +789,30 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _estimate_status(e: Evaluation) -> EstimateStatus:
+def _calibration_status(
+    e: Evaluation, engine: str, calibration: Calibration | None, memo: dict
+) -> CalibrationStatus | None:
+    """Which profile describes the chosen candidate, and what of it was applied (the same
+    factors on memory and speed: both come from that one profile)."""
+    c = e.candidate
+    if c.tier == "cpu" or c.pool.gpu is None:
+        return None
+    architecture = _fingerprint(memo, c.variant.architecture)
+    key = ProfileKey(architecture, c.pool.gpu.id, c.precision.id, c.kv.id, engine, c.gpus, c.tier)
+    applied = factors_of(e.speed) or factors_of(e.memory)
+    f = applied or (calibration.factors(key) if calibration is not None else Factors(key.name))
+    return CalibrationStatus(
+        profile=f.profile,
+        architecture=architecture,
+        samples=f.samples if applied else 0,
+        decode_factor=_round(applied.decode, 4) if applied else None,
+        prefill_factor=_round(applied.prefill, 4) if applied else None,
+        memory_factor=_round(applied.memory, 4) if applied else None,
+        message=f.message,
+    )
+
+
+def _estimate_status(e: Evaluation, calibration: CalibrationStatus | None = None) -> EstimateStatus:
     m, s, arch = e.memory, e.speed, e.candidate.variant.architecture
     per_gpu = m.total_bytes if e.candidate.tier == "cpu" else m.total_bytes_per_gpu
     return EstimateStatus(
@@ -743,6 +828,7 @@ def _estimate_status(e: Evaluation) -> EstimateStatus:
         time_to_first_token_ms=_round(s.time_to_first_token_ms, 1),
         time_per_output_token_ms=_round(s.time_per_output_token_ms, 2),
         output_tokens_per_second_per_replica=_round(s.output_tokens_per_second_per_replica, 1),
+        calibration=calibration,
     )
 
 
@@ -897,7 +983,9 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
         request.name,
         "Placed",
         placement=placement,
-        estimate=_estimate_status(e),
+        estimate=_estimate_status(
+            e, _calibration_status(e, r.engine, request.calibration, cluster.memo)
+        ),
         cost=cost,
         alternatives=tuple(alts),
         message=message,
