@@ -142,6 +142,14 @@ def profiles(name: str, body: Any, logger: Any, **_: Any) -> dict[str, Performan
     return {name: entry} if entry is not None else None
 
 
+@kopf.index(*PERF)
+def profile_versions(name: str, meta: Any, **_: Any) -> dict[str, str] | None:
+    """Every PerformanceProfile's resourceVersion: the measurement loop patches a profile's
+    status as of it, so that two deployments sharing a profile never lose each other's sample."""
+    version = meta.get("resourceVersion")
+    return {name: version} if version else None
+
+
 @kopf.index(*MD)
 def placed(namespace: str, name: str, status: Any, **_: Any) -> dict[Key, inputs.Placed] | None:
     entry = inputs.placed_entry(status)

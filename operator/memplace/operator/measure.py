@@ -32,7 +32,7 @@ from typing import Any
 
 from memplace.api import MODEL_DEPLOYMENT
 
-from . import events, kube, promql
+from . import calibrate, events, inputs, kube, promql
 from . import status as mdstatus
 from .measurement import Measurement, drifted, measured_fields, slo_verdict
 from .metrics import ERRORS
@@ -57,6 +57,8 @@ class Watch:
     """SLOAtRisk was posted for the current streak."""
     drifting: frozenset[str] = field(default_factory=frozenset)
     """Figures an EstimateDrift was posted for, until they come back within 25 %."""
+    sampled_at: datetime.datetime | None = None
+    """When the last window was fed to the PerformanceProfile (one per window, not overlapping)."""
 
 
 def start_once(state: State, indexes: Mapping[str, Any], logger: Any) -> None:
@@ -122,7 +124,7 @@ async def _measure_forever(state: State, indexes: Mapping[str, Any], logger: Any
                 if body is None:
                     continue
                 try:
-                    await _measure_deployment(state, client, key, body, indexes, api)
+                    await _measure_deployment(state, client, key, body, indexes, api, logger)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -140,6 +142,7 @@ async def _measure_deployment(
     body: Mapping[str, Any],
     indexes: Mapping[str, Any],
     api: kube.Kube,
+    logger: Any,
 ) -> None:
     previous = body.get("status") or {}
     placement = previous.get("placement")
@@ -159,20 +162,56 @@ async def _measure_deployment(
         verdict = slo_verdict(measurement, spec.get("slo") or {})
         if measurement.failure is None:
             fields = measured_fields(measurement, previous)
+    watch = state.watches.setdefault(key, Watch())
     changes: dict[str, Any] = {}
+    if fields is not None and _sample_due(watch, now, state.settings.measure_window):
+        changes = await _calibrate(state, key, body, indexes, api, fields, now, watch, logger)
     if fields is not None and _differs(previous.get("measured") or {}, fields):
         changes["measured"] = fields
+    before = changes.get("conditions") or previous.get("conditions") or []
     conditions = mdstatus.set_condition(
-        previous.get("conditions") or [], "SLOMet", verdict.status, verdict.reason,
+        before, "SLOMet", verdict.status, verdict.reason,
         verdict.message, generation=previous.get("observedGeneration"), now=now,
     )
     if conditions != (previous.get("conditions") or []):
         changes["conditions"] = conditions
-    if changes:
-        await _write_status(api, key, body, changes)
-    watch = state.watches.setdefault(key, Watch())
+    if changes and not await _write_status(api, key, body, changes):
+        state.fingerprints.pop(key, None)  # a re-plan's status may be lost: resync redoes it
     _post_events(watch, body, verdict, fields, state.settings.measure_window)
     state.metrics.observe_measured(key[0], key[1], placement, fields)
+
+
+def _sample_due(watch: Watch, now: datetime.datetime, window: str) -> bool:
+    """One calibration sample per non-overlapping window (``calibrate``)."""
+    if watch.sampled_at is None:
+        return True
+    return (now - watch.sampled_at).total_seconds() >= promql.duration_seconds(window)
+
+
+async def _calibrate(
+    state: State,
+    key: Key,
+    body: Mapping[str, Any],
+    indexes: Mapping[str, Any],
+    api: kube.Kube,
+    fields: Mapping[str, Any],
+    now: datetime.datetime,
+    watch: Watch,
+    logger: Any,
+) -> dict[str, Any]:
+    """Feed the window to the PerformanceProfile; the re-plan's status changes, if it re-planned."""
+    measured = {**((body.get("status") or {}).get("measured") or {}), **fields}
+    learned = await calibrate.learn(api, body, indexes, measured, now)
+    if learned is None:
+        return {}
+    watch.sampled_at = now
+    try:
+        replanned = await calibrate.replan_if_missed(
+            state, key, body, learned, indexes, now, logger
+        )
+    except inputs.Waiting:
+        return {}  # an input the spec names went away: the resync loop reports it
+    return dict(replanned or {})
 
 
 def _differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -202,12 +241,18 @@ def _post_events(
 
 async def _write_status(
     api: kube.Kube, key: Key, body: Mapping[str, Any], changes: Mapping[str, Any]
-) -> None:
-    """Merge-patch ``status`` as of the indexed ``resourceVersion``; a 409 skips this window."""
+) -> bool:
+    """Merge-patch ``status`` as of the indexed ``resourceVersion``; False on a 409 (someone
+    wrote status since the index was read: the next window redoes it)."""
     url = kube.path(MODEL_DEPLOYMENT.api_version, MODEL_DEPLOYMENT.plural, *key) + "/status"
     patch: dict[str, Any] = {"status": dict(changes)}
     version = (body.get("metadata") or {}).get("resourceVersion")
     if version:
         patch["metadata"] = {"resourceVersion": version}
-    with contextlib.suppress(kube.NotFound, kube.Conflict):
+    try:
         await api.merge_patch(url, patch)
+    except kube.NotFound:
+        return True  # deleted meanwhile: nothing to redo
+    except kube.Conflict:
+        return False
+    return True

@@ -44,6 +44,7 @@ __all__ = [
     "NoFigure",
     "Query",
     "figure",
+    "duration_seconds",
     "queries",
     "selector",
 ]
@@ -63,6 +64,7 @@ FIGURES = (
 """Every figure a query can give; an engine gives a subset (:attr:`EngineMetrics.reads`)."""
 
 _DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _POD = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -163,6 +165,14 @@ def selector(namespace: str, pods: Sequence[str]) -> str:
             raise ValueError(f"{name!r} is not a Kubernetes name")
     alternatives = "|".join(sorted({pod.replace(".", "\\\\.") for pod in pods}))
     return f'namespace="{namespace}",pod=~"{alternatives}"'
+
+
+def duration_seconds(window: str) -> float:
+    """Seconds in a Prometheus duration: ``5m`` → 300, ``1h30m`` → 5400."""
+    if not _DURATION.match(window):
+        raise ValueError(f"{window!r} is not a Prometheus duration such as 5m")
+    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)",
+                                                                      window))
 
 
 def queries(engine: str, matchers: str, window: str) -> list[Query]:
