@@ -1,5 +1,6 @@
 """The real operator against KMock with a real Prometheus scraping the fake vLLM exporter:
 status.measured, SLOMet, SLOAtRisk and EstimateDrift; Prometheus down; no Prometheus at all.
+And the closed loop: a PerformanceProfile learned from the pods and used by the next plan.
 The Prometheus tests skip, saying why, without a prometheus binary (CI installs it)."""
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from operator_support import (
 
 from memplace.operator.metrics import REGISTRY
 from memplace.operator.prometheus import PrometheusConfig
+from memplace.planning.calibration import FACTOR_MAX, MIN_SAMPLES
 
 SLO = {"timeToFirstTokenMs": 800, "timePerOutputTokenMs": 60}
 POD = "summarizer-7d9f8-abcde"
+PROFILES = "memplace.io/v1alpha1/performanceprofiles"
 
 
 def running_pod(name: str, owner: str) -> dict[str, Any]:
@@ -91,12 +94,13 @@ async def test_measured_latency_fills_status_and_a_slow_engine_misses_the_slo(
         estimate = status_of(cluster, "summarizer")["estimate"]
         assert measured["estimateError"]["timePerOutputToken"] == round(
             measured["timePerOutputTokenMs"]["p50"] / estimate["timePerOutputTokenMs"], 3)
-        exported = REGISTRY.get_sample_value(
-            "memplace_measured_time_per_output_token_seconds",
-            {"namespace": NS, "name": "summarizer", "pool": "a100", "quantile": "0.95",
-             "precision": status_of(cluster, "summarizer")["placement"]["precision"],
-             "tier": "gpu"})
+        labels = {"namespace": NS, "name": "summarizer", "pool": "a100", "tier": "gpu",
+                  "precision": status_of(cluster, "summarizer")["placement"]["precision"]}
+        exported = await eventually(lambda: REGISTRY.get_sample_value(
+            "memplace_measured_time_per_output_token_seconds", {**labels, "quantile": "0.95"}))
         assert 0.025 < exported <= 0.05
+        assert REGISTRY.get_sample_value(
+            "memplace_estimate_error_ratio", {**labels, "figure": "timePerOutputToken"}) > 0
         assert not events_for(cluster, "summarizer", "SLOAtRisk")
 
         engine.set(NS, POD, tpot_seconds=0.2)  # ten times slower than it was
@@ -141,3 +145,43 @@ async def test_prometheus_down_is_unknown_with_the_reason_and_nothing_is_torn_do
             before["measured"]["timePerOutputTokenMs"])  # the last reading stays, with its time
         assert cluster.stored(DEPLOYMENTS, NS, "summarizer") is not None
         assert cluster.stored(MDS, NS, "summarizer") is not None
+
+
+async def test_a_profile_learned_from_the_pods_is_used_by_the_next_plan(
+    cluster, start_operator, prometheus, fake_engine
+):
+    engine = fake_engine()
+    server = prometheus([engine.target])
+    async with start_operator(prometheus=PrometheusConfig(url=server.url, timeout_seconds=2),
+                              measure_window="3s"):
+        await add_pool(cluster, "a100", 30.0)
+        await cluster.create(md_url(), model_deployment("summarizer"))
+        first = await eventually(lambda: status_of(cluster, "summarizer").get("estimate"))
+        first_cost = status_of(cluster, "summarizer")["cost"]["perHour"]
+        predicted = first["timePerOutputTokenMs"]
+        # An SLO the roofline meets twice over, and pods ten times slower than it predicts.
+        await cluster.merge_patch(md_url(name="summarizer"), {"spec": {"slo": {
+            "timePerOutputTokenMs": round(predicted * 2, 1)}}})
+        await eventually(lambda: status_of(cluster, "summarizer").get("observedGeneration") == 2)
+        running = status_of(cluster, "summarizer")["placement"]
+        engine.set(NS, POD, tpot_seconds=predicted * 10 / 1000)
+        await cluster.create(f"/api/v1/namespaces/{NS}/pods", running_pod(POD, "summarizer"))
+
+        profile_name = first["calibration"]["profile"]
+        learned = await eventually(
+            lambda: ((cluster.stored(PROFILES, None, profile_name) or {}).get("status") or {})
+            .get("decode", {}).get("samples", 0) >= MIN_SAMPLES
+            and cluster.stored(PROFILES, None, profile_name), timeout=60, what="the profile")
+        assert learned["spec"]["engine"] == "vllm"
+        assert learned["spec"]["gpusPerReplica"] == running["gpusPerReplica"]
+        assert learned["status"]["decode"]["factor"] == FACTOR_MAX  # 10x, clamped
+
+        replanned = await eventually(lambda: [
+            e for e in events_for(cluster, "summarizer", "Replanned")
+            if "calibrated from" in e["message"]], timeout=30, what="the calibrated re-plan")
+        assert "> SLO" in replanned[0]["message"]
+        after = status_of(cluster, "summarizer")
+        # The roofline alone keeps the cheaper placement (it meets the SLO twice over): only the
+        # learned factor makes the next plan pay for a second GPU per replica.
+        assert after["placement"]["gpusPerReplica"] > running["gpusPerReplica"]
+        assert after["cost"]["perHour"] > first_cost
