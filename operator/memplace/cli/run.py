@@ -112,6 +112,14 @@ def register(subparsers: Any) -> None:
         metavar="DURATION",
         help="the window each measurement covers (default: 5m)",
     )
+    measuring.add_argument(
+        "--scrape",
+        choices=("auto", "podmonitor", "annotations", "none"),
+        default="auto",
+        help="how Prometheus finds the model pods: a PodMonitor each, prometheus.io/* pod "
+        "annotations, or neither; auto: a PodMonitor when the cluster serves that CRD "
+        "(default: auto)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     parser.set_defaults(handler=run)
 
@@ -133,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             prometheus=_prometheus(args),
             measure_interval_seconds=_positive(args.measure_interval, "--measure-interval"),
             measure_window=_window(args.measure_window),
+            scrape=args.scrape,
         )
     )
 

@@ -9,7 +9,10 @@ deployment's pods and ``--measure-window``, builds one :class:`measurement.Measu
 - posts ``SLOAtRisk`` (Warning) when the p95 misses the SLO in two consecutive windows, once per
   streak, and ``EstimateDrift`` (Normal) when a figure's measured ÷ estimated moves more than
   25 % from 1, once per figure until it comes back;
-- sets the ``memplace_measured_*`` and ``memplace_estimate_error_ratio`` metrics.
+- sets the ``memplace_measured_*`` and ``memplace_estimate_error_ratio`` metrics;
+- creates the deployment's PodMonitor when that is how Prometheus finds the pods (``scrape``);
+- feeds the window to the deployment's PerformanceProfile and re-plans when the calibrated
+  estimate misses the SLO (``calibrate``).
 
 Without ``--prometheus-url`` the loop still runs, and only sets ``SLOMet=Unknown`` saying that no
 ``--prometheus-url`` is set. When Prometheus fails (unreachable, errors, a malformed body) the
@@ -32,7 +35,7 @@ from typing import Any
 
 from memplace.api import MODEL_DEPLOYMENT
 
-from . import calibrate, events, inputs, kube, promql
+from . import calibrate, events, inputs, kube, promql, scrape
 from . import status as mdstatus
 from .measurement import Measurement, drifted, measured_fields, slo_verdict
 from .metrics import ERRORS
@@ -57,6 +60,8 @@ class Watch:
     """SLOAtRisk was posted for the current streak."""
     drifting: frozenset[str] = field(default_factory=frozenset)
     """Figures an EstimateDrift was posted for, until they come back within 25 %."""
+    monitored: bool = False
+    """Its PodMonitor was created (``scrape``: only when the cluster has the CRD)."""
     sampled_at: datetime.datetime | None = None
     """When the last window was fed to the PerformanceProfile (one per window, not overlapping)."""
 
@@ -150,6 +155,15 @@ async def _measure_deployment(
         return  # nothing runs: nothing to measure, SLOMet stays unset
     spec = body.get("spec") or {}
     now = datetime.datetime.now(datetime.UTC)
+    watch = state.watches.setdefault(key, Watch())
+    if not watch.monitored and await scrape.resolve(state, api) == "podmonitor":
+        watch.monitored = True  # tried once per run: a refusal is logged, never retried
+        try:
+            await scrape.ensure_pod_monitor(api, body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 — measuring goes on without it
+            logger.warning(f"No PodMonitor for {key[0]}/{key[1]}: {kube.message(error)}")
     fields: dict[str, Any] | None = None
     if client is None:
         verdict = slo_verdict(None, spec.get("slo") or {}, no_prometheus=NO_PROMETHEUS)
@@ -162,7 +176,6 @@ async def _measure_deployment(
         verdict = slo_verdict(measurement, spec.get("slo") or {})
         if measurement.failure is None:
             fields = measured_fields(measurement, previous)
-    watch = state.watches.setdefault(key, Watch())
     changes: dict[str, Any] = {}
     if fields is not None and _sample_due(watch, now, state.settings.measure_window):
         changes = await _calibrate(state, key, body, indexes, api, fields, now, watch, logger)

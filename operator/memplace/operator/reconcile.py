@@ -27,7 +27,7 @@ import kopf
 from memplace.api import PlacementPoolSpec
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, indexed, inputs, kube, owned, render
+from . import events, indexed, inputs, kube, owned, render, scrape
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -144,7 +144,9 @@ async def plan_and_apply(
     if fields.get("phase") == "Placed":
         try:
             chosen = _chosen_config(spec_model, fields, config, variant_configs)
-            desired = _render(body, spec_model, fields, cluster, chosen)
+            mode = await scrape.resolve(state, api)
+            desired = _render(body, spec_model, fields, cluster, chosen,
+                              scrape.pod_annotations(mode, spec_model.runtime.port))
             deployment = await owned.apply(api, desired)
         except (render.RenderError, owned.Rejected) as error:  # a 422 is not retried: same object
             fields = {"phase": "Invalid", "message": str(error)}
@@ -232,7 +234,12 @@ def _status_changes(
 
 
 def _render(
-    body: Any, spec_model: Any, fields: Mapping[str, Any], cluster: Any, config: Any
+    body: Any,
+    spec_model: Any,
+    fields: Mapping[str, Any],
+    cluster: Any,
+    config: Any,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     placed_now = inputs.placed_entry({**fields, "phase": "Placed"})
     if placed_now is None:
@@ -257,6 +264,7 @@ def _render(
         pool_spec,
         gpu_memory_bytes=pool.gpu_memory_bytes or None,
         model_config=config,
+        pod_annotations=pod_annotations,
     )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,7 @@ def render(
     *,
     gpu_memory_bytes: int | None = None,
     model_config: dict[str, Any] | None = None,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Deployment and the Service for one placement."""
     deployment = render_deployment(
@@ -149,6 +151,7 @@ def render(
         pool,
         gpu_memory_bytes=gpu_memory_bytes,
         model_config=model_config,
+        pod_annotations=pod_annotations,
     )
     return deployment, render_service(owner, spec)
 
@@ -187,8 +190,10 @@ def render_deployment(
     *,
     gpu_memory_bytes: int | None = None,
     model_config: dict[str, Any] | None = None,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The apps/v1 Deployment, with the plan-hash annotation set."""
+    """The apps/v1 Deployment, with the plan-hash annotation set; ``pod_annotations`` go on the
+    pod template (``scrape.pod_annotations``: how Prometheus finds the pods)."""
     runtime = spec.runtime
     engine = runtime.engine
     image = runtime.image or (CPU_IMAGES if placement.tier == "cpu" else DEFAULT_IMAGES).get(engine)
@@ -237,7 +242,8 @@ def render_deployment(
             "replicas": placement.replicas,
             "selector": {"matchLabels": {DEPLOYMENT_LABEL: owner.name}},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, **(
+                    {"annotations": dict(pod_annotations)} if pod_annotations else {})},
                 "spec": pod_spec,
             },
         },

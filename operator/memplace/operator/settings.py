@@ -45,6 +45,9 @@ class Settings:
     """How often each placed deployment is measured (``--measure-interval``)."""
     measure_window: str = "5m"
     """The window each measurement covers, a Prometheus duration (``--measure-window``)."""
+    scrape: str = "auto"
+    """How Prometheus finds the model pods (``--scrape``): ``auto`` (a PodMonitor when the CRD
+    is served, else pod annotations), ``podmonitor``, ``annotations`` or ``none``."""
 
 
 _current = Settings()

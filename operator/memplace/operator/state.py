@@ -39,6 +39,8 @@ class State:
     """Why the resync loop is not acting (a peer outranks this replica), or None."""
     measure_task: asyncio.Task[None] | None = None
     """The measurement loop (``measure``), once started."""
+    scrape_mode: Any = None
+    """How Prometheus finds the pods, ``--scrape`` with ``auto`` settled (``scrape.resolve``)."""
     watches: dict[Key, Any] = field(default_factory=dict)
     """What the measurement loop remembers per deployment between windows (``measure.Watch``)."""
 
