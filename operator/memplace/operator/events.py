@@ -140,11 +140,11 @@ def pool_full(body: Any, pool: str, stuck: int, after_seconds: float) -> None:
     )
 
 
-def slo_at_risk(body: Any, verdict: str, windows: int) -> None:
+def slo_at_risk(body: Any, verdict: str, window: str) -> None:
     kopf.warn(
         body,
         reason="SLOAtRisk",
-        message=f"the SLO was missed in {windows} consecutive measurement windows: {verdict}",
+        message=f"the SLO was missed in two consecutive {window} windows: {verdict}",
     )
 
 

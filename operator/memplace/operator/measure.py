@@ -6,9 +6,10 @@ deployment's pods and ``--measure-window``, builds one :class:`measurement.Measu
 - writes ``status.measured`` (the engine figures beside the agent's GPU memory, with
   ``estimateError``) and the ``SLOMet`` condition, as one merge patch on the status subresource
   guarded by the indexed ``resourceVersion`` (a 409 skips the write: the next window redoes it);
-- posts ``SLOAtRisk`` (Warning) when the p95 misses the SLO in two consecutive windows, once per
-  streak, and ``EstimateDrift`` (Normal) when a figure's measured ÷ estimated moves more than
-  25 % from 1, once per figure until it comes back;
+- posts ``SLOAtRisk`` (Warning) when the p95 misses the SLO in two consecutive windows (still
+  missed a whole window after the first miss), once per streak, and ``EstimateDrift``
+  (Normal) when a figure's measured ÷ estimated moves more than 25 % from 1, once per figure
+  until it comes back;
 - sets the ``memplace_measured_*`` and ``memplace_estimate_error_ratio`` metrics;
 - creates the deployment's PodMonitor when that is how Prometheus finds the pods (``scrape``);
 - feeds the window to the deployment's PerformanceProfile and re-plans when the calibrated
@@ -54,8 +55,8 @@ class Watch:
     """What the loop remembers about one deployment between windows (lost on restart, which
     only delays a SLOAtRisk by one window)."""
 
-    missed_windows: int = 0
-    """Consecutive windows whose verdict was SLOMissed."""
+    missed_since: datetime.datetime | None = None
+    """When the current run of SLOMissed verdicts began (None: the SLO is met)."""
     warned: bool = False
     """SLOAtRisk was posted for the current streak."""
     drifting: frozenset[str] = field(default_factory=frozenset)
@@ -190,7 +191,7 @@ async def _measure_deployment(
         changes["conditions"] = conditions
     if changes and not await _write_status(api, key, body, changes):
         state.fingerprints.pop(key, None)  # a re-plan's status may be lost: resync redoes it
-    _post_events(watch, body, verdict, fields, state.settings.measure_window)
+    _post_events(watch, body, verdict, fields, state.settings.measure_window, now)
     state.metrics.observe_measured(key[0], key[1], placement, fields)
 
 
@@ -234,15 +235,19 @@ def _differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 def _post_events(
     watch: Watch, body: Mapping[str, Any], verdict: Any, fields: Mapping[str, Any] | None,
-    window: str,
+    window: str, now: datetime.datetime,
 ) -> None:
+    """SLOAtRisk once the SLO is missed in two consecutive windows: missed at some instant and
+    still missed a whole window later (the two windows then share no request), once per run of
+    misses; an Unknown window neither ends nor extends the run."""
     if verdict.missed:
-        watch.missed_windows += 1
-        if watch.missed_windows >= 2 and not watch.warned:
-            events.slo_at_risk(body, verdict.message, watch.missed_windows)
+        watch.missed_since = watch.missed_since or now
+        lasted = (now - watch.missed_since).total_seconds()
+        if lasted >= promql.duration_seconds(window) and not watch.warned:
+            events.slo_at_risk(body, verdict.message, window)
             watch.warned = True
     elif verdict.status == "True":
-        watch.missed_windows, watch.warned = 0, False
+        watch.missed_since, watch.warned = None, False
     if fields is None:
         return
     off = drifted(fields.get("estimateError"))
