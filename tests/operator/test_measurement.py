@@ -146,3 +146,33 @@ async def test_llamacpp_says_why_it_has_no_ttft_and_no_quantiles():
 async def test_no_pods_or_an_unreadable_engine_is_a_failure_not_a_crash(engine, pods, said):
     found = await measure.measure_one(Answers({}), engine, "ml", pods, "5m", NOW)
     assert said in found.failure
+
+
+def test_slo_at_risk_waits_a_whole_window_and_warns_once_per_streak(monkeypatch):
+    from memplace.operator import events
+    from memplace.operator.measurement import Verdict
+
+    posted: list[str] = []
+    monkeypatch.setattr(events, "slo_at_risk", lambda body, message, window: posted.append(
+        message))
+    missed = Verdict("False", "SLOMissed", "p95 TPOT 85 ms > SLO 60 ms over 5m")
+    met = Verdict("True", "SLOMet", "p95 TPOT 40 ms <= SLO 60 ms over 5m")
+    unknown = Verdict("Unknown", "MeasurementFailed", "Prometheus is unreachable")
+    watch = measure.Watch()
+
+    def window(verdict: Verdict, minutes: float) -> None:
+        measure._post_events(watch, {}, verdict, None, "5m",
+                             NOW + datetime.timedelta(minutes=minutes))
+
+    window(missed, 0)
+    window(missed, 4.5)  # overlapping windows: the same requests, not yet two windows
+    assert posted == []
+    window(unknown, 4.8)  # neither ends nor extends the streak
+    window(missed, 5)
+    assert posted == [missed.message]
+    window(missed, 11)
+    assert len(posted) == 1  # once per streak
+    window(met, 12)
+    window(missed, 13)
+    window(missed, 18)
+    assert len(posted) == 2  # a new streak warns again
