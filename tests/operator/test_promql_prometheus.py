@@ -11,8 +11,6 @@ import pytest
 from memplace.operator import measure
 from memplace.operator.prometheus import Prometheus, PrometheusConfig
 
-NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-
 
 async def measured(server, pods: list[str], *, until, timeout: float = 30.0):
     """Measure ``pods`` until ``until(measurement)`` holds (scrapes need a few seconds)."""
@@ -20,7 +18,8 @@ async def measured(server, pods: list[str], *, until, timeout: float = 30.0):
     try:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            found = await measure.measure_one(client, "vllm", "ml", pods, "10s", NOW)
+            now = datetime.datetime.now(datetime.UTC)  # the instant Prometheus evaluates at
+            found = await measure.measure_one(client, "vllm", "ml", pods, "10s", now)
             if until(found):
                 return found
             if asyncio.get_running_loop().time() > deadline:
