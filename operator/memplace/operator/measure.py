@@ -65,6 +65,9 @@ class Watch:
     """Its PodMonitor was created (``scrape``: only when the cluster has the CRD)."""
     sampled_at: datetime.datetime | None = None
     """When the last window was fed to the PerformanceProfile (one per window, not overlapping)."""
+    placement: Mapping[str, Any] | None = None
+    """The placement the last window measured: after a move, a whole window passes before the
+    next sample, so that no sample mixes the old placement's requests into the new one's."""
 
 
 def start_once(state: State, indexes: Mapping[str, Any], logger: Any) -> None:
@@ -157,6 +160,9 @@ async def _measure_deployment(
     spec = body.get("spec") or {}
     now = datetime.datetime.now(datetime.UTC)
     watch = state.watches.setdefault(key, Watch())
+    if watch.placement is not None and watch.placement != placement:
+        watch.sampled_at = now
+    watch.placement = placement
     if not watch.monitored and await scrape.resolve(state, api) == "podmonitor":
         watch.monitored = True  # tried once per run: a refusal is logged, never retried
         try:
