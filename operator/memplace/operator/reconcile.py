@@ -31,7 +31,7 @@ import kopf
 from memplace.api import PlacementPoolSpec
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, indexed, inputs, kube, moves, owned, render
+from . import events, indexed, inputs, kube, moves, owned, render, scrape
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -219,6 +219,7 @@ async def _apply_placed(
     if planned is None:
         raise render.RenderError("the plan has no usable placement")
     serving_name, serving = await owned.serving(api, namespace, name)
+    annotations = scrape.pod_annotations(await scrape.resolve(state, api), spec_model.runtime.port)
     now = datetime.datetime.now(datetime.UTC)
     decision = moves.decide(
         previous,
@@ -254,7 +255,9 @@ async def _apply_placed(
     state.fingerprints[key] = fingerprint
     if verdict in ("apply", "cancel"):
         target = serving_name or name
-        deployment, service = _render(body, spec_model, fields, cluster, chosen, name=target)
+        deployment, service = _render(
+            body, spec_model, fields, cluster, chosen, name=target, pod_annotations=annotations
+        )
         selects = ((serving or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
         if selects:  # what the serving Deployment selects, also one rendered before it had
             service["spec"]["selector"] = dict(selects)  # a workload label: no upgrade gap
@@ -275,7 +278,14 @@ async def _apply_placed(
         name, planned.placement, serving_name
     )
     successor, _service = _render(
-        body, spec_model, fields, cluster, chosen, name=successor_name, serving=serving_name
+        body,
+        spec_model,
+        fields,
+        cluster,
+        chosen,
+        name=successor_name,
+        serving=serving_name,
+        pod_annotations=annotations,
     )
     successor = await owned.apply_deployment(api, successor)
     state.recent[inputs.successor_key(key)] = planned  # its room, until the index has it
@@ -377,6 +387,7 @@ def _render(
     *,
     name: str,
     serving: str | None = None,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     placed_now = inputs.placed_entry({**fields, "phase": "Placed"})
     if placed_now is None:
@@ -403,6 +414,7 @@ def _render(
         serving=serving,
         gpu_memory_bytes=pool.gpu_memory_bytes or None,
         model_config=config,
+        pod_annotations=pod_annotations,
     )
 
 
