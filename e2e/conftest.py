@@ -23,10 +23,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from kubeapi import Api
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,53 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).parent == Path(__file__).parent:
             item.add_marker(pytest.mark.e2e)
-
-
-class Api:
-    """A small synchronous client over httpx, configured from a kubeconfig."""
-
-    def __init__(self, kubeconfig: str) -> None:
-        from kubernetes import client, config
-
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        headers: dict[str, str] = {}
-        token = (configuration.api_key or {}).get("authorization") or (
-            configuration.api_key or {}).get("BearerToken")
-        if token:
-            prefix = (configuration.api_key_prefix or {}).get("authorization", "")
-            headers["Authorization"] = f"{prefix} {token}".strip()
-        cert = (configuration.cert_file, configuration.key_file) \
-            if configuration.cert_file else None
-        verify: Any = configuration.ssl_ca_cert or configuration.verify_ssl
-        self.kubeconfig = kubeconfig
-        self.http = httpx.Client(base_url=configuration.host, headers=headers, cert=cert,
-                                 verify=verify, timeout=30)
-
-    def get(self, path: str) -> dict[str, Any] | None:
-        response = self.http.get(path)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return response.json()
-
-    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(path, json=body)
-        if response.status_code == 409:
-            return self.get(f"{path}/{body['metadata']['name']}") or {}
-        response.raise_for_status()
-        return response.json()
-
-    def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.patch(
-            path, json=body, headers={"Content-Type": "application/merge-patch+json"})
-        response.raise_for_status()
-        return response.json()
-
-    def delete(self, path: str) -> None:
-        response = self.http.delete(path, json={"propagationPolicy": "Background"})
-        if response.status_code not in (200, 202, 404):
-            response.raise_for_status()
 
 
 def _docker_running() -> bool:
@@ -118,11 +71,21 @@ def kubeconfig() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def api(kubeconfig: str) -> Api:
+    """The harness's client; skips only when the server cannot be reached. A server that
+    answers but does not know us (401/403, ``system:anonymous``) fails: that is a broken
+    harness or kubeconfig, not a missing cluster."""
     client = Api(kubeconfig)
     try:
         client.get("/version")
-    except httpx.HTTPError as error:
+    except httpx.TransportError as error:
         pytest.skip(f"the cluster in {kubeconfig} is unreachable: {error}")
+    review = client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", json={
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    if review.status_code < 300:  # Kubernetes >= 1.28; older servers: the calls below tell
+        user = review.json().get("status", {}).get("userInfo", {}).get("username")
+        assert user and user != "system:anonymous", f"{kubeconfig} logs in as {user!r}"
+    nodes = client.request("GET", "/api/v1/nodes?limit=1")
+    assert nodes.status_code == 200, f"{kubeconfig} cannot list nodes: {nodes.text[:300]}"
     return client
 
 
