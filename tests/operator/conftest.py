@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from kopf.testing import KopfRunner
 from operator_support import OWN_ID, PEERING, PRIORITY
+from rbac_support import chart_authorizer
 
 from memplace.operator import settings as operator_settings
 
@@ -29,8 +30,10 @@ class RunningOperator:
 
 @pytest_asyncio.fixture()
 async def operator(cluster) -> AsyncIterator[RunningOperator]:
-    """``memplace``'s handlers under Kopf (KopfRunner), logged in to the emulator."""
-    async with _running(["--standalone"]) as running:
+    """``memplace``'s handlers under Kopf (KopfRunner), logged in to the emulator, with exactly
+    the permissions the chart's default values grant (a request without a rule is 403 and
+    fails the test)."""
+    async with _running(cluster, ["--standalone"], CHART_DEFAULTS) as running:
         yield running
 
 
@@ -43,13 +46,19 @@ async def peered_operator(cluster, monkeypatch) -> AsyncIterator[RunningOperator
     await cluster.create("/apis/kopf.dev/v1/clusterkopfpeerings", {
         "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
         "metadata": {"name": PEERING}})
-    async with _running(["--peering", PEERING, "--priority", str(PRIORITY)]) as running:
+    async with _running(cluster, ["--peering", PEERING, "--priority", str(PRIORITY)],
+                        CHART_PEERING) as running:
         yield running
 
 
+CHART_DEFAULTS: dict = {}
+CHART_PEERING = {"operator": {"replicas": 2, "peering": {"enabled": True}}}
+
+
 @contextlib.asynccontextmanager
-async def _running(mode: list[str]) -> AsyncIterator[RunningOperator]:
+async def _running(cluster, mode: list[str], chart_values: dict) -> AsyncIterator[RunningOperator]:
     metrics_port, health_port = free_port(), free_port()
+    cluster.authorize = chart_authorizer(chart_values, cluster.operator_token)
     operator_settings.configure(operator_settings.Settings(
         resync_seconds=0.2,
         stuck_after_seconds=1.0,
@@ -68,3 +77,5 @@ async def _running(mode: list[str]) -> AsyncIterator[RunningOperator]:
     finally:
         await asyncio.to_thread(runner.__exit__, None, None, None)
         operator_settings.configure(operator_settings.Settings())
+        denied, cluster.authorize = getattr(cluster.authorize, "denied", []), None
+    assert not denied, f"the chart's RBAC refused the operator: {sorted(set(denied))}"
