@@ -55,11 +55,15 @@ class OperatorProcess:
         self.env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT / "operator"), os.environ.get("PYTHONPATH")) if p)
         self.env.pop("KUBERNETES_SERVICE_HOST", None)  # the kubeconfig, not a pod's account
+        self.env.pop("KUBECONFIG", None)  # only --kubeconfig names the cluster
         run = ["run", "--kubeconfig", str(kubeconfig), "--all-namespaces", *args]
         if peering_lifetime is None:
             self.command = [sys.executable, "-m", "memplace", *run]
         else:
             self.env["MEMPLACE_TEST_PEERING_LIFETIME"] = str(peering_lifetime)
+            # The wrapper imports kopf, and with it kubernetes, before `memplace run` sets
+            # KUBECONFIG from --kubeconfig; kubernetes reads KUBECONFIG once, at import.
+            self.env["KUBECONFIG"] = str(kubeconfig)
             self.command = [sys.executable, "-c", _WITH_PEERING_LIFETIME, *run]
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0

@@ -130,14 +130,14 @@ def chart_grants(objects: list[dict[str, Any]], service_account: str | None = No
 class RbacAuthorizer:
     """Called by the emulator on every request: the operator's requests must be granted."""
 
-    def __init__(self, grants: list[Grant], token: str) -> None:
+    def __init__(self, grants: list[Grant], *tokens: str) -> None:
         self.grants = grants
-        self.token = token
+        self.tokens = {f"Bearer {token}" for token in tokens}  # the operator's credentials
         self.used: set[tuple[str, str, str]] = set()
         self.denied: list[str] = []  # what the operator asked for and was refused
 
     def __call__(self, request: kmock.Request) -> None:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        if request.headers.get("Authorization") not in self.tokens:
             return  # the test itself, as admin
         path = request.url.path
         attrs = attributes(str(request.method.value), path, request.params)
@@ -175,8 +175,8 @@ def _rendered(values_json: str) -> tuple[dict[str, Any], ...] | None:
     return tuple(module.render_chart(json.loads(values_json)))
 
 
-def chart_authorizer(values: Mapping[str, Any], token: str) -> RbacAuthorizer | None:
+def chart_authorizer(values: Mapping[str, Any], *tokens: str) -> RbacAuthorizer | None:
     """An authorizer with the grants of the chart rendered with ``values``; None when the chart
     cannot be rendered here (no helm-python-sdk)."""
     objects = _rendered(json.dumps(values, sort_keys=True))
-    return None if objects is None else RbacAuthorizer(chart_grants(list(objects)), token)
+    return None if objects is None else RbacAuthorizer(chart_grants(list(objects)), *tokens)
