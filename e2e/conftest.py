@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -83,7 +84,7 @@ def api(kubeconfig: str) -> Api:
         "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
     if review.status_code < 300:  # Kubernetes >= 1.28; older servers: the calls below tell
         user = review.json().get("status", {}).get("userInfo", {}).get("username")
-        assert user and user != "system:anonymous", f"{kubeconfig} logs in as {user!r}"
+        assert user != "system:anonymous", f"{kubeconfig} logs in as {user}"
     nodes = client.request("GET", "/api/v1/nodes?limit=1")
     assert nodes.status_code == 200, f"{kubeconfig} cannot list nodes: {nodes.text[:300]}"
     return client
@@ -112,29 +113,56 @@ def crds(api: Api) -> None:
             raise AssertionError(f"CRD {crd['metadata']['name']} not established")
 
 
+class LocalOperator:
+    """``memplace run`` from this tree, as a process: killed (SIGKILL) and restarted by tests."""
+
+    def __init__(self, kubeconfig: str, log: Path) -> None:
+        self.log = log
+        self.command = [sys.executable, "-m", "memplace", "run", "--kubeconfig", kubeconfig,
+                        "--all-namespaces", "--resync", "2s", "--stuck-after", "10m",
+                        "--verbose"]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT,
+                                            cwd=ROOT)
+        time.sleep(3)
+        if self.process.poll() is not None:
+            raise AssertionError(f"memplace run exited:\n{self.tail()}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
 @pytest.fixture(scope="session")
-def operator(api: Api, crds: None) -> Iterator[None]:
+def operator(api: Api, crds: None) -> Iterator[LocalOperator | None]:
+    """The operator under test: a :class:`LocalOperator`, or None when it is installed in the
+    cluster (``E2E_OPERATOR=installed``), which tests cannot kill."""
     mode = os.environ.get("E2E_OPERATOR") or (
         "installed" if os.environ.get("E2E_NAMESPACE") else "local")
     if mode == "installed":
-        yield
+        yield None
         return
-    log = Path(tempfile.mkdtemp()) / "operator.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "memplace", "run", "--kubeconfig", api.kubeconfig,
-             "--all-namespaces", "--resync", "2s", "--stuck-after", "10m", "--verbose"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-        )
+    local = LocalOperator(api.kubeconfig, Path(tempfile.mkdtemp()) / "operator.log")
+    local.start()
     try:
-        time.sleep(3)
-        if process.poll() is not None:
-            raise AssertionError(f"memplace run exited:\n{log.read_text()[-4000:]}")
-        yield
+        yield local
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        print(f"operator log: {log}")
+        local.stop()
+        print(f"operator log: {local.log}")
