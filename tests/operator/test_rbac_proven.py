@@ -88,9 +88,11 @@ async def test_the_operator_s_requests_are_checked_and_its_writes_are_granted(cl
     await cluster.create(md_url(), model_deployment("summarizer"))
     await eventually(lambda: cluster.stored(SERVICES, NS, "summarizer"), what="the Service")
     await eventually(lambda: status_of(cluster, "summarizer").get("placement"), what="status")
-    assert {("create", "apps", "deployments"), ("create", "", "services"),
-            ("patch", "memplace.io", "modeldeployments/status"), ("create", "", "events"),
-            ("watch", "memplace.io", "modeldeployments")} <= authorizer.used
+    writes = {("create", "apps", "deployments"), ("create", "", "services"),
+              ("patch", "memplace.io", "modeldeployments/status"), ("create", "", "events"),
+              ("watch", "memplace.io", "modeldeployments")}
+    await eventually(lambda: writes <= authorizer.used,
+                     what=f"{sorted(writes - authorizer.used)} seen as granted")
     assert authorizer.denied == []
 
 
