@@ -11,6 +11,10 @@ Environment:
   ``installed`` expects an operator already running there (e.g. the Helm chart; ``E2E_NAMESPACE``
   set implies ``installed``).
 - ``E2E_KIND_CLUSTER``: the kind cluster's name when one is created (default memplace-e2e).
+
+The harness logs in exactly as the operator does (``kubeapi.py``: Kopf's ``login_via_client``),
+so client certificates (files or inline ``*-data``), tokens and exec plugins work for both. An
+unreachable server skips; one that answers but takes us for ``system:anonymous`` fails.
 """
 
 from __future__ import annotations
