@@ -17,7 +17,7 @@ context and graphs; MLA's single latent KV head is replicated on every GPU (as v
 
 llama.cpp stores a quantised model as GGUF, whose layout differs: the token embeddings and the
 output matrix are quantised too, and a format's block scales are part of its bits per weight
-(``GGUF_BITS_PER_WEIGHT``). Llama-3-8B in Q8_0: 8.03 B × 8.5 bits = 7.95 GiB, what llama.cpp
+(``gguf_bits_per_weight``). Llama-3-8B in Q8_0: 8.03 B × 8.5 bits = 7.95 GiB, what llama.cpp
 prints; the vLLM-style int8 estimate (16-bit embeddings) would say 8.46 GiB.
 
 Both are checked against published start-up logs in tests/planning/test_runtime_logs.py.
@@ -30,12 +30,13 @@ from dataclasses import dataclass
 
 from memplace.planning.architecture import Architecture
 from memplace.planning.catalogue import KvDtype, Precision
+from memplace.planning.efficiency import default_table
 
 __all__ = [
     "ACTIVATION_BATCH_TOKENS",
     "CUDA_CONTEXT_BYTES",
     "CUDA_GRAPH_BYTES",
-    "GGUF_BITS_PER_WEIGHT",
+    "gguf_bits_per_weight",
     "GPU_MEMORY_UTILIZATION",
     "KV_BLOCK_TOKENS",
     "MemoryEstimate",
@@ -74,16 +75,17 @@ processes, fragmentation and estimate error."""
 KV_BLOCK_TOKENS = 16
 """vLLM pages the KV cache in blocks of 16 tokens (``--block-size`` default on CUDA)."""
 
-GGUF_BITS_PER_WEIGHT = {"int8": 8.5, "int4": 4.84}
-"""Bits per weight of the GGUF file llama.cpp serves for a precision, scales included, over
-every weight matrix and the embeddings (norms stay f32).
+def gguf_bits_per_weight(precision_id: str) -> float | None:
+    """Bits per weight of the GGUF file llama.cpp serves for a quantised precision, block scales
+    included, over every weight matrix and the embeddings (norms stay f32); None where llama.cpp
+    keeps the vLLM layout (16-bit stays 16-bit).
 
-* int8 is Q8_0: blocks of 32 int8 weights with one fp16 scale, 34 bytes per 32 weights
-  (``block_q8_0`` in ggml's ggml-common.h) = 8.5 bits;
-* int4 is Q4_K_M, a mixture (most matrices Q4_K, some Q6_K): 4.84 bits per weight over Llama 2
-  7B (llama.cpp tools/quantize/README.md, "Bits per Weight (BPW)" table).
-
-Other precisions keep the vLLM layout (16-bit stays 16-bit)."""
+    The figures live in one place, the weight formats of ``data/efficiency.yaml``, where each
+    carries its source (llama-bench's printed file sizes): int8 is Q8_0 (blocks of 32 int8 and
+    one fp16 scale, 34 bytes per 32 weights = 8.5 bits); int4 is Q4_K_M, a mixture of Q4_K and
+    Q6_K matrices (4.90 bits over Llama-3-8B)."""
+    bits = default_table().weight_format("llamacpp", precision_id).bits_per_weight
+    return bits if bits is not None and bits < 16 else None
 
 
 @dataclass(frozen=True)
@@ -130,12 +132,12 @@ def weights_bytes_by_group(
     arch: Architecture, precision: Precision, engine: str = "vllm"
 ) -> dict[str, int]:
     """Bytes per tensor group in ``precision``, scales and zero points included, in the layout
-    ``engine`` loads (llama.cpp: GGUF, see ``GGUF_BITS_PER_WEIGHT``).
+    ``engine`` loads (llama.cpp: GGUF, see ``gguf_bits_per_weight``).
 
     At the precision a checkpoint is published in, an engine that loads the safetensors files
     loads the checkpoint's own bytes (``planning.checkpoint``: an architecture that carries one);
     otherwise they are computed from the parameter counts."""
-    gguf = GGUF_BITS_PER_WEIGHT.get(precision.id) if engine == "llamacpp" else None
+    gguf = gguf_bits_per_weight(precision.id) if engine == "llamacpp" else None
     if gguf is not None:
         return {g.category: _gguf_bytes(g, gguf) for g in arch.groups}
     published = getattr(arch, "checkpoint", None)
