@@ -31,6 +31,12 @@ from typing import Any
 import yaml
 
 from ._base import ApiModel
+from ._modeladapter import (
+    MODEL_ADAPTER,
+    MODEL_ADAPTER_NAME,
+    ModelAdapterSpec,
+    ModelAdapterStatus,
+)
 from ._modeldeployment import (
     MODEL_DEPLOYMENT,
     MODEL_DEPLOYMENT_NAME,
@@ -213,6 +219,23 @@ RESOURCES: tuple[CrdSource, ...] = (
             PrinterColumn("NVML", "boolean", ".status.nvml.available", "NVML usable.", priority=1),
             PrinterColumn("Driver", "string", ".status.nvml.driverVersion", "Driver.", priority=1),
             PrinterColumn("Observed", "date", ".status.observedAt", "Last measurement."),
+            _AGE,
+        ),
+    ),
+    CrdSource(
+        resource=MODEL_ADAPTER,
+        spec=ModelAdapterSpec,
+        status=ModelAdapterStatus,
+        name_rule=MODEL_ADAPTER_NAME,
+        description="A LoRA fine-tune served beside its base ModelDeployment (same namespace): "
+        "memplace sizes and places it with the base, in the base's pods.",
+        columns=(
+            PrinterColumn("Base", "string", ".spec.baseDeployment", "The base ModelDeployment."),
+            PrinterColumn("Rank", "integer", ".spec.rank", "LoRA rank."),
+            PrinterColumn("Phase", "string", ".status.phase", "Loaded, Rejected, Orphaned."),
+            PrinterColumn("Memory", "string", ".status.memory", "The adapter's weights."),
+            PrinterColumn("Source", "string", ".spec.source", "Where it is read.", priority=1),
+            PrinterColumn("Message", "string", ".status.message", "Why.", priority=1),
             _AGE,
         ),
     ),
