@@ -259,9 +259,7 @@ RESOURCES: tuple[CrdSource, ...] = (
             PrinterColumn("Model", "string", ".spec.model", "Learned from.", priority=1),
             PrinterColumn("KV", "string", ".spec.kvCacheDtype", "KV-cache type.", priority=1),
             PrinterColumn("Tier", "string", ".spec.tier", "Tier.", priority=1),
-            PrinterColumn(
-                "Updated", "date", ".status.decode.lastUpdated", "Last decode sample."
-            ),
+            PrinterColumn("Updated", "date", ".status.decode.lastUpdated", "Last decode sample."),
             _AGE,
         ),
     ),

@@ -220,7 +220,8 @@ def shapes_from_architecture(arch: Any) -> tuple[ModuleShape, ...]:
     """Shapes from the planner's ``Architecture`` when no config.json is at hand: q/k/v/o taken
     as hidden × hidden (an upper bound: grouped-query k and v are narrower), the MLP as its
     widest intermediate width."""
-    h, layers, width = arch.hidden_size, arch.layers, arch.max_intermediate_size or 4 * arch.hidden_size
+    h, layers = arch.hidden_size, arch.layers
+    width = arch.max_intermediate_size or 4 * h
     return (
         *(ModuleShape(n, h, h, layers, row_parallel=n == "o_proj") for n in ATTENTION_TARGETS),
         ModuleShape("gate_proj", h, width, layers),
