@@ -448,6 +448,9 @@ class CostStatus(ApiModel):
     """Cost per million output tokens at the stated demand."""
     naive_per_hour: NonNegativeFloat | None = None
     """Cost per hour of the cheapest bf16, all-in-GPU placement, to show the saving."""
+    separate_per_hour: NonNegativeFloat | None = None
+    """LoRA: what one deployment per fine-tune would cost per hour (the base alone, plus a copy
+    of the base per loaded adapter, each for its own demand), to show the saving."""
 
 
 class Alternative(ApiModel):
