@@ -26,7 +26,7 @@ from memplace.api import PlacementPoolSpec
 from memplace.planning.calibration import Calibration
 from memplace.planning.inventory import STALE_AFTER_HEARTBEATS
 
-from . import inputs
+from . import inputs, modeladapters
 from .state import Key, State
 
 
@@ -95,6 +95,7 @@ def fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
         sorted(repr(node) for node in values(indexes.get("nodes"))),
         sorted((n, _report_essence(r, now)) for n, r in planning_reports(indexes)),
         sorted((k, repr(store)) for k, store in (indexes.get("placed") or {}).items() if k != key),
+        modeladapters.fingerprint(indexes, key),
     )
     return hash(repr(parts))
 

@@ -27,7 +27,7 @@ import kopf
 from memplace.api import PlacementPoolSpec
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, indexed, inputs, kube, owned, render
+from . import events, indexed, inputs, kube, modeladapters, owned, render
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -109,6 +109,7 @@ async def plan_and_apply(
     spec_model = None
     config = None
     variant_configs: dict[str, dict[str, Any]] = {}
+    lora = None
     try:
         spec_model = inputs.parse_spec(spec)
         config = await inputs.model_config(
@@ -134,17 +135,19 @@ async def plan_and_apply(
             full_pools=state.full_pools.get(key, frozenset()),
             variant_configs=variant_configs,
             calibration=indexed.calibration(indexes),
+            model_adapters=modeladapters.listed(indexes, key, logger),
         )
         with PLAN_DURATION.time():
             plan = plan_deployment(request, cluster)
         fields = dict(plan.status_fields())
+        lora = plan.lora
     except inputs.InvalidSpec as error:
         fields = {"phase": "Invalid", "message": str(error)}
 
     if fields.get("phase") == "Placed":
         try:
             chosen = _chosen_config(spec_model, fields, config, variant_configs)
-            desired = _render(body, spec_model, fields, cluster, chosen)
+            desired = _render(body, spec_model, fields, cluster, chosen, lora)
             deployment = await owned.apply(api, desired)
         except (render.RenderError, owned.Rejected) as error:  # a 422 is not retried: same object
             fields = {"phase": "Invalid", "message": str(error)}
@@ -154,9 +157,11 @@ async def plan_and_apply(
             ready = mdstatus.readiness(deployment)
             outcome = status_outcome_placed(fields)
             _emit_placed(body, previous, running, fields, trigger)
+            await modeladapters.write_statuses(api, indexes, key, fields)
             return _status_changes(state, key, previous, outcome, ready, generation)
 
     state.fingerprints[key] = fingerprint
+    await modeladapters.write_statuses(api, indexes, key, fields)
     if running is not None:
         why = _why(fields)
         message = f"generation {generation}: {why}; the running placement is kept"
@@ -232,7 +237,12 @@ def _status_changes(
 
 
 def _render(
-    body: Any, spec_model: Any, fields: Mapping[str, Any], cluster: Any, config: Any
+    body: Any,
+    spec_model: Any,
+    fields: Mapping[str, Any],
+    cluster: Any,
+    config: Any,
+    lora: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     placed_now = inputs.placed_entry({**fields, "phase": "Placed"})
     if placed_now is None:
@@ -257,6 +267,7 @@ def _render(
         pool_spec,
         gpu_memory_bytes=pool.gpu_memory_bytes or None,
         model_config=config,
+        lora=lora,
     )
 
 

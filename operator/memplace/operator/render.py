@@ -17,6 +17,9 @@ tgi                   --quantize, --max-total-tokens, --max-input-tokens, --num-
 custom                MEMPLACE_* environment variables only
 ====================  ==========================================================================
 
+LoRA adapters the plan loaded are added by ``render_lora`` (vLLM --enable-lora …, llama.cpp
+--lora, TGI LORA_ADAPTERS).
+
 ``spec.runtime.args`` come after the plan's arguments and ``spec.runtime.env`` after its
 variables, so a user can override either. The Deployment carries a hash of everything rendered
 (``memplace.io/plan-hash``): the handler compares it before writing, so re-running a reconcile
@@ -38,6 +41,8 @@ from memplace.api import (
     PlacementPoolSpec,
     PlacementStatus,
 )
+
+from . import render_lora
 
 __all__ = [
     "MANAGED_BY",
@@ -139,8 +144,10 @@ def render(
     *,
     gpu_memory_bytes: int | None = None,
     model_config: dict[str, Any] | None = None,
+    lora: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The Deployment and the Service for one placement."""
+    """The Deployment and the Service for one placement (``lora``: the plan's
+    ``adapters.LoraSlots``, whose adapters are loaded beside the model: ``render_lora``)."""
     deployment = render_deployment(
         owner,
         spec,
@@ -149,6 +156,7 @@ def render(
         pool,
         gpu_memory_bytes=gpu_memory_bytes,
         model_config=model_config,
+        lora=lora,
     )
     return deployment, render_service(owner, spec)
 
@@ -187,6 +195,7 @@ def render_deployment(
     *,
     gpu_memory_bytes: int | None = None,
     model_config: dict[str, Any] | None = None,
+    lora: Any = None,
 ) -> dict[str, Any]:
     """The apps/v1 Deployment, with the plan-hash annotation set."""
     runtime = spec.runtime
@@ -196,6 +205,8 @@ def render_deployment(
         raise RenderError(f"spec.runtime.image is required for the {engine} engine")
 
     args, env = _engine_args(spec, placement, estimate, gpu_memory_bytes, model_config)
+    lora_args, lora_env = render_lora.engine_args(engine, lora)
+    args, env = [*args, *lora_args], [*env, *lora_env]
     env = _merged_env(env, [{"name": e.name, "value": e.value} for e in runtime.env])
     labels = {**labels_for(owner.name), POOL_LABEL: placement.pool}
     container: dict[str, Any] = {

@@ -217,7 +217,7 @@ def decide(request: Any, plan_one: Callable[[Any], Any], separately: Callable[[A
         )
     names = [a.name for a, _ in listed] + [k for k in order if k not in origin]
     ordered = tuple(statuses[n] for n in dict.fromkeys(names) if n in statuses)
-    plan = dataclasses.replace(plan, adapters=ordered)
+    plan = dataclasses.replace(plan, adapters=ordered, lora=slots if placed else None)
     if placed and loadable:
         plan = _with_separate_cost(plan, request, loadable, empty, separately)
     return plan

@@ -142,6 +142,8 @@ class Plan:
     """Unschedulable only: whether it may place later without a spec change (capacity)."""
     adapters: tuple[Any, ...] = ()
     """``AdapterStatus`` per LoRA adapter (``lora.decide``); () = the spec has none."""
+    lora: Any = None
+    """``adapters.LoraSlots`` of the adapters Loaded: what the engine's arguments load."""
 
     def status_fields(self) -> dict[str, Any]:
         """The status fields this plan sets, camelCase, every key present (null = clear)."""
