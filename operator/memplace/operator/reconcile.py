@@ -24,10 +24,9 @@ from typing import Any
 
 import kopf
 
-from memplace.api import PlacementPoolSpec
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, indexed, inputs, kube, modeladapters, owned, render
+from . import events, indexed, inputs, kube, manifests, modeladapters, owned, render
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -244,30 +243,9 @@ def _render(
     config: Any,
     lora: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    placed_now = inputs.placed_entry({**fields, "phase": "Placed"})
-    if placed_now is None:
-        raise render.RenderError("the plan has no usable placement")
-    pool = cluster.pool(placed_now.placement.pool) if cluster is not None else None
-    if pool is None:
-        raise render.RenderError(f"pool {placed_now.placement.pool} is gone")
-    pool_spec = PlacementPoolSpec.model_validate(
-        {
-            "nodeSelector": dict(pool.node_selector) or {"kubernetes.io/os": "linux"},
-            "tolerations": [_wire(t) for t in pool.tolerations],
-            "sharing": pool.sharing,
-        }
-    )
     meta = body.get("metadata", {})
-    owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-    return render.render(
-        owner,
-        spec_model,
-        placed_now.placement,
-        placed_now.estimate,
-        pool_spec,
-        gpu_memory_bytes=pool.gpu_memory_bytes or None,
-        model_config=config,
-        lora=lora,
+    return manifests.desired(
+        meta["name"], meta["namespace"], meta["uid"], spec_model, fields, cluster, config, lora
     )
 
 
@@ -285,10 +263,6 @@ def _chosen_config(
     if chosen is not None and chosen.config is not None:
         return dict(chosen.config)
     return variant_configs.get(variant)
-
-
-def _wire(value: Any) -> Any:
-    return value.to_wire() if hasattr(value, "to_wire") else dict(value)
 
 
 def _placement_dict(running: inputs.Placed) -> dict[str, Any]:
