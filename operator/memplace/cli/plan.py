@@ -7,7 +7,10 @@ PerformanceProfiles (``kubectl get performanceprofiles -o yaml``: their learned 
 the estimates, as in the operator). Other kinds are skipped with a notice on stderr. It plans
 every deployment exactly as the operator does (``memplace.planning.plan.plan_cluster``) and
 prints a table, or ``-o json`` / ``-o yaml``: one entry per deployment with ``namespace``,
-``name``, ``phase`` and the status fields.
+``name``, ``phase`` and the status fields; ``-o manifests`` prints the Deployments and Services
+the operator would apply for every placed deployment (the same rendering code), as YAML.
+ModelAdapters (LoRA fine-tunes) are planned with their base; the table's LORA SAVING column is
+what one deployment per fine-tune would cost more.
 
 Reports are judged fresh against ``--now`` (default: the newest report's ``observedAt``, so the
 same files always give the same plan). Nothing is fetched: a ``source`` without a config or
@@ -37,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", metavar="FILES_OR_DIRS", help="YAML files or dirs")
-    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    parser.add_argument(
+        "-o", "--output", choices=("table", "json", "yaml", "manifests"), default="table"
+    )
     parser.add_argument(
         "--fail-on",
         type=_phases,
@@ -122,11 +127,14 @@ class _Inputs:
         self.reports: list[tuple[str, Any]] = []
         self.configmaps: dict[tuple[str, str], dict] = {}
         self.profiles: list[Any] = []
+        self.adapters: dict[tuple[str, str], list[Any]] = {}  # (namespace, base) → Listed
+        self.configs: dict[tuple[str, str], dict | None] = {}  # what each deployment sized on
 
 
 def _read(paths: list[str]) -> _Inputs:
-    from memplace.api import NodeMemoryReport, PerformanceProfile, PlacementPool
+    from memplace.api import ModelAdapter, NodeMemoryReport, PerformanceProfile, PlacementPool
     from memplace.planning.inventory import node_from_manifest
+    from memplace.planning.lora import Listed
 
     inputs = _Inputs()
     for path in _files(paths):
@@ -146,6 +154,11 @@ def _read(paths: list[str]) -> _Inputs:
                     report = NodeMemoryReport.model_validate(doc)
                     if report.status is not None:
                         inputs.reports.append((report.spec.node_name, report.status))
+                elif kind == "ModelAdapter" and group == "memplace.io":
+                    adapter = ModelAdapter.model_validate(doc)
+                    ns = meta.get("namespace") or "default"
+                    base = (ns, adapter.spec.base_deployment)
+                    inputs.adapters.setdefault(base, []).append(Listed(name, adapter.spec))
                 elif kind == "PerformanceProfile" and group == "memplace.io":
                     inputs.profiles.append(PerformanceProfile.model_validate(doc))
                 elif kind == "Node" and doc.get("apiVersion") == "v1":
@@ -204,8 +217,17 @@ def _request(ns: str, name: str, doc: dict, inputs: _Inputs, calibration: Any) -
         if vconfig is not None:
             variant_configs[variant.name] = vconfig
     current = deployment.status.placement if deployment.status is not None else None
+    inputs.configs[(ns, name)] = config
     return DeploymentRequest(
-        ns, name, spec, config, current, frozenset(), variant_configs, calibration
+        ns,
+        name,
+        spec,
+        config,
+        current,
+        frozenset(),
+        variant_configs,
+        calibration,
+        model_adapters=tuple(inputs.adapters.get((ns, name), ())),
     )
 
 
@@ -247,6 +269,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output == "table":
         _table(plans, cluster)
+    elif args.output == "manifests":
+        _manifests(plans, inputs, cluster)
     else:
         entries = [{"namespace": p.namespace, "name": p.name, **p.status_fields()} for p in plans]
         if args.output == "json":
@@ -260,8 +284,54 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(p.phase in args.fail_on for p in plans) else 0
 
 
+def _manifests(plans: list[Any], inputs: _Inputs, cluster: Any) -> None:
+    """The Deployments and Services of the placed plans, rendered as the operator does."""
+    import json
+
+    import yaml
+
+    from memplace.api import ModelDeployment
+    from memplace.operator import manifests, render
+
+    docs = {(ns, name): doc for ns, name, doc in inputs.deployments}
+    out: list[dict] = []
+    for p in plans:
+        if p.phase != "Placed":
+            print(f"memplace plan: {p.namespace}/{p.name} {p.phase}: no manifests", file=sys.stderr)
+            continue
+        doc = docs[(p.namespace, p.name)]
+        spec = ModelDeployment.model_validate(doc).spec
+        uid = (doc.get("metadata") or {}).get("uid")
+        config = _chosen(spec, p, inputs.configs.get((p.namespace, p.name)))
+        try:
+            out += manifests.desired(
+                p.name, p.namespace, uid, spec, p.status_fields(), cluster, config, p.lora
+            )
+        except render.RenderError as error:
+            print(f"memplace plan: {p.namespace}/{p.name}: {error}", file=sys.stderr)
+    plain = json.loads(json.dumps(out))  # unshared nodes: YAML without anchors or aliases
+    print(yaml.safe_dump_all(plain, sort_keys=False, allow_unicode=True), end="")
+
+
+def _chosen(spec: Any, plan: Any, config: dict | None) -> dict | None:
+    """The config.json of what the plan serves (the model's, or an inline variant's)."""
+    if plan.placement.variant is None:
+        return config if config is not None else spec.model.config
+    chosen = next((v for v in spec.model.variants if v.name == plan.placement.variant), None)
+    return chosen.config if chosen is not None else None
+
+
 def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:,.2f}"
+
+
+def _lora_saving(plan: Any) -> str:
+    """Loaded adapters, and what they save against one deployment per fine-tune."""
+    separate = plan.cost.separate_per_hour if plan.cost else None
+    loaded = sum(1 for a in plan.adapters if a.state == "Loaded")
+    if separate is None or not loaded:
+        return "-"
+    return f"{loaded} FT: {_money(separate - (plan.cost.per_hour or 0.0))}/h"
 
 
 def _table(plans: list[Any], cluster: Any) -> None:
@@ -283,6 +353,7 @@ def _table(plans: list[Any], cluster: Any) -> None:
         ("TTFT/TPOT ms", "right"),
         ("$/h", "right"),
         ("NAIVE $/h", "right"),
+        ("LORA SAVING", "right"),
         ("$/M tok", "right"),
     ):
         table.add_column(column, justify=justify, no_wrap=True)
@@ -291,7 +362,7 @@ def _table(plans: list[Any], cluster: Any) -> None:
         who = f"{p.namespace}/{p.name}"
         if p.phase != "Placed":
             naive = p.cost.naive_per_hour if p.cost else None
-            table.add_row(who, p.phase, "", "", "", "", "", "", "", "-", _money(naive), "")
+            table.add_row(who, p.phase, "", "", "", "", "", "", "", "-", _money(naive), "-", "")
             continue
         pl, est, cost = p.placement, p.estimate, p.cost
         gpu = f" ({pl.gpus_per_replica}×{pl.gpu_model})" if pl.gpus_per_replica else " (CPU)"
@@ -308,6 +379,7 @@ def _table(plans: list[Any], cluster: Any) -> None:
             latency,
             _money(cost.per_hour),
             _money(cost.naive_per_hour),
+            _lora_saving(p),
             _money(cost.per_million_output_tokens),
         )
         total += cost.per_hour or 0.0
@@ -329,6 +401,12 @@ def _table(plans: list[Any], cluster: Any) -> None:
     console.print(line)
     for p in plans:
         console.print(f"\n[bold]{p.namespace}/{p.name}[/bold] {p.phase}: {p.message}")
+        for a in p.adapters:
+            why = f" ({a.reason}: {a.message})" if a.state == "Rejected" else ""
+            console.print(
+                f"  adapter {a.name} (rank {a.rank}, {a.memory or '?'}): {a.state}{why}",
+                markup=False,
+            )
         shown = p.alternatives if p.phase != "Placed" else p.alternatives[:4]
         for a in shown:
             where = a.pool or a.variant or ""
