@@ -2,7 +2,10 @@
 
 MODEL is a config.json file (or a directory holding one), ``hf://org/name[@revision]`` or an
 https URL. Without ``--precision`` it prints every precision; with ``--gpu`` it adds the
-roofline speed and whether a replica fits that GPU.
+roofline speed and whether a replica fits that GPU. With ``--lora-rank`` it adds what vLLM
+reserves for LoRA adapters (``--max-loras`` slots of that rank, rounded up to a rank vLLM
+accepts, in every module it wraps) and their decode penalty (``memplace.planning.adapters``);
+``--lora-targets`` sizes each adapter's own weights (default: every linear module).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import json
 from pathlib import Path
 
 from memplace.cli import UsageError
+from memplace.planning import lora
+from memplace.planning.adapters import ALL_TARGETS, Adapter, LoraSlots, shapes_from_config
 from memplace.planning.architecture import ConfigError, architecture_from_config
 from memplace.planning.catalogue import default_catalogue
 from memplace.planning.feasibility import hardware_refusal
@@ -40,8 +45,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gpus-per-replica", type=_positive, default=1)
     parser.add_argument("--tier", choices=("gpu", "offload", "cpu"), default="gpu")
     parser.add_argument("--instance", help="instance type for the cpu tier's host figures")
+    parser.add_argument("--lora-rank", type=_positive, help="LoRA adapters of this rank (vLLM)")
+    parser.add_argument(
+        "--max-loras", type=_positive, default=1, help="adapters resident on the GPU (default 1)"
+    )
+    parser.add_argument(
+        "--lora-targets",
+        type=_targets,
+        default=ALL_TARGETS,
+        help="comma-separated modules each adapter adapts (default: all linear modules)",
+    )
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     parser.set_defaults(handler=run)
+
+
+def _targets(text: str) -> tuple[str, ...]:
+    from typing import get_args
+
+    from memplace.api import LoraTarget
+
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [n for n in names if n not in get_args(LoraTarget)]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown module {', '.join(unknown) or '(none)'}; choose from "
+            + ", ".join(get_args(LoraTarget))
+        )
+    return names
 
 
 def _positive(text: str) -> int:
@@ -76,10 +106,21 @@ def load_config(model: str) -> dict:
 def estimates(args: argparse.Namespace) -> list[dict]:
     """One row per precision, camelCase keys as in ``status.estimate``."""
     catalogue = default_catalogue()
+    config = load_config(args.model)
     try:
-        arch = architecture_from_config(load_config(args.model))
+        arch = architecture_from_config(config)
     except ConfigError as error:
         raise UsageError(str(error)) from None
+    slots = None
+    if args.lora_rank is not None:
+        try:
+            shapes = shapes_from_config(config)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+            raise UsageError(f"config.json lacks the shapes LoRA needs: {error!r}") from None
+        adapters = [
+            Adapter(f"lora-{i}", args.lora_rank, args.lora_targets) for i in range(args.max_loras)
+        ]
+        slots = LoraSlots.plan("vllm", shapes, adapters, args.max_loras)
     gpu = _lookup(catalogue.gpu, args.gpu, "GPU") if args.gpu else None
     host = _lookup(catalogue.instance, args.instance, "instance") if args.instance else None
     kv = _lookup(catalogue.kv_dtypes.get, args.kv_dtype, "KV dtype")
@@ -95,6 +136,8 @@ def estimates(args: argparse.Namespace) -> list[dict]:
             concurrency=args.concurrency,
             gpus_per_replica=args.gpus_per_replica,
         )
+        if slots is not None:
+            memory = lora.with_adapters(memory, slots, args.gpus_per_replica)
         row = {
             "precision": precision.id,
             "kvCacheDtype": kv.id,
@@ -108,13 +151,20 @@ def estimates(args: argparse.Namespace) -> list[dict]:
             "totalBytes": memory.total_bytes,
             "totalBytesPerGpu": memory.total_bytes_per_gpu,
         }
+        if slots is not None:
+            row |= {
+                "adapterBytes": memory.adapter_bytes,
+                "adapterBytesEach": slots.bytes_of(slots.adapters[0]),
+                "adapterHostBytes": slots.host_bytes,
+                "maxLoraRank": slots.max_rank,
+            }
         if gpu is not None or args.tier == "cpu":
-            row |= _speed(args, arch, precision, kv, gpu, host, memory)
+            row |= _speed(args, arch, precision, kv, gpu, host, memory, slots)
         rows.append(row)
     return rows
 
 
-def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
+def _speed(args, arch, precision, kv, gpu, host, memory, slots=None) -> dict:
     """Speed and fit on ``gpu`` (or ``host`` for the cpu tier)."""
     if args.tier == "cpu":
         if host is None:
@@ -146,6 +196,8 @@ def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
         prompt_tokens=args.prompt,
         offloaded_bytes_per_gpu=offloaded or 0,
     )
+    if slots is not None:
+        speed = lora.slowed(speed, slots, memory.weights_bytes)
     return {
         "timeToFirstTokenMs": round(speed.time_to_first_token_ms, 2),
         "timePerOutputTokenMs": round(speed.time_per_output_token_ms, 2),
@@ -192,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         "state GiB",
         "act GiB",
         "overhead GiB",
+        *(["LoRA GiB"] if "adapterBytes" in first else []),
         "total GiB",
         "per GPU GiB",
     ]
@@ -209,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
                 "stateBytes",
                 "activationBytes",
                 "overheadBytes",
+                *(["adapterBytes"] if "adapterBytes" in row else []),
                 "totalBytes",
                 "totalBytesPerGpu",
             )
