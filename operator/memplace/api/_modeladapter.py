@@ -21,7 +21,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    model_validator,
+)
 
 from ._base import ApiModel
 from ._resource import API_VERSION, GROUP, VERSION, NameRule, ObjectMeta, ResourceInfo
@@ -77,8 +84,17 @@ ModelAdapterPhase = Literal["Pending", "Loaded", "Rejected", "Orphaned"]
 _NAME = r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$"
 
 
+_ALL_LINEAR_ALONE = {
+    "rule": "!has(self.targetModules) || !('all-linear' in self.targetModules)"
+    " || size(self.targetModules) == 1",
+    "message": "targetModules: all-linear stands for every linear module: list it alone",
+}
+
+
 class AdapterFields(ApiModel):
     """What sizes and serves one LoRA adapter."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ALL_LINEAR_ALONE]})
 
     source: str = Field(min_length=1)
     """Where the engine reads the adapter: `hf://org/name` (vLLM, TGI) or a path in the pod
@@ -95,6 +111,13 @@ class AdapterFields(ApiModel):
     output_tokens_per_second: NonNegativeFloat | None = None
     """This adapter's demand, in output tokens per second: added to the base's demand."""
 
+    @model_validator(mode="after")
+    def _all_linear_alone(self) -> AdapterFields:
+        targets = self.target_modules or []
+        if "all-linear" in targets and len(targets) > 1:
+            raise ValueError(_ALL_LINEAR_ALONE["message"])
+        return self
+
 
 class AdapterSpec(AdapterFields):
     """An adapter listed in its base's spec."""
@@ -107,7 +130,9 @@ class ModelAdapterSpec(AdapterFields):
     """A fine-tune to serve beside a ModelDeployment of the same namespace; the adapter's name
     is the ModelAdapter's name."""
 
-    base_deployment: str = Field(min_length=1, max_length=63)
+    base_deployment: str = Field(
+        min_length=1, max_length=63, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+    )
     """The ModelDeployment (same namespace) whose pods serve this adapter."""
 
 

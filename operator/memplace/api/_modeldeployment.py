@@ -332,6 +332,14 @@ class ModelDeploymentSpec(ApiModel):
     )
     """LoRA adapters served beside the model, in its pods (ModelAdapters add more)."""
 
+    @model_validator(mode="after")
+    def _adapter_names_unique(self) -> ModelDeploymentSpec:
+        names = [a.name for a in self.adapters]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"spec.adapters: duplicate names: {', '.join(twice)}")
+        return self
+
 
 class PlacementStatus(ApiModel):
     """The chosen placement."""
