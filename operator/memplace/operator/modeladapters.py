@@ -7,6 +7,9 @@
 - ``fingerprint`` is what of them a base's plan depends on (names and specs, not their
   status): ``indexed.fingerprint`` includes it, so the resync loop re-plans the base, and
   rolls its pods through a new Deployment spec, when an adapter is added, changed or removed;
+- ``with_targets`` fills an adapter's unset ``targetModules`` from its ``adapter_config.json``
+  (hf:// sources only, cached by source); when it cannot be had the adapter is sized as if it
+  adapted every linear module, an upper bound, and planning never waits for it;
 - ``write_statuses`` patches each ModelAdapter's status from its base's plan (Loaded, Rejected
   with a reason, Pending), only when it changed; ``orphan_statuses`` marks Orphaned those whose
   base does not exist. The operator never deletes a ModelAdapter and never writes its spec.
@@ -14,21 +17,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from memplace.api import MODEL_ADAPTER, ModelAdapterSpec, format_bytes
+from memplace.api import MODEL_ADAPTER, ModelAdapterSpec, ModelDeploymentSpec, format_bytes
+from memplace.planning.adapters import targets_from_adapter_config
 from memplace.planning.lora import Listed
 
 from . import inputs, kube
 from . import status as mdstatus
+from .settings import Settings
+from .sources import SourceError, fetch_config
 from .state import Key
 
-__all__ = ["entry", "fingerprint", "listed", "orphan_statuses", "write_statuses"]
+__all__ = [
+    "entry",
+    "fingerprint",
+    "listed",
+    "orphan_statuses",
+    "resolved_targets",
+    "with_targets",
+    "write_statuses",
+]
 
 
 def entry(name: str, meta: Mapping[str, Any], spec: Any, status: Any) -> dict[str, Any]:
@@ -58,6 +73,57 @@ def listed(indexes: Mapping[str, Any], key: Key, logger: Any) -> tuple[Listed, .
         except ValidationError as error:
             logger.warning(f"ModelAdapter {key[0]}/{e['name']} skipped: {error}")
     return tuple(out)
+
+
+Fetch = Callable[[str], Mapping[str, Any]]
+"""``adapter_config.json`` of an hf:// source (``sources.fetch_config``, off the event loop)."""
+
+
+async def resolved_targets(
+    fields: Iterable[Any], fetch: Fetch, cache: dict[str, Any]
+) -> dict[str, tuple[str, ...]]:
+    """source → target modules, for adapters without ``targetModules`` whose source is hf://."""
+    found: dict[str, tuple[str, ...]] = {}
+    for f in fields:
+        if f.target_modules or not f.source.startswith("hf://"):
+            continue
+        key = f"adapter_config:{f.source}"
+        if key not in cache:
+            try:
+                cache[key] = targets_from_adapter_config(await asyncio.to_thread(fetch, f.source))
+            except SourceError:
+                cache[key] = None  # sized as every module; not retried this run
+        if cache[key]:
+            found[f.source] = cache[key]
+    return found
+
+
+async def with_targets(
+    spec: ModelDeploymentSpec,
+    adapters: tuple[Listed, ...],
+    settings: Settings,
+    cache: dict[str, Any],
+) -> tuple[ModelDeploymentSpec, tuple[Listed, ...]]:
+    """``spec`` and ``adapters`` with target modules read from each adapter_config.json."""
+
+    def fetch(source: str) -> Mapping[str, Any]:
+        return fetch_config(
+            source,
+            token=settings.hf_token,
+            endpoint=settings.hf_endpoint,
+            filename="adapter_config.json",
+        )
+
+    targets = await resolved_targets([*spec.adapters, *(a.spec for a in adapters)], fetch, cache)
+    if not targets:
+        return spec, adapters
+
+    def filled(f: Any) -> Any:
+        found = targets.get(f.source)
+        return f.model_copy(update={"target_modules": list(found)}) if found else f
+
+    spec = spec.model_copy(update={"adapters": [filled(a) for a in spec.adapters]})
+    return spec, tuple(Listed(a.name, filled(a.spec)) for a in adapters)
 
 
 def _status_of(

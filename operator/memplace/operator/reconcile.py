@@ -125,6 +125,9 @@ async def plan_and_apply(
             exclude=key,
             now=datetime.datetime.now(datetime.UTC),
         )
+        spec_model, listed = await modeladapters.with_targets(
+            spec_model, modeladapters.listed(indexes, key, logger), state.settings, state.configs
+        )
         request = DeploymentRequest(
             namespace,
             name,
@@ -134,7 +137,7 @@ async def plan_and_apply(
             full_pools=state.full_pools.get(key, frozenset()),
             variant_configs=variant_configs,
             calibration=indexed.calibration(indexes),
-            model_adapters=modeladapters.listed(indexes, key, logger),
+            model_adapters=listed,
         )
         with PLAN_DURATION.time():
             plan = plan_deployment(request, cluster)
