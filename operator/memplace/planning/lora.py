@@ -10,8 +10,9 @@
    the engine's LoRA reservation (``with_adapters``), its decode the active adapters' bytes
    (``slowed``), its demand the adapters' demand, and no variant serves (a distilled student
    cannot serve adapters trained on the base: ``AdaptersNeedBase``);
-3. while nothing places, drop the adapters of the highest rank (they set vLLM's
-   ``--max-lora-rank``, and so every slot's size) and plan again: those are Rejected
+3. while nothing places, drop adapters and plan again: when memory emptied the candidates,
+   those of the highest rank (they set vLLM's ``--max-lora-rank``, and so every slot's size);
+   when speed or room did, the one with the most demand. Those are Rejected
    with the reason the base did not place with them (``DoesNotFit``, ``TooSlow`` or
    ``NoCapacity``: the check that emptied the candidates). If the base does not
    place even alone, every adapter is Pending.
@@ -196,10 +197,19 @@ def decide(request: Any, plan_one: Callable[[Any], Any], separately: Callable[[A
         plan = plan_one(dataclasses.replace(request, lora=slots))
         if plan.phase == "Placed" or not loadable:
             break
-        top = max(a.rank for a in loadable)
-        why = f"with rank {top} the base does not place: {plan.message}"
-        dropped += [(a, why, _code(plan.funnel)) for a in loadable if a.rank == top]
-        loadable = [a for a in loadable if a.rank != top]
+        code = _code(plan.funnel)
+        if code == "DoesNotFit":  # memory: the top rank sizes every slot
+            top = max(a.rank for a in loadable)
+            out = [a for a in loadable if a.rank == top]
+            why = f"with rank {top} the base does not place: {plan.message}"
+        else:  # speed or room: the busiest adapter's demand
+            out = [max(loadable, key=lambda a: (a.output_tokens_per_second, a.rank, a.name))]
+            why = (
+                f"with its {out[0].output_tokens_per_second:g} tok/s the base does not place: "
+                f"{plan.message}"
+            )
+        dropped += [(a, why, code) for a in out]
+        loadable = [a for a in loadable if a not in out]
     placed = plan.phase == "Placed"
     for adapter in loadable:
         statuses[adapter.name] = _status(
