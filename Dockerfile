@@ -18,6 +18,8 @@ COPY operator ./operator
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
+# VERSION is the package's (operator/memplace/__init__.py); the release workflow passes it from
+# the tag, and tests/test_version.py keeps this default equal to it.
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown

@@ -14,7 +14,7 @@ set -euo pipefail
 
 CLUSTER="${CLUSTER:-memplace-e2e}"
 IMAGE="${IMAGE:-memplace:dev}"
-NAMESPACE="${NAMESPACE:-memplace-system}"
+NAMESPACE="${NAMESPACE:-memplace}"
 KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-kindest/node:v1.33.1}"
 GPU_PRODUCT="${GPU_PRODUCT:-NVIDIA-A100-SXM4-80GB}"
 GPU_COUNT="${GPU_COUNT:-8}"

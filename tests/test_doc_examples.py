@@ -57,9 +57,9 @@ def test_each_example_shows_its_lever(plans, name, field, value):
 
 
 def test_vllm_serves_in_flight_only_what_it_can_make_from_a_16_bit_checkpoint(plans):
-    # int8 W8A8 needs an int8 checkpoint; vLLM makes int4 (bitsandbytes) while loading
+    # int8 W8A8 needs an int8 checkpoint; vLLM makes int4 (bitsandbytes) or fp8 while loading
     for name in ("moe-coder", "support-bot"):
-        assert plans[name]["placement"]["precision"] == "int4", name
+        assert plans[name]["placement"]["precision"] in ("int4", "fp8"), name
 
 
 def test_the_infeasible_example_shows_each_pools_nearest_miss(plans):
@@ -79,3 +79,62 @@ def test_the_table_prints_totals_and_the_saving(capsys):
     out = capsys.readouterr().out
     assert "Total: 7 of 8 placed" in out and "saving" in out
     assert "Pool onprem left out (NoPrice)" in out
+
+
+# --- what a user applies: examples/kustomization.yaml --------------------------------------------
+
+
+def kustomization() -> dict:
+    import yaml
+
+    return yaml.safe_load((EXAMPLES / "kustomization.yaml").read_text())
+
+
+def applied_objects() -> list[dict]:
+    """What `kubectl apply -k examples/` would send: `kubectl kustomize` when kubectl is here,
+    else every listed file parsed (the kustomization has no patches or generators to apply)."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    if shutil.which("kubectl"):
+        done = subprocess.run(["kubectl", "kustomize", str(EXAMPLES)], capture_output=True,
+                              text=True, check=True, timeout=60)  # fmt: skip
+        return [d for d in yaml.safe_load_all(done.stdout) if d]
+    return [
+        doc
+        for resource in kustomization()["resources"]
+        for doc in yaml.safe_load_all((EXAMPLES / resource).read_text())
+        if doc
+    ]
+
+
+def test_the_kustomization_lists_every_file_a_user_applies_and_no_offline_node():
+    listed = set(kustomization()["resources"])
+    on_disk = {
+        str(p.relative_to(EXAMPLES))
+        for p in EXAMPLES.rglob("*.yaml")
+        if p.name != "kustomization.yaml" and "offline" not in p.parts
+    }
+    assert listed == on_disk
+    kinds = {obj["kind"] for obj in applied_objects()}
+    assert kinds == {"Namespace", "PlacementPool", "ConfigMap", "ModelDeployment"}
+
+
+def test_every_namespace_the_examples_use_is_created_by_them():
+    objects = applied_objects()
+    created = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
+    used = {o["metadata"]["namespace"] for o in objects if o["metadata"].get("namespace")}
+    assert used == created == {"ml", "batch"}
+
+
+def test_planning_what_is_applied_on_the_offline_nodes_is_planning_examples(tmp_path, capsys):
+    import yaml
+
+    applied = tmp_path / "applied.yaml"
+    applied.write_text(yaml.safe_dump_all(applied_objects()))
+    assert main(["plan", str(applied), str(EXAMPLES / "offline"), "-o", "json"]) == 0
+    from_applied = capsys.readouterr().out
+    assert main(["plan", str(EXAMPLES), "-o", "json"]) == 0
+    assert from_applied == capsys.readouterr().out

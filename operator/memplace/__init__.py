@@ -5,3 +5,4 @@ Layers (enforced by import-linter, see pyproject.toml): ``cli`` → ``operator``
 """
 
 __version__ = "0.1.0"
+"""The one version: the wheel, `memplace --version`, the image label and the chart follow it."""

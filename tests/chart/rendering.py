@@ -17,7 +17,7 @@ helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not install
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "memplace"
 RELEASE = "memplace"
-NAMESPACE = "memplace-system"
+NAMESPACE = "memplace"
 KUBE_VERSION = "1.33.0"
 
 VARIATIONS: dict[str, dict[str, Any]] = {
@@ -30,6 +30,7 @@ VARIATIONS: dict[str, dict[str, Any]] = {
         "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["172.18.0.2/32"]}}
     },
     "agent-disabled": {"agent": {"enabled": False}},
+    "grafana-dashboard": {"grafana": {"dashboard": {"enabled": True}}},
 }
 
 

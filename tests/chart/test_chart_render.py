@@ -207,4 +207,4 @@ def test_notes_say_how_to_look_at_placements():
         rendered = chart.render({}, name="memplace", namespace=NAMESPACE)
     notes = rendered["memplace/templates/NOTES.txt"]
     assert "kubectl describe mdep" in notes
-    assert "memplace-system" in notes
+    assert "namespace memplace" in notes

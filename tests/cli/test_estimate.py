@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hub_server import hub_fixture  # noqa: F401 (the `hub` fixture)
+
 CONFIGS = Path(__file__).parent.parent / "fixtures" / "configs"
 LLAMA = str(CONFIGS / "llama-3.1-8b.json")
 
@@ -123,7 +125,7 @@ def test_unknown_model_type_names_the_fallback(tmp_path):
     path.write_text(json.dumps({"model_type": "bert"}))
     result = memplace("estimate", str(path))
     assert result.returncode == 2
-    assert "supported families" in result.stderr and "parameters" in result.stderr
+    assert "no hidden_size" in result.stderr and "parameters" in result.stderr
 
 
 def test_malformed_json_names_the_file(tmp_path):
@@ -139,6 +141,42 @@ def test_hub_source_offline_says_what_was_fetched_from_where():
     assert result.returncode == 2
     assert "http://127.0.0.1:9/Qwen/Qwen3-8B/resolve/main/config.json" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _hub_env(hub) -> dict:
+    import os
+
+    return {
+        "HF_ENDPOINT": hub.url,
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }
+
+
+def test_a_hub_model_is_weighed_by_its_checkpoint_headers(hub):
+    args = ("estimate", "hf://openai/gpt-oss-20b", "--precision", "mxfp4", "-o", "json")
+    result = memplace(*args, env=_hub_env(hub))
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["weightsBytes"] == 13_761_264_768 and row["weightsSource"] == "checkpoint"
+    assert "weights from the checkpoint's headers: mxfp4" in result.stderr
+    assert any(path.endswith(".safetensors") for path, _ in hub.requests)
+
+
+def test_a_hub_model_whose_checkpoint_cannot_be_read_falls_back_to_config_and_says_so(hub):
+    hub.files["Qwen/Qwen3-0.6B/model.safetensors"] = b"\x01\x00"  # 2 bytes: no header length
+    result = memplace("estimate", "hf://Qwen/Qwen3-0.6B", "--precision", "bf16", env=_hub_env(hub))
+    assert result.returncode == 0, result.stderr
+    assert "bf16/bf16 " in result.stdout and "(checkpoint)" not in result.stdout
+    assert "weights from config.json: the checkpoint could not be read" in result.stdout
+    assert "model.safetensors ended after 2 bytes" in result.stdout
+
+
+def test_a_tied_lm_head_in_the_checkpoint_is_named_as_not_loaded(hub):
+    result = memplace("estimate", "hf://Qwen/Qwen3-0.6B", env=_hub_env(hub))
+    assert result.returncode == 0, result.stderr
+    assert "bf16/bf16 (checkpoint)" in result.stdout and "fp16/bf16 (checkpoint)" in result.stdout
+    assert "not loaded: lm_head tied to the embeddings 0.29 GiB" in result.stdout
 
 
 @pytest.mark.parametrize("what", ["gpus", "instances", "precisions"])

@@ -6,12 +6,13 @@ import os
 
 import kopf
 
-from memplace.cli import main
+from memplace.cli import main, preflight
 
 
 def run_and_capture(monkeypatch, *args: str) -> dict:
     seen: dict = {}
     monkeypatch.setattr(kopf, "run", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(preflight, "check", lambda *args, **kwargs: None)  # test_run_preflight.py
     assert main(["run", *args]) == 0
     return seen
 
@@ -41,3 +42,14 @@ def test_a_peered_replica_has_an_identity_its_own_peer_check_can_read(monkeypatc
     monkeypatch.setenv("POD_ID", "memplace-abc")
     run_and_capture(monkeypatch, "--peering", "memplace")
     assert os.environ["POD_ID"] == "memplace-abc"
+
+
+def test_the_move_flags_reach_the_operator_settings(monkeypatch):
+    from memplace.operator import settings
+
+    monkeypatch.setattr(settings, "_current", settings.Settings())
+    run_and_capture(monkeypatch)
+    assert settings.current().min_move_interval_seconds == 1800  # the documented 30m default
+    run_and_capture(monkeypatch, "--min-move-interval", "1h", "--move-timeout", "90s")
+    assert settings.current().min_move_interval_seconds == 3600
+    assert settings.current().move_timeout_seconds == 90

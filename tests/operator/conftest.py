@@ -27,10 +27,17 @@ class RunningOperator:
         self.health_port = health_port
 
 
+UNREACHABLE_HUB = "http://127.0.0.1:9"
+"""Where the operator looks for hf:// sources unless a test is marked ``hub``: a loopback port
+that refuses, so that tests never reach the internet."""
+
+
 @pytest_asyncio.fixture()
-async def operator(cluster) -> AsyncIterator[RunningOperator]:
-    """``memplace``'s handlers under Kopf (KopfRunner), logged in to the emulator."""
-    async with _running(["--standalone"]) as running:
+async def operator(cluster, request) -> AsyncIterator[RunningOperator]:
+    """``memplace``'s handlers under Kopf (KopfRunner), logged in to the emulator; a test marked
+    ``hub`` has them read hf:// sources from the fake hub (``hub_server.hub``)."""
+    hub = request.getfixturevalue("hub").url if request.node.get_closest_marker("hub") else None
+    async with _running(["--standalone"], hf_endpoint=hub or UNREACHABLE_HUB) as running:
         yield running
 
 
@@ -47,14 +54,45 @@ async def peered_operator(cluster, monkeypatch) -> AsyncIterator[RunningOperator
         yield running
 
 
+class Restartable:
+    """The operator, which a test can stop and start afresh (its memory lost, as in a crash)."""
+
+    def __init__(self) -> None:
+        self._runs: list[contextlib.AbstractAsyncContextManager[RunningOperator]] = []
+
+    async def start(self) -> RunningOperator:
+        run = _running(["--standalone"])
+        self._runs.append(run)
+        return await run.__aenter__()
+
+    async def stop(self) -> None:
+        await self._runs.pop().__aexit__(None, None, None)
+
+
+@pytest_asyncio.fixture()
+async def restartable_operator(cluster) -> AsyncIterator[Restartable]:
+    """Like ``operator``, plus ``await restartable_operator.stop()`` / ``.start()``."""
+    operators = Restartable()
+    await operators.start()
+    try:
+        yield operators
+    finally:
+        while operators._runs:
+            await operators.stop()
+
+
 @contextlib.asynccontextmanager
-async def _running(mode: list[str]) -> AsyncIterator[RunningOperator]:
+async def _running(
+    mode: list[str], hf_endpoint: str = UNREACHABLE_HUB
+) -> AsyncIterator[RunningOperator]:
     metrics_port, health_port = free_port(), free_port()
     operator_settings.configure(operator_settings.Settings(
         resync_seconds=0.2,
         stuck_after_seconds=1.0,
         metrics_port=metrics_port,
         metrics_host="127.0.0.1",
+        hf_endpoint=hf_endpoint,
+        hf_token=None,
     ))
     runner = KopfRunner(
         ["run", *mode, "--all-namespaces", "-m", "memplace.operator.handlers",

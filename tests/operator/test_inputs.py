@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hub_server import hub_fixture  # noqa: F401 (the `hub` fixture)
 from memplace.operator import inputs
 from memplace.operator.settings import Settings
+
+HUB = Path(__file__).parents[1] / "fixtures" / "hub"
 
 SMALL = {"model_type": "qwen3", "hidden_size": 2560, "num_hidden_layers": 36,
          "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
@@ -130,3 +134,47 @@ def test_a_profile_is_indexed_for_the_planner_and_a_malformed_one_is_skipped_wit
     calibration = indexed.calibration({"profiles": {"p": [good]}})
     assert calibration.factors(ProfileKey.of(good.spec)).decode == 2.0
     assert len(indexed.calibration({})) == 0
+
+
+class Log:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, text: str) -> None:
+        self.warnings.append(text)
+
+
+async def test_checkpoints_are_read_beside_the_config_of_the_model_and_its_variants(hub):
+    config = json.loads((HUB / "openai/gpt-oss-20b/config.json").read_text())
+    parsed = inputs.parse_spec({"model": {
+        "name": "openai/gpt-oss-20b", "source": "hf://openai/gpt-oss-20b",
+        "variants": [
+            {"name": "small", "source": "hf://Qwen/Qwen3-0.6B", "qualityLoss": 0.1},
+            {"name": "bare", "source": "hf://constructed/config-only", "qualityLoss": 0.1},
+        ],
+    }})
+    log = Log()
+    found = await inputs.model_checkpoints(
+        parsed, config, {"small": SMALL, "bare": SMALL}, Settings(hf_endpoint=hub.url), log
+    )
+    assert set(found) == {None, "small"}  # config-only has no safetensors: not an error
+    assert found[None].precision == "mxfp4" and found["small"].precision == "bf16"
+    assert log.warnings == []
+
+
+async def test_an_unreadable_checkpoint_falls_back_to_the_config_and_says_so(hub):
+    hub.status["openai/gpt-oss-20b"] = 500
+    parsed = inputs.parse_spec({"model": {"name": "m", "source": "hf://openai/gpt-oss-20b"}})
+    log = Log()
+    found = await inputs.model_checkpoints(
+        parsed, SMALL, {}, Settings(hf_endpoint=hub.url), log
+    )
+    assert found == {}
+    assert len(log.warnings) == 1 and "computed from config.json" in log.warnings[0]
+    assert "HTTP 500" in log.warnings[0]
+
+
+async def test_a_model_without_a_source_reads_no_checkpoint(hub):
+    parsed = inputs.parse_spec({"model": {"name": "m", "config": SMALL}})
+    assert await inputs.model_checkpoints(parsed, None, {}, Settings(hf_endpoint=hub.url)) == {}
+    assert hub.requests == []

@@ -189,11 +189,40 @@ def test_owned_labelled_and_selected_by_a_stable_label():
             }
         ]
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "memplace"
-    assert deployment["spec"]["selector"] == {
-        "matchLabels": {"memplace.io/deployment": "summarizer"}
-    }
-    assert service["spec"]["selector"] == {"memplace.io/deployment": "summarizer"}
+    own = {"memplace.io/deployment": "summarizer", "memplace.io/workload": "summarizer"}
+    assert deployment["spec"]["selector"] == {"matchLabels": own}
+    assert own.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert service["spec"]["selector"] == own
     assert service["spec"]["ports"][0]["port"] == 8000
+
+
+def test_a_successor_selects_only_its_own_pods_while_the_service_keeps_the_old_ones():
+    moved = placement(precision="int4")
+    name = render.successor_name("summarizer", moved, serving="summarizer")
+    deployment, service = render.render(
+        OWNER, spec(), moved, ESTIMATE, POOL, name=name, serving="summarizer"
+    )
+    assert name.startswith("summarizer-") and name != "summarizer"
+    assert deployment["metadata"]["name"] == name
+    assert deployment["spec"]["selector"]["matchLabels"]["memplace.io/workload"] == name
+    assert service["spec"]["selector"]["memplace.io/workload"] == "summarizer"
+    assert render.serving_name("summarizer", service) == "summarizer"
+
+
+def test_the_successor_name_is_deterministic_and_never_the_serving_one():
+    moved = placement(precision="int4")
+    first = render.successor_name("summarizer", moved, serving="summarizer")
+    assert render.successor_name("summarizer", moved, serving="summarizer") == first
+    assert render.successor_name("summarizer", moved, serving=first) == "summarizer"
+    long_name = "m" * 63
+    assert len(render.successor_name(long_name, moved, serving=long_name)) <= 63
+
+
+def test_the_placement_id_ignores_the_replica_count_and_nothing_else():
+    base = render.placement_id(placement())
+    assert render.placement_id(placement(replicas=4)) == base
+    assert render.placement_id(placement(precision="int4")) != base
+    assert render.placement_id(placement(pool="other")) != base
 
 
 def test_the_plan_hash_is_stable_and_moves_with_the_plan():

@@ -36,6 +36,7 @@ from ._modeldeployment import (
     ModelDeploymentStatus,
     ModelSpec,
     ModelVariant,
+    MoveStatus,
     Phase,
     PlacementSpec,
     PlacementStatus,
@@ -45,6 +46,7 @@ from ._modeldeployment import (
     RuntimeSpec,
     SloSpec,
     Tier,
+    WeightsSource,
     WorkloadSpec,
 )
 from ._nodememoryreport import (
@@ -128,6 +130,7 @@ __all__ = [
     "ModelDeploymentStatus",
     "ModelSpec",
     "ModelVariant",
+    "MoveStatus",
     "NameRule",
     "NodeMemoryReport",
     "NodeMemoryReportSpec",
@@ -154,6 +157,7 @@ __all__ = [
     "Tier",
     "Timestamp",
     "Toleration",
+    "WeightsSource",
     "WorkloadSpec",
     "format_bytes",
 ]

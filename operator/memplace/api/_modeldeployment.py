@@ -60,6 +60,7 @@ __all__ = [
     "ModelDeploymentStatus",
     "ModelSpec",
     "ModelVariant",
+    "MoveStatus",
     "Phase",
     "PlacementSpec",
     "PlacementStatus",
@@ -69,6 +70,7 @@ __all__ = [
     "RuntimeSpec",
     "SloSpec",
     "Tier",
+    "WeightsSource",
     "WorkloadSpec",
 ]
 
@@ -96,6 +98,9 @@ Engine = Literal["vllm", "llamacpp", "tgi", "custom"]
 
 Phase = Literal["Pending", "Placed", "Ready", "Unschedulable", "Invalid"]
 """Where a ModelDeployment is in its life."""
+
+WeightsSource = Literal["checkpoint", "quantizationConfig", "config", "parameters"]
+"""Where an estimate's weight bytes come from, most trusted first."""
 
 RejectionCode = Literal[
     "DoesNotFit",
@@ -245,12 +250,17 @@ class WorkloadSpec(ApiModel):
 
 
 class SloSpec(ApiModel):
-    """Latency targets at the stated concurrency; an unset target is not checked."""
+    """Latency targets every replica must meet with spec.workload.concurrency sequences in
+    flight. The planner checks its estimate against each target and rejects a placement that
+    misses one (reason TooSlow, in status.alternatives); an unset target is not checked."""
 
     time_to_first_token_ms: PositiveFloat | None = None
-    """Longest acceptable time to first token for a typical prompt, in milliseconds."""
+    """Longest acceptable time to first token (TTFT), in milliseconds: from a request's arrival
+    to its first output token, for a prompt of spec.workload.promptTokens tokens. E.g. 800."""
     time_per_output_token_ms: PositiveFloat | None = None
-    """Longest acceptable time between output tokens of one sequence, in milliseconds."""
+    """Longest acceptable time between two output tokens of one sequence (TPOT, inter-token
+    latency), in milliseconds, while spec.workload.concurrency sequences decode together.
+    E.g. 60 (about 17 tokens per second per sequence)."""
 
 
 class QualitySpec(ApiModel):
@@ -320,7 +330,8 @@ class ModelDeploymentSpec(ApiModel):
     workload: WorkloadSpec = _defaulted(WorkloadSpec)
     """The demand to serve."""
     slo: SloSpec = _defaulted(SloSpec)
-    """Latency targets."""
+    """Latency targets per replica at spec.workload.concurrency (TTFT and TPOT, milliseconds);
+    unset targets are not checked."""
     quality: QualitySpec = _defaulted(QualitySpec)
     """The quality budget."""
     placement: PlacementSpec = _defaulted(PlacementSpec)
@@ -402,6 +413,10 @@ class EstimateStatus(ApiModel):
     """Parameters read per token (MoE: the active experts)."""
     weights_bytes: NonNegativeInt | None = None
     """Weights at the chosen precision, including quantisation scales."""
+    weights_source: WeightsSource | None = None
+    """Where weightsBytes comes from, most trusted first: `checkpoint` (the published
+    safetensors headers), `quantizationConfig` (the format config.json declares, bytes
+    computed), `config` (computed from config.json), `parameters` (spec.model.parameters)."""
     kv_cache_bytes: NonNegativeInt | None = None
     """KV cache for contextTokens × concurrency at the chosen KV-cache type."""
     state_bytes: NonNegativeInt | None = None
@@ -488,6 +503,29 @@ class Alternative(ApiModel):
     """Why it lost, as a stable code (the operator always sets it)."""
 
 
+class MoveStatus(ApiModel):
+    """A move in flight: the successor Deployment starts beside the serving one, the Service
+    switches to it once it is Ready, then the serving one is deleted. Until then `placement`,
+    `estimate` and `cost` in status stay those of the serving Deployment."""
+
+    from_deployment: str
+    """The Deployment that serves until the switch."""
+    to_deployment: str
+    """The successor Deployment, running `placement`."""
+    placement: PlacementStatus
+    """Where and how the successor runs: status.placement once the move completes."""
+    estimate: EstimateStatus | None = None
+    """The successor's estimates: status.estimate once the move completes."""
+    cost: CostStatus | None = None
+    """The successor's cost: status.cost once the move completes."""
+    started_at: Timestamp
+    """When the successor was created (RFC 3339); the move is abandoned past the move timeout."""
+    trigger: str | None = None
+    """What made the re-plan move it, e.g. `capacity changed`."""
+    progress: str | None = None
+    """The successor's readiness, e.g. `1/2 replicas ready`."""
+
+
 class ModelDeploymentStatus(ApiModel):
     """What memplace decided and observed; written only by the operator."""
 
@@ -509,6 +547,11 @@ class ModelDeploymentStatus(ApiModel):
     """Each LoRA adapter (spec.adapters and ModelAdapters): Loaded, Rejected or Pending."""
     message: str | None = None
     """A one-line summary for people, e.g. `int4 on a100-80: 2 × 1 GPU, $7.40/h`."""
+    move: MoveStatus | None = None
+    """The move in flight to a new placement, if any (at most one at a time)."""
+    last_move_time: Timestamp | None = None
+    """When the last move ended, completed or abandoned (RFC 3339); the next one waits
+    `--min-move-interval` from here. The first placement is not a move."""
     conditions: Conditions
     """Valid, Placed and Ready."""
 

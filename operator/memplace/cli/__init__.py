@@ -12,9 +12,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from memplace import __version__
+
 __all__ = ["UsageError", "main"]
 
-SUBCOMMANDS = ("plan", "estimate", "catalog", "run", "agent")
+SUBCOMMANDS = ("plan", "estimate", "catalog", "run", "agent", "completion")
 
 
 class UsageError(Exception):
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="memplace",
         description="Place ML models on a Kubernetes cluster by memory.",
     )
+    parser.add_argument("--version", action="version", version=f"memplace {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"memplace.cli.{name}").register(subparsers)
@@ -39,3 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"memplace {args.command}: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `memplace plan … | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it

@@ -1,7 +1,8 @@
 """``memplace agent``: measure this node's GPUs and host memory, publish a NodeMemoryReport.
 
 Runs as a DaemonSet (``hostPID: true`` to map GPU processes to pods). ``--once -o json`` prints
-one report and exits 0, even without an NVIDIA driver: the report says NVML is unavailable.
+one report and exits 0, even without an NVIDIA driver (the report says NVML is unavailable) or
+a cluster: it publishes only when one is configured, and otherwise says so on stderr.
 Heavy modules (pynvml, kubernetes, prometheus_client) are imported in ``run`` so that
 ``memplace --help`` stays fast.
 """
@@ -31,7 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the Node this agent runs on (default: $NODE_NAME, from the downward API)",
     )
     parser.add_argument("--interval", default="10s", help="time between samples (default 10s)")
-    parser.add_argument("--once", action="store_true", help="sample once, print, and exit")
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="sample once, print, publish if a cluster is configured, and exit",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -117,14 +122,16 @@ def run(args: argparse.Namespace) -> int:
         min_change_bytes=parse_size(args.min_change),
         min_change_ratio=args.min_change_ratio,
     )
-    publisher = None
+    publisher, unpublished = None, None
     if not args.no_publish:
         from memplace.agent.publish import Publisher
 
         try:
             publisher = Publisher.from_config(args.node_name, args.kubeconfig)
         except Exception as error:  # no kubeconfig, bad file: the user's to fix
-            raise UsageError(f"cannot configure the Kubernetes client: {error}") from error
+            unpublished = f"no cluster configured ({_first_line(error)})"
+            if not args.once:  # a running agent that cannot publish has no job
+                raise UsageError(f"cannot configure the Kubernetes client: {error}") from error
     agent = Agent(
         node_name=args.node_name,
         sampler=_sampler(args),
@@ -140,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             agent.sampler.close()
         _print(agent.report(sample), args.output)
+        if unpublished:
+            print(f"memplace agent: not published: {unpublished}", file=sys.stderr)
         if publisher is not None:
             try:
                 agent.publish(sample)
@@ -155,6 +164,11 @@ def run(args: argparse.Namespace) -> int:
         agent.metrics.serve(args.metrics_port)
     agent.run()
     return 0
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _print(report: dict, output: str) -> None:

@@ -9,27 +9,36 @@ every deployment exactly as the operator does (``memplace.planning.plan.plan_clu
 prints a table, or ``-o json`` / ``-o yaml``: one entry per deployment with ``namespace``,
 ``name``, ``phase`` and the status fields; ``-o manifests`` prints the Deployments and Services
 the operator would apply for every placed deployment (the same rendering code), as YAML.
-ModelAdapters (LoRA fine-tunes) are planned with their base; the table's LORA SAVING column is
-what one deployment per fine-tune would cost more.
+ModelAdapters (LoRA fine-tunes) are planned with their base; the LORA SAVING column is what
+one deployment per fine-tune would cost more, and each adapter's state follows the plan.
 
 Reports are judged fresh against ``--now`` (default: the newest report's ``observedAt``, so the
 same files always give the same plan). Nothing is fetched: a ``source`` without a config or
 ``parameters`` plans as Invalid. Exit status: 0, or 1 when ``--fail-on`` names a phase some
 deployment ended in (``unschedulable``, ``invalid``), 2 for unreadable input.
+
+Namespaces and ``kustomization.yaml`` are skipped quietly: they sit beside the objects a user
+applies (``examples/``). On a terminal the table fits its width (columns that do not fit fold
+under their row, see ``cli/table.py``); piped or with ``-o wide`` every column is on one line.
+``--quiet``: the table only. An input without ModelDeployments plans nothing and says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from memplace.cli import UsageError
+from memplace.cli.table import Column, render
 
 __all__ = ["register"]
 
 PHASES = {"unschedulable": "Unschedulable", "invalid": "Invalid"}
+# Objects a user applies beside ModelDeployments (examples/), which planning does not need.
+QUIET_KINDS = {("Namespace", "v1"), ("Kustomization", "kustomize.config.k8s.io")}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("paths", nargs="+", metavar="FILES_OR_DIRS", help="YAML files or dirs")
     parser.add_argument(
-        "-o", "--output", choices=("table", "json", "yaml", "manifests"), default="table"
+        "-o",
+        "--output",
+        choices=("table", "wide", "json", "yaml", "manifests"),
+        default="table",
+        help="table (fits the terminal), wide (every column on one line), json, yaml, or "
+        "manifests (the Deployments and Services the operator would apply)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="the table only: no totals, reasons or notes"
     )
     parser.add_argument(
         "--fail-on",
@@ -166,6 +183,8 @@ def _read(paths: list[str]) -> _Inputs:
                 elif kind == "ConfigMap" and doc.get("apiVersion") == "v1":
                     ns = meta.get("namespace") or "default"
                     inputs.configmaps[(ns, name)] = dict(doc.get("data") or {})
+                elif (kind, group) in QUIET_KINDS:
+                    continue
                 elif not kind or not doc.get("apiVersion"):
                     print(
                         f"memplace plan: {path}: skipped a document that is not a "
@@ -254,6 +273,11 @@ def run(args: argparse.Namespace) -> int:
     from memplace.planning.plan import Plan, plan_cluster
 
     inputs = _read(args.paths)
+    if not inputs.deployments:
+        print(
+            f"memplace plan: no ModelDeployment in {' '.join(args.paths)}: nothing to plan",
+            file=sys.stderr,
+        )
     cluster = build_cluster(
         pools=inputs.pools,
         nodes=inputs.nodes,
@@ -267,8 +291,9 @@ def run(args: argparse.Namespace) -> int:
         (invalid if isinstance(made, Plan) else requests).append(made)
     plans = sorted(plan_cluster(requests, cluster) + invalid, key=lambda p: (p.namespace, p.name))
 
-    if args.output == "table":
-        _table(plans, cluster)
+    if args.output in ("table", "wide"):
+        if plans:
+            print(_report(plans, cluster, _width(args.output), quiet=args.quiet))
     elif args.output == "manifests":
         _manifests(plans, inputs, cluster)
     else:
@@ -282,6 +307,16 @@ def run(args: argparse.Namespace) -> int:
 
             print(yaml.safe_dump(entries, sort_keys=False, allow_unicode=True), end="")
     return 1 if any(p.phase in args.fail_on for p in plans) else 0
+
+
+def _width(output: str) -> int | None:
+    """The terminal's width for ``table`` on a terminal; None (no limit) for ``wide`` or a pipe,
+    so what scripts read never depends on a window's size."""
+    if output == "wide" or not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
 
 
 def _manifests(plans: list[Any], inputs: _Inputs, cluster: Any) -> None:
@@ -321,100 +356,141 @@ def _chosen(spec: Any, plan: Any, config: dict | None) -> dict | None:
     return chosen.config if chosen is not None else None
 
 
-def _money(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.2f}"
-
-
 def _lora_saving(plan: Any) -> str:
     """Loaded adapters, and what they save against one deployment per fine-tune."""
     separate = plan.cost.separate_per_hour if plan.cost else None
     loaded = sum(1 for a in plan.adapters if a.state == "Loaded")
     if separate is None or not loaded:
-        return "-"
+        return ""
     return f"{loaded} FT: {_money(separate - (plan.cost.per_hour or 0.0))}/h"
 
 
-def _table(plans: list[Any], cluster: Any) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
 
-    console = Console(width=None if sys.stdout.isatty() else 200, highlight=False, soft_wrap=False)
-    table = Table(title="memplace plan", title_justify="left", box=box.SIMPLE_HEAD)
-    for column, justify in (
-        ("DEPLOYMENT", "left"),
-        ("PHASE", "left"),
-        ("SERVES", "left"),
-        ("PRECISION", "left"),
-        ("TIER", "left"),
-        ("POOL", "left"),
-        ("REPLICAS", "right"),
-        ("MEM/GPU", "right"),
-        ("TTFT/TPOT ms", "right"),
-        ("$/h", "right"),
-        ("NAIVE $/h", "right"),
-        ("LORA SAVING", "right"),
-        ("$/M tok", "right"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=True)
-    total = naive_total = compared = 0.0
+
+LORA_SAVING = Column("LORA SAVING", rank=11, right=True, fold="LoRA saving {}")
+"""Shown only when some plan has LoRA adapters: what they save against one deployment each."""
+
+# Display order; rank says what folds under the row first when the terminal is narrow.
+COLUMNS = (
+    Column("DEPLOYMENT", keep=True),
+    Column("PHASE", keep=True),
+    Column("SERVES", rank=7, fold="serves {}"),
+    Column("PRECISION", rank=3),
+    Column("TIER", rank=4, fold="tier {}"),
+    Column("POOL", rank=1, fold="pool {}"),
+    Column("GPUS", rank=5),
+    Column("REPLICAS", rank=2, right=True, fold="{} replicas"),
+    Column("MEMORY", rank=6, right=True),
+    Column("TTFT/TPOT ms", rank=8, right=True, fold="TTFT/TPOT {} ms"),
+    Column("$/h", keep=True, right=True),
+    Column("NAIVE $/h", rank=9, right=True, fold="naive {}/h"),
+    LORA_SAVING,
+    Column("$/M tok", rank=10, right=True, fold="{}/M tok"),
+)
+
+
+def _row(p: Any) -> list[str]:
+    if p.phase != "Placed":
+        naive = p.cost.naive_per_hour if p.cost else None
+        return [f"{p.namespace}/{p.name}", p.phase, "", "", "", "", "", "", "", "", "-"] + [
+            _money(naive) if naive is not None else "",
+            "",
+            "",
+        ]
+    pl, est, cost = p.placement, p.estimate, p.cost
+    return [
+        f"{p.namespace}/{p.name}",
+        p.phase,
+        pl.variant or "model",
+        f"{pl.precision}/{pl.kv_cache_dtype} KV",
+        pl.tier,
+        pl.pool,
+        f"{pl.gpus_per_replica}×{pl.gpu_model}" if pl.gpus_per_replica else "CPU",
+        str(pl.replicas),
+        _memory(pl, est),
+        f"{est.time_to_first_token_ms:.0f}/{est.time_per_output_token_ms:.1f}",
+        _money(cost.per_hour),
+        _money(cost.naive_per_hour),
+        _lora_saving(p),
+        _money(cost.per_million_output_tokens),
+    ]
+
+
+def _memory(pl: Any, est: Any) -> str:
+    """Estimated memory per GPU, or per replica in host RAM for the cpu tier (no GPU there)."""
+    if not est.total_per_gpu:
+        return ""
+    return f"{est.total_per_gpu}/GPU" if pl.gpus_per_replica else f"{est.total_per_gpu} RAM"
+
+
+def _report(plans: list[Any], cluster: Any, width: int | None, quiet: bool) -> str:
+    """The table, then (unless ``quiet``) the totals, each plan's reasons and the notes."""
+    columns, rows = COLUMNS, [_row(p) for p in plans]
+    if not any(p.adapters for p in plans):  # no LoRA adapters: no LORA SAVING column
+        at = COLUMNS.index(LORA_SAVING)
+        columns = COLUMNS[:at] + COLUMNS[at + 1 :]
+        rows = [r[:at] + r[at + 1 :] for r in rows]
+    out = [render(columns, rows, width)]
+    if quiet:
+        return "\n".join(out)
+    out += ["", *_wrap(_total(plans), width, "")]
+    bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     for p in plans:
-        who = f"{p.namespace}/{p.name}"
-        if p.phase != "Placed":
-            naive = p.cost.naive_per_hour if p.cost else None
-            table.add_row(who, p.phase, "", "", "", "", "", "", "", "-", _money(naive), "-", "")
-            continue
-        pl, est, cost = p.placement, p.estimate, p.cost
-        gpu = f" ({pl.gpus_per_replica}×{pl.gpu_model})" if pl.gpus_per_replica else " (CPU)"
-        latency = f"{est.time_to_first_token_ms:.0f}/{est.time_per_output_token_ms:.1f}"
-        table.add_row(
-            who,
-            p.phase,
-            pl.variant or "model",
-            f"{pl.precision}/{pl.kv_cache_dtype} KV",
-            pl.tier,
-            f"{pl.pool}{gpu}",
-            str(pl.replicas),
-            est.total_per_gpu or "",
-            latency,
-            _money(cost.per_hour),
-            _money(cost.naive_per_hour),
-            _lora_saving(p),
-            _money(cost.per_million_output_tokens),
-        )
-        total += cost.per_hour or 0.0
-        if cost.naive_per_hour is not None:
-            naive_total += cost.naive_per_hour
-            compared += cost.per_hour or 0.0
-    console.print(table)
+        who = f"\033[1m{p.namespace}/{p.name}\033[0m" if bold else f"{p.namespace}/{p.name}"
+        out += ["", *_wrap(f"{who} {p.phase}: {p.message}", width, "  ")]
+        for a in p.adapters:
+            why = f" ({a.reason}: {a.message})" if a.state == "Rejected" else ""
+            line = f"  adapter {a.name} (rank {a.rank}, {a.memory or '?'}): {a.state}{why}"
+            out += _wrap(line, width, "      ")
+        shown = p.alternatives if p.phase != "Placed" else p.alternatives[:4]
+        for a in shown:
+            out += _wrap(f"  - {_alternative(a)}: {a.code}: {a.reason}", width, "      ")
+    for x in cluster.excluded:
+        out += ["", *_wrap(f"Pool {x.name} left out ({x.code}): {x.reason}", width, "  ")]
+    for notice in cluster.notices:
+        out += _wrap(f"Note: {notice}", width, "  ")
+    return "\n".join(out)
+
+
+def _total(plans: list[Any]) -> str:
     placed = [p for p in plans if p.phase == "Placed"]
+    total = sum(p.cost.per_hour or 0.0 for p in placed)
+    compared = [p for p in placed if p.cost.naive_per_hour is not None]
+    naive_total = sum(p.cost.naive_per_hour for p in compared)
     line = f"Total: {len(placed)} of {len(plans)} placed, {_money(total)}/h"
     if naive_total > 0:
-        saving = naive_total - compared
-        some = len([p for p in placed if p.cost.naive_per_hour is not None])
-        scope = "" if some == len(placed) else f" for the {some} with a naive plan"
+        saving = naive_total - sum(p.cost.per_hour or 0.0 for p in compared)
+        scope = f" for the {len(compared)} with a naive plan" if compared != placed else ""
         line += (
             f"; naive plan (bf16, all in GPU memory, cheapest pool that fits) "
             f"{_money(naive_total)}/h{scope}: "
             f"saving {_money(saving)}/h ({saving / naive_total:.0%})"
         )
-    console.print(line)
-    for p in plans:
-        console.print(f"\n[bold]{p.namespace}/{p.name}[/bold] {p.phase}: {p.message}")
-        for a in p.adapters:
-            why = f" ({a.reason}: {a.message})" if a.state == "Rejected" else ""
-            console.print(
-                f"  adapter {a.name} (rank {a.rank}, {a.memory or '?'}): {a.state}{why}",
-                markup=False,
-            )
-        shown = p.alternatives if p.phase != "Placed" else p.alternatives[:4]
-        for a in shown:
-            where = a.pool or a.variant or ""
-            precision = f"{a.precision}/{a.kv_cache_dtype}" if a.precision else None
-            what = " ".join(x for x in (a.variant if a.pool else None, precision, a.tier) if x)
-            gpus = f" {a.gpus_per_replica}×{a.gpu_model}" if a.gpus_per_replica else ""
-            console.print(f"  - {where}{gpus} {what}: {a.code}: {a.reason}", markup=False)
-    for x in cluster.excluded:
-        console.print(f"\nPool {x.name} left out ({x.code}): {x.reason}", markup=False)
-    for notice in cluster.notices:
-        console.print(f"Note: {notice}", markup=False)
+    return line
+
+
+def _alternative(a: Any) -> str:
+    """``pool R × G GPU precision tier``, e.g. ``h100 2 × 8 H100-SXM5-80GB fp8/fp8 gpu``."""
+    if a.gpus_per_replica:
+        shape = f"{a.gpus_per_replica} {a.gpu_model}"
+        shape = f"{a.replicas} × {shape}" if a.replicas else f"{shape} per replica"
+    elif a.tier == "cpu" and a.replicas:
+        shape = f"{a.replicas} × CPU"
+    else:
+        shape = ""
+    precision = f"{a.precision}/{a.kv_cache_dtype}" if a.precision else None
+    parts = (a.pool or a.variant, shape, a.variant if a.pool else None, precision, a.tier)
+    return " ".join(x for x in parts if x)
+
+
+def _wrap(text: str, width: int | None, indent: str) -> list[str]:
+    """One line without a width; else wrapped at word boundaries, continuations indented."""
+    if width is None:
+        return [text]
+    import textwrap
+
+    return textwrap.wrap(
+        text, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    ) or [""]

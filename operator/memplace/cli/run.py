@@ -4,6 +4,8 @@ Logs in like ``kubectl``: ``--kubeconfig`` (or ``KUBECONFIG``), else the in-clus
 account. With ``--peering NAME`` several replicas run and one is active (Kopf peering; the
 ``KopfPeering``/``ClusterKopfPeering`` CRDs must be installed); without it the operator runs
 standalone. Kopf is imported when the command runs, so ``memplace plan`` never loads it.
+Before Kopf starts, ``preflight.check`` makes sure the cluster is there, lets us in and has the
+CRDs: anything else is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import random
 import socket
 from typing import Any
 
-from memplace.cli import UsageError
+from memplace.cli import UsageError, preflight
 from memplace.cli.units import parse_duration
 
 __all__ = ["register"]
@@ -80,6 +82,21 @@ def register(subparsers: Any) -> None:
         metavar="DURATION",
         help="how often each deployment re-checks capacity and readiness",
     )
+    moves = parser.add_argument_group("moves (a running placement replaced without a gap)")
+    moves.add_argument(
+        "--min-move-interval",
+        default="30m",
+        metavar="DURATION",
+        help="a deployment moves at most once in this long; a re-plan that would move it "
+        "sooner keeps its placement and says when the move is allowed (default: 30m)",
+    )
+    moves.add_argument(
+        "--move-timeout",
+        default="30m",
+        metavar="DURATION",
+        help="a new Deployment not Ready this long after its creation is deleted and the "
+        "old one kept (default: 30m)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     parser.set_defaults(handler=run)
 
@@ -93,11 +110,14 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.exists(args.kubeconfig):
             raise UsageError(f"no kubeconfig at {args.kubeconfig}")
         os.environ["KUBECONFIG"] = args.kubeconfig
+    preflight.check(args.kubeconfig, clusterwide=not args.namespaces)
     operator_settings.configure(
         operator_settings.Settings(
             stuck_after_seconds=stuck_after,
             resync_seconds=resync,
             metrics_port=args.metrics_port,
+            min_move_interval_seconds=parse_duration(args.min_move_interval),
+            move_timeout_seconds=parse_duration(args.move_timeout),
         )
     )
 

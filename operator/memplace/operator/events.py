@@ -14,6 +14,12 @@ Invalid         Warning  the spec cannot be planned at all, or the API server re
                          rendered Deployment or Service (422); not retried
 PlacementKept   Warning  an edit is infeasible or invalid, so the running placement stays
 PoolFull        Warning  pods stayed unschedulable too long; the pool is skipped for now
+MoveStarted     Normal   a re-plan moves a serving deployment: the new Deployment starts
+                         beside the old one, which keeps serving (``moves``)
+MoveCompleted   Normal   the new Deployment is Ready: the Service selects it, the old is gone
+MoveAbandoned   Warning  the new Deployment did not become Ready (unschedulable, timed out)
+                         or the re-plan returned: it is deleted, the old one serves on
+MoveDeferred    Normal   a re-plan would move it inside --min-move-interval: kept until then
 ==============  =======  ==================================================================
 """
 
@@ -27,6 +33,10 @@ import kopf
 __all__ = [
     "REASONS",
     "invalid",
+    "move_abandoned",
+    "move_completed",
+    "move_deferred",
+    "move_started",
     "placed",
     "placed_message",
     "placement_kept",
@@ -37,7 +47,18 @@ __all__ = [
     "unschedulable_message",
 ]
 
-REASONS = ("Placed", "Replanned", "Unschedulable", "Invalid", "PlacementKept", "PoolFull")
+REASONS = (
+    "Placed",
+    "Replanned",
+    "Unschedulable",
+    "Invalid",
+    "PlacementKept",
+    "PoolFull",
+    "MoveStarted",
+    "MoveCompleted",
+    "MoveAbandoned",
+    "MoveDeferred",
+)
 GIB = 1024**3
 
 
@@ -122,3 +143,35 @@ def pool_full(body: Any, pool: str, stuck: int, after_seconds: float) -> None:
         message=f"{stuck} pod(s) unschedulable on pool {pool} for over "
         f"{after_seconds:.0f}s; trying the next candidate",
     )
+
+
+def move_started(body: Any, move: Mapping[str, Any]) -> None:
+    kopf.info(
+        body,
+        reason="MoveStarted",
+        message=f"{move.get('toDeployment')} starts beside {move.get('fromDeployment')} to run "
+        f"{summary(move.get('placement') or {})}; {move.get('fromDeployment')} serves until "
+        "it is Ready",
+    )
+
+
+def move_completed(body: Any, move: Mapping[str, Any], progress: str) -> None:
+    kopf.info(
+        body,
+        reason="MoveCompleted",
+        message=f"{move.get('toDeployment')} is Ready ({progress}): the Service selects it and "
+        f"{move.get('fromDeployment')} is deleted; now {summary(move.get('placement') or {})}",
+    )
+
+
+def move_abandoned(body: Any, move: Mapping[str, Any], why: str) -> None:
+    kopf.warn(
+        body,
+        reason="MoveAbandoned",
+        message=f"{why}: {move.get('toDeployment')} is deleted and {move.get('fromDeployment')} "
+        "keeps serving",
+    )
+
+
+def move_deferred(body: Any, message: str) -> None:
+    kopf.info(body, reason="MoveDeferred", message=message)

@@ -6,14 +6,15 @@ the module that does the job:
 
 - ``reconcile``: plan one ModelDeployment, apply its Deployment and Service (``owned``), post
   its events and return its status;
-- ``resync``: the loop that re-plans on capacity changes and stuck pods, and writes readiness,
-  ``status.measured`` and the PlacementPools' status;
+- ``resync``: the loop that re-plans on capacity changes and stuck pods, drives moves in
+  flight (``moves``), and writes readiness, ``status.measured`` and the PlacementPools' status;
 - ``indexed``: reading the indexes below the way the planner needs them;
 - ``state``: what the operator keeps in memory (``memo.state``), rebuilt after a restart.
 
 What triggers a reconcile of a ModelDeployment:
 
-- create, resume (operator start) and a ``spec`` change (a new ``metadata.generation``);
+- create, resume (operator start: it never moves a serving placement, ``moves.RESTART``) and
+  a ``spec`` change (a new ``metadata.generation``);
 - the resync timer, when the inventory (PlacementPools, Nodes, NodeMemoryReports and the other
   deployments' placements) changed since this deployment was last planned, or when its pods
   stayed unschedulable past ``--stuck-after`` (the pool is then marked full for it).
@@ -24,6 +25,8 @@ first, so that it inherits Kopf's context (its Event poster); it is stopped on c
 Safety rules (details in ``reconcile``, ``owned`` and ``resync``):
 
 - an infeasible or invalid edit never touches a running Deployment (PlacementKept, Warning);
+- a serving deployment moves without a gap, one move at a time and at most one per
+  ``--min-move-interval`` (``moves``);
 - an Unschedulable or Invalid new deployment gets no Deployment; a Deployment or Service the
   API server refuses (422) makes it Invalid, and is not retried until something changes;
 - the resync loop writes only while this replica is the active peer, and its status patches
@@ -49,7 +52,7 @@ from memplace.api import (
     PlacementPoolSpec,
 )
 
-from . import inputs, modeladapters, reconcile, render, resync
+from . import inputs, modeladapters, moves, reconcile, render, resync
 from .metrics import Metrics
 from .settings import current
 from .state import Key, State
@@ -155,8 +158,10 @@ def adapters(
 
 @kopf.index(*MD)
 def placed(namespace: str, name: str, status: Any, **_: Any) -> dict[Key, inputs.Placed] | None:
-    entry = inputs.placed_entry(status)
-    return {(namespace, name): entry} if entry is not None else None
+    """The room each deployment holds: its running placement and its move's successor."""
+    found = {(namespace, name): inputs.placed_entry(status)}
+    found[inputs.successor_key((namespace, name))] = inputs.successor_entry(status)
+    return {key: entry for key, entry in found.items() if entry is not None} or None
 
 
 @kopf.index(*MD)
@@ -181,14 +186,27 @@ def models(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, dict[str
 
 
 @kopf.index("apps", "v1", "deployments", labels=render.MANAGED_BY)
-def workloads(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, dict[str, Any]]:
+def workloads(
+    namespace: str, name: str, labels: Any, body: Any, **_: Any
+) -> dict[Key, dict[str, Any]] | None:
+    """Every owned Deployment under its ModelDeployment (two while a move is in flight)."""
+    owner = labels.get(render.DEPLOYMENT_LABEL)
+    if not owner:
+        return None
     return {
-        (namespace, name): {
-            "metadata": {"generation": body.get("metadata", {}).get("generation")},
+        (namespace, owner): {
+            "metadata": {"name": name, "generation": body.get("metadata", {}).get("generation")},
             "spec": {"replicas": body.get("spec", {}).get("replicas")},
             "status": dict(body.get("status") or {}),
         }
     }
+
+
+@kopf.index("v1", "services", labels=render.MANAGED_BY)
+def services(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, str]:
+    """The Deployment each owned Service selects: the one serving (the Service is named as its
+    ModelDeployment)."""
+    return {(namespace, name): render.serving_name(name, body)}
 
 
 @kopf.index("v1", "pods", labels=render.MANAGED_BY)
@@ -208,13 +226,15 @@ def replica_nodes(namespace: str, labels: Any, spec: Any, **_: Any) -> dict[str,
 @kopf.index("v1", "pods", labels=render.MANAGED_BY)
 def unscheduled(
     namespace: str, name: str, labels: Any, status: Any, **_: Any
-) -> dict[Key, tuple[str, str, str]] | None:
-    """Pods the scheduler cannot place: (pod, pool, since) under their ModelDeployment."""
+) -> dict[Key, tuple[str, str, str, str]] | None:
+    """Pods the scheduler cannot place: (pod, pool, since, Deployment) under their
+    ModelDeployment."""
     owner = labels.get(render.DEPLOYMENT_LABEL)
     for condition in (status or {}).get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
             since = condition.get("lastTransitionTime") or ""
-            return {(namespace, owner): (name, labels.get(render.POOL_LABEL, ""), since)}
+            pool, workload = labels.get(render.POOL_LABEL, ""), labels.get(render.WORKLOAD_LABEL)
+            return {(namespace, owner): (name, pool, since, workload or owner)}
     return None
 
 
@@ -225,7 +245,9 @@ def unscheduled(
 @kopf.on.create(*MD, backoff=5)
 async def created(memo: kopf.Memo, logger: Any, **kwargs: Any) -> None:
     resync.start_once(memo.state, kwargs, logger)
-    await reconcile.reconcile(memo.state, trigger="spec", logger=logger, **kwargs)
+    restarted = kwargs.get("reason") == kopf.Reason.RESUME  # a restart never moves by itself
+    trigger = moves.RESTART if restarted else "spec"
+    await reconcile.reconcile(memo.state, trigger=trigger, logger=logger, **kwargs)
 
 
 @kopf.on.update(*MD, field="spec", backoff=5)

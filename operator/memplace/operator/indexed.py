@@ -63,9 +63,26 @@ def pod_uids(indexes: Mapping[str, Any], key: Key) -> list[str]:
     return list((indexes.get("replicas") or {}).get(key) or [])
 
 
-def workload(indexes: Mapping[str, Any], key: Key) -> dict[str, Any] | None:
-    store = (indexes.get("workloads") or {}).get(key)
-    return next(iter(store), None) if store else None
+def deployments(indexes: Mapping[str, Any], key: Key) -> list[dict[str, Any]]:
+    """Every Deployment that ModelDeployment ``key`` owns (two while a move is in flight)."""
+    return list((indexes.get("workloads") or {}).get(key) or [])
+
+
+def deployment(indexes: Mapping[str, Any], key: Key, name: str) -> dict[str, Any] | None:
+    """The owned Deployment ``name`` of ``key``, as last indexed."""
+    found = (d for d in deployments(indexes, key) if d["metadata"].get("name") == name)
+    return next(found, None)
+
+
+def serving_name(indexes: Mapping[str, Any], key: Key) -> str:
+    """The Deployment the Service of ``key`` selects (its own name before a Service exists)."""
+    store = (indexes.get("services") or {}).get(key)
+    return next(iter(store), key[1]) if store else key[1]
+
+
+def serving(indexes: Mapping[str, Any], key: Key) -> dict[str, Any] | None:
+    """The owned Deployment that serves ``key``: the one its Service selects."""
+    return deployment(indexes, key, serving_name(indexes, key))
 
 
 def planning_reports(indexes: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -94,7 +111,11 @@ def fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
         sorted((n, repr(s)) for n, s in pools(indexes)),
         sorted(repr(node) for node in values(indexes.get("nodes"))),
         sorted((n, _report_essence(r, now)) for n, r in planning_reports(indexes)),
-        sorted((k, repr(store)) for k, store in (indexes.get("placed") or {}).items() if k != key),
+        sorted(
+            (k, repr(store))
+            for k, store in (indexes.get("placed") or {}).items()
+            if k not in (key, inputs.successor_key(key))
+        ),
         modeladapters.fingerprint(indexes, key),
     )
     return hash(repr(parts))

@@ -32,17 +32,19 @@ from memplace.api import (
     PlacementPoolSpec,
     PlacementStatus,
 )
+from memplace.planning.checkpoint import Checkpoint
 from memplace.planning.inventory import Cluster, Node, build_cluster, node_from_manifest
 
 from . import kube
 from .settings import Settings
-from .sources import SourceError, fetch_config
+from .sources import SourceError, fetch_checkpoint, fetch_config
 
 __all__ = [
     "InvalidSpec",
     "Placed",
     "Waiting",
     "build_planning_cluster",
+    "model_checkpoints",
     "model_config",
     "node_entry",
     "parse_spec",
@@ -206,6 +208,29 @@ def placed_entry(status: Mapping[str, Any]) -> Placed | None:
         return None
 
 
+SUCCESSOR = "/successor"
+"""Appended to a ModelDeployment's name, the key of the room its move's successor holds (no
+object name contains a slash): while a move is in flight both Deployments take room."""
+
+
+def successor_key(key: tuple[str, str]) -> tuple[str, str]:
+    return key[0], key[1] + SUCCESSOR
+
+
+def successor_entry(status: Mapping[str, Any]) -> Placed | None:
+    """The placement a move in flight starts beside the running one, if any."""
+    move = (status or {}).get("move")
+    if not move or not move.get("placement"):
+        return None
+    try:
+        placement = PlacementStatus.model_validate(_plain(move["placement"]))
+        raw = move.get("estimate")
+        estimate = EstimateStatus.model_validate(_plain(raw)) if raw else None
+        return Placed(placement, estimate)
+    except ValidationError:
+        return None
+
+
 def parse_spec(spec: Mapping[str, Any]) -> ModelDeploymentSpec:
     try:
         return ModelDeploymentSpec.model_validate(_plain(spec))
@@ -222,10 +247,11 @@ def build_planning_cluster(
     exclude: tuple[str, str],
     now: datetime,
 ) -> Cluster:
-    """The planner's cluster, less the room every other placed deployment holds."""
+    """The planner's cluster, less the room every other placed deployment holds (and the
+    successors of their moves in flight)."""
     cluster = build_cluster(pools=list(pools), nodes=list(nodes), reports=list(reports), now=now)
     for owner in sorted(placed):
-        if owner != exclude:
+        if owner not in (exclude, successor_key(exclude)):
             cluster = cluster.reserve(placed[owner].placement, placed[owner].estimate, owner=owner)
     return cluster
 
@@ -302,6 +328,50 @@ async def sized_config(
             cache[url] = config
         return config
     return None
+
+
+async def model_checkpoints(
+    spec: ModelDeploymentSpec,
+    config: Mapping[str, Any] | None,
+    variant_configs: Mapping[str, Mapping[str, Any]],
+    settings: Settings,
+    logger: Any = None,
+) -> dict[str | None, Checkpoint]:
+    """The published checkpoint of the model (key None) and of each variant with a source.
+
+    Read beside config.json (``sources.fetch_checkpoint``: the index and safetensors headers);
+    its bytes are the weights at its native precision. It never stops planning: a checkpoint
+    that cannot be read (offline, gated, not safetensors) leaves the weights to config.json,
+    and the log says so; ``status.estimate.weightsSource`` shows which was used."""
+    wanted: list[tuple[str | None, Any, Mapping[str, Any] | None]] = [
+        (None, spec.model, spec.model.config if spec.model.config is not None else config)
+    ]
+    for v in spec.model.variants:
+        wanted.append(
+            (v.name, v, v.config if v.config is not None else variant_configs.get(v.name))
+        )
+    found: dict[str | None, Checkpoint] = {}
+    for key, sized, sized_config in wanted:
+        if not sized.source or sized_config is None:
+            continue
+        try:
+            checkpoint = await asyncio.to_thread(
+                fetch_checkpoint,
+                sized.source,
+                sized_config,
+                token=settings.hf_token,
+                endpoint=settings.hf_endpoint,
+            )
+        except SourceError as error:
+            if logger is not None:
+                logger.warning(
+                    f"weights of {sized.source} computed from config.json: "
+                    f"its checkpoint could not be read ({error})"
+                )
+            continue
+        if checkpoint is not None:
+            found[key] = checkpoint
+    return found
 
 
 async def _fetch(source: str, settings: Settings) -> dict[str, Any]:

@@ -14,6 +14,7 @@ for the caller to decide; every other failure is Kopf's ``APIError`` and makes t
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import kopf
@@ -66,6 +67,17 @@ class Kube:
         return await _api.patch(
             url, payload=ops, headers=JSON_PATCH, settings=self.settings, logger=self.logger
         )
+
+    async def delete(self, url: str) -> None:
+        """Delete the object, its dependents in the background (a Deployment's ReplicaSets and
+        pods); one already gone is fine."""
+        with contextlib.suppress(NotFound):
+            await _api.delete(
+                url,
+                payload={"propagationPolicy": "Background"},
+                settings=self.settings,
+                logger=self.logger,
+            )
 
     async def list(self, url: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         query = f"?labelSelector={label_selector}" if label_selector else ""

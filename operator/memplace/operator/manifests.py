@@ -21,7 +21,7 @@ __all__ = ["desired"]
 
 
 def desired(
-    name: str,
+    owner_name: str,
     namespace: str,
     owner_uid: str | None,
     spec_model: Any,
@@ -29,8 +29,14 @@ def desired(
     cluster: Any,
     config: Any,
     lora: Any = None,
+    *,
+    name: str | None = None,
+    serving: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(Deployment, Service) for the placed plan ``fields``; ``render.RenderError`` if none."""
+    """(Deployment, Service) for the placed plan ``fields``; ``render.RenderError`` if none.
+
+    ``name``: the Deployment's (default: the owner's); ``serving``: the Deployment the Service
+    selects (default: this one), as ``render.render`` takes them."""
     placed_now = inputs.placed_entry({**fields, "phase": "Placed"})
     if placed_now is None:
         raise render.RenderError("the plan has no usable placement")
@@ -44,13 +50,15 @@ def desired(
             "sharing": pool.sharing,
         }
     )
-    owner = render.Owner(name=name, namespace=namespace, uid=owner_uid or "")
+    owner = render.Owner(name=owner_name, namespace=namespace, uid=owner_uid or "")
     deployment, service = render.render(
         owner,
         spec_model,
         placed_now.placement,
         placed_now.estimate,
         pool_spec,
+        name=name,
+        serving=serving,
         gpu_memory_bytes=pool.gpu_memory_bytes or None,
         model_config=config,
         lora=lora,

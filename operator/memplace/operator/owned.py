@@ -1,4 +1,4 @@
-"""Create or patch the Deployment and the Service a ModelDeployment owns.
+"""Create, patch or delete the Deployments and the Service a ModelDeployment owns.
 
 The plan owns ``spec.replicas``, ``spec.template`` and its labels and annotations on the
 Deployment, the selector and ports on the Service; everything else on them (another
@@ -9,6 +9,10 @@ An object of the same name that another owner holds is not taken over
 (``kopf.TemporaryError``, retried slowly). An object the API server refuses as invalid (422)
 raises ``Rejected``: not retried, since the same spec renders the same object; the deployment
 shows phase Invalid (or, when running, keeps its placement with PlacementKept).
+
+Which Deployment serves is what the Service selects (:func:`serving`); a move (``moves``)
+creates the successor with :func:`apply_deployment`, switches the Service with
+:func:`apply_service` and deletes the old one with :func:`delete_deployment`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,38 @@ async def apply(api: kube.Kube, desired: tuple[dict[str, Any], dict[str, Any]]) 
     The Service first: it is the one whose name is stricter (a DNS label), so a name the API
     server refuses is refused before any pod starts."""
     deployment, service = desired
-    await _apply_service(api, service)
+    await apply_service(api, service)
+    return await apply_deployment(api, deployment)
+
+
+async def serving(
+    api: kube.Kube, namespace: str, owner_name: str
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The name of the Deployment the owner's Service selects (None: no Service yet), and that
+    Deployment as stored (None: not there)."""
+    service = await api.get(kube.path("v1", "services", namespace, owner_name))
+    if service is None:
+        return None, None
+    name = render.serving_name(owner_name, service)
+    return name, await api.get(kube.path("apps/v1", "deployments", namespace, name))
+
+
+async def switch_service(api: kube.Kube, namespace: str, owner_name: str, workload: str) -> None:
+    """Point the owner's Service at the pods of Deployment ``workload`` (a no-op when it is)."""
+    url = kube.path("v1", "services", namespace, owner_name)
+    selector = render.selector_for(owner_name, workload)
+    service = await api.get(url)
+    if service is not None and (service.get("spec") or {}).get("selector") != selector:
+        await api.json_patch(url, [{"op": "add", "path": "/spec/selector", "value": selector}])
+
+
+async def delete_deployment(api: kube.Kube, namespace: str, name: str) -> None:
+    """Delete an owned Deployment (and, in the background, its pods); gone already is fine."""
+    await api.delete(kube.path("apps/v1", "deployments", namespace, name))
+
+
+async def apply_deployment(api: kube.Kube, deployment: dict[str, Any]) -> dict[str, Any]:
+    """Create the Deployment, or patch it when its plan hash differs; return it as stored."""
     url, existing, created = await _get_or_create(api, "apps/v1", "deployments", deployment)
     if created:
         return existing
@@ -50,7 +85,8 @@ async def apply(api: kube.Kube, desired: tuple[dict[str, Any], dict[str, Any]]) 
     return existing
 
 
-async def _apply_service(api: kube.Kube, service: dict[str, Any]) -> None:
+async def apply_service(api: kube.Kube, service: dict[str, Any]) -> None:
+    """Create the Service, or patch its selector and ports when they differ (a switch)."""
     url, existing, created = await _get_or_create(api, "v1", "services", service)
     if created:
         return

@@ -13,7 +13,11 @@ Safety rules:
   API server refuses (422) makes it Invalid, and is not retried until something changes;
 - a deployment whose inputs are not there yet (a ConfigMap not created, a config source that
   does not answer: ``inputs.Waiting``) shows phase ``Pending`` and what it waits for, and is
-  retried.
+  retried;
+- a plan that changes where or how a serving deployment runs is a move (``moves``): the new
+  Deployment starts beside the old one, which keeps serving until the resync loop switches the
+  Service; at most one move at a time, at most one per ``--min-move-interval``, none started
+  by an operator restart alone.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import kopf
 
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, indexed, inputs, kube, manifests, modeladapters, owned, render
+from . import events, indexed, inputs, kube, manifests, modeladapters, moves, owned, render
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -117,6 +121,9 @@ async def plan_and_apply(
         variant_configs = await inputs.variant_configs(
             spec_model, namespace, api, state.settings, state.configs
         )
+        checkpoints = await inputs.model_checkpoints(
+            spec_model, config, variant_configs, state.settings, logger
+        )
         cluster = inputs.build_planning_cluster(
             indexed.pools(indexes),
             indexed.values(indexes.get("nodes")),
@@ -137,6 +144,7 @@ async def plan_and_apply(
             full_pools=state.full_pools.get(key, frozenset()),
             variant_configs=variant_configs,
             calibration=indexed.calibration(indexes),
+            checkpoints=checkpoints,
             model_adapters=listed,
         )
         with PLAN_DURATION.time():
@@ -149,18 +157,27 @@ async def plan_and_apply(
     if fields.get("phase") == "Placed":
         try:
             chosen = _chosen_config(spec_model, fields, config, variant_configs)
-            desired = _render(body, spec_model, fields, cluster, chosen, lora)
-            deployment = await owned.apply(api, desired)
+            changes = await _apply_placed(
+                state,
+                api,
+                body,
+                spec_model,
+                fields,
+                cluster,
+                chosen,
+                previous,
+                running,
+                trigger,
+                key,
+                indexes,
+                fingerprint,
+                lora,
+            )
         except (render.RenderError, owned.Rejected) as error:  # a 422 is not retried: same object
             fields = {"phase": "Invalid", "message": str(error)}
         else:
-            state.recent[key] = inputs.placed_entry({**fields, "phase": "Placed"})
-            state.fingerprints[key] = fingerprint
-            ready = mdstatus.readiness(deployment)
-            outcome = status_outcome_placed(fields)
-            _emit_placed(body, previous, running, fields, trigger)
             await modeladapters.write_statuses(api, indexes, key, fields)
-            return _status_changes(state, key, previous, outcome, ready, generation)
+            return changes
 
     state.fingerprints[key] = fingerprint
     await modeladapters.write_statuses(api, indexes, key, fields)
@@ -170,7 +187,7 @@ async def plan_and_apply(
         outcome = mdstatus.Outcome("kept", fields, reason="PlacementKept", message=message)
         if previous.get("message") != message or previous.get("observedGeneration") != generation:
             events.placement_kept(body, _placement_dict(running), f"generation {generation}: {why}")
-        ready = mdstatus.readiness(indexed.workload(indexes, key))
+        ready = mdstatus.readiness(indexed.serving(indexes, key))
         return _status_changes(state, key, previous, outcome, ready, generation)
 
     state.recent[key] = None
@@ -188,6 +205,140 @@ async def plan_and_apply(
         events.unschedulable(body, fields)
     not_ready = mdstatus.Readiness(False, "", "")
     return _status_changes(state, key, previous, outcome, not_ready, generation)
+
+
+async def _apply_placed(
+    state: State,
+    api: kube.Kube,
+    body: Any,
+    spec_model: Any,
+    fields: dict[str, Any],
+    cluster: Any,
+    chosen: Any,
+    previous: dict[str, Any],
+    running: inputs.Placed | None,
+    trigger: str,
+    key: Key,
+    indexes: Mapping[str, Any],
+    fingerprint: int,
+    lora: Any = None,
+) -> dict[str, Any]:
+    """Apply a feasible plan: in place, as a move (``moves``), or not yet; the status fields
+    (``lora``: the plan's LoRA adapters, loaded by the rendered engine arguments)."""
+    namespace, name = key
+    generation = body.get("metadata", {}).get("generation")
+    planned = inputs.placed_entry({**fields, "phase": "Placed"})
+    if planned is None:
+        raise render.RenderError("the plan has no usable placement")
+    serving_name, serving = await owned.serving(api, namespace, name)
+    now = datetime.datetime.now(datetime.UTC)
+    decision = moves.decide(
+        previous,
+        running.placement if running else None,
+        planned.placement,
+        serving,
+        trigger=trigger,
+        now=now,
+        interval_seconds=state.settings.min_move_interval_seconds,
+    )
+    verdict = decision.verdict
+    if verdict in ("wait", "defer", "keep"):
+        if verdict != "wait":  # a plan that waits for the move in flight is redone after it
+            state.fingerprints[key] = fingerprint
+        reason = KEPT_REASONS[verdict]
+        placed_condition = next(
+            (c for c in previous.get("conditions") or [] if c.get("type") == "Placed"), {}
+        )
+        if verdict == "defer" and placed_condition.get("message") != decision.message:
+            events.move_deferred(body, decision.message)
+        outcome = mdstatus.Outcome("kept", fields, reason=reason, message=decision.message)
+        return _status_changes(
+            state, key, previous, outcome, mdstatus.readiness(serving), generation
+        )
+
+    extra: dict[str, Any] = {}
+    if verdict == "cancel":
+        move = previous.get("move") or {}
+        await owned.delete_deployment(api, namespace, str(move.get("toDeployment")))
+        events.move_abandoned(body, move, decision.message)
+        extra = {"move": None, "lastMoveTime": moves.timestamp(now)}
+        state.recent[inputs.successor_key(key)] = None
+    state.fingerprints[key] = fingerprint
+    if verdict in ("apply", "cancel"):
+        target = serving_name or name
+        deployment, service = _render(
+            body, spec_model, fields, cluster, chosen, name=target, lora=lora
+        )
+        selects = ((serving or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
+        if selects:  # what the serving Deployment selects, also one rendered before it had
+            service["spec"]["selector"] = dict(selects)  # a workload label: no upgrade gap
+        deployment = await owned.apply(api, (deployment, service))
+        await _delete_strays(api, key, indexes, keep={target})
+        state.recent[key] = planned
+        _emit_placed(body, previous, running, fields, trigger)
+        ready = mdstatus.readiness(deployment)
+        changes = _status_changes(
+            state, key, previous, status_outcome_placed(fields), ready, generation
+        )
+        return {**changes, **{k: v for k, v in extra.items() if previous.get(k) != v}}
+
+    # start or continue a move: the successor beside the serving Deployment, which serves on.
+    serving_name = serving_name or name  # a Service deleted under a move: the owner's name
+    in_flight = previous.get("move") or {}
+    successor_name = in_flight.get("toDeployment") or render.successor_name(
+        name, planned.placement, serving_name
+    )
+    successor, _service = _render(
+        body,
+        spec_model,
+        fields,
+        cluster,
+        chosen,
+        name=successor_name,
+        serving=serving_name,
+        lora=lora,
+    )
+    successor = await owned.apply_deployment(api, successor)
+    state.recent[inputs.successor_key(key)] = planned  # its room, until the index has it
+    # The Deployment the move started from: after a crash between the switch and the delete
+    # the Service already selects the successor, and the old one is still to be deleted.
+    origin = in_flight.get("fromDeployment") or serving_name
+    await _delete_strays(api, key, indexes, keep={origin, serving_name, successor_name})
+    if verdict == "start":
+        move = moves.started(fields, origin, successor, trigger=trigger, now=now)
+        _emit_placed(body, previous, running, fields, trigger)  # Replanned: before -> after
+        events.move_started(body, move)
+    else:
+        move = {
+            **in_flight,
+            **moves.started(fields, origin, successor, trigger=trigger, now=now),
+        }
+        move["startedAt"] = in_flight.get("startedAt") or move["startedAt"]
+        move["trigger"] = in_flight.get("trigger") or trigger
+    message = (
+        f"moving to {events.summary(move['placement'])}: {successor_name} starts beside "
+        f"{serving_name}, which serves until it is Ready"
+    )
+    outcome = mdstatus.Outcome("kept", fields, reason="Moving", message=message)
+    changes = _status_changes(
+        state, key, previous, outcome, mdstatus.readiness(serving), generation
+    )
+    return {**changes, **({"move": move} if previous.get("move") != move else {})}
+
+
+KEPT_REASONS = {"wait": "MoveInFlight", "defer": "MoveDeferred", "keep": "KeptAfterRestart"}
+"""The Placed condition's reason when a feasible re-plan keeps the running placement."""
+
+
+async def _delete_strays(
+    api: kube.Kube, key: Key, indexes: Mapping[str, Any], *, keep: set[str]
+) -> None:
+    """Delete owned Deployments that neither serve nor are the move's successor: one created
+    just before a crash and never recorded, or a successor a later plan replaced."""
+    for stray in indexed.deployments(indexes, key):
+        name = stray["metadata"].get("name")
+        if name and name not in keep:
+            await owned.delete_deployment(api, key[0], name)
 
 
 def pending_status(
@@ -244,11 +395,23 @@ def _render(
     fields: Mapping[str, Any],
     cluster: Any,
     config: Any,
+    *,
+    name: str,
+    serving: str | None = None,
     lora: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     meta = body.get("metadata", {})
     return manifests.desired(
-        meta["name"], meta["namespace"], meta["uid"], spec_model, fields, cluster, config, lora
+        meta["name"],
+        meta["namespace"],
+        meta["uid"],
+        spec_model,
+        fields,
+        cluster,
+        config,
+        lora,
+        name=name,
+        serving=serving,
     )
 
 

@@ -24,6 +24,12 @@ LoRA adapters the plan loaded are added by ``render_lora`` (vLLM --enable-lora â
 variables, so a user can override either. The Deployment carries a hash of everything rendered
 (``memplace.io/plan-hash``): the handler compares it before writing, so re-running a reconcile
 with the same plan writes nothing.
+
+A ModelDeployment runs one Deployment, two while a move is in flight (``moves``): the serving
+one and its successor. Each Deployment's pods carry its own name (``memplace.io/workload``), its
+selector includes it, and the Service selects the serving one's: two Deployments never share
+pods, and the Service switches by changing one label value. The first Deployment is named as
+its ModelDeployment; a successor as :func:`successor_name` says, from the placement it runs.
 """
 
 from __future__ import annotations
@@ -49,17 +55,24 @@ __all__ = [
     "PLAN_HASH",
     "Owner",
     "RenderError",
+    "WORKLOAD_LABEL",
     "labels_for",
+    "placement_id",
     "plan_hash",
+    "successor_name",
     "render",
     "render_deployment",
     "render_service",
+    "selector_for",
+    "serving_name",
 ]
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "memplace"}
 DEPLOYMENT_LABEL = "memplace.io/deployment"
 POOL_LABEL = "memplace.io/pool"
 PLAN_HASH = "memplace.io/plan-hash"
+WORKLOAD_LABEL = "memplace.io/workload"
+PLACEMENT_ID = "memplace.io/placement-id"
 PLACEMENT_ANNOTATION = "memplace.io/placement"
 GIB = 1024**3
 MIB = 1024**2
@@ -125,6 +138,38 @@ def labels_for(owner_name: str) -> dict[str, str]:
     }
 
 
+def placement_id(placement: PlacementStatus) -> str:
+    """A short hash of where and how a placement runs: everything but its replica count (and
+    the nodes the plan packed onto), so that a pure scale keeps the id and a move changes it."""
+    essence = placement.to_wire()
+    for key in ("replicas", "nodes"):
+        essence.pop(key, None)
+    text = json.dumps(essence, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def successor_name(owner_name: str, placement: PlacementStatus, serving: str | None) -> str:
+    """The name of the Deployment that takes over from ``serving`` to run ``placement``.
+
+    ``<owner>-<placement id>`` (the owner cut to keep it a 63-character label value), or the
+    owner's own name when the serving Deployment already holds that one: deterministic, so a
+    restarted operator finds the successor it created before, and never the serving name."""
+    hashed = f"{owner_name[:54]}-{placement_id(placement)}"
+    return hashed if hashed != serving else owner_name
+
+
+def serving_name(owner_name: str, service: dict[str, Any]) -> str:
+    """The Deployment a Service selects: its workload label, or the owner's name for a Service
+    rendered before Deployments carried one (it selected the owner's only Deployment)."""
+    selector = (service.get("spec") or {}).get("selector") or {}
+    return str(selector.get(WORKLOAD_LABEL) or owner_name)
+
+
+def selector_for(owner_name: str, workload: str) -> dict[str, str]:
+    """The pods of Deployment ``workload`` of ModelDeployment ``owner_name``."""
+    return {DEPLOYMENT_LABEL: owner_name, WORKLOAD_LABEL: workload}
+
+
 def plan_hash(deployment: dict[str, Any]) -> str:
     """A short, stable hash of what a Deployment would run (its spec and pinned labels)."""
     essence = {
@@ -142,27 +187,31 @@ def render(
     estimate: EstimateStatus | None,
     pool: PlacementPoolSpec,
     *,
+    name: str | None = None,
+    serving: str | None = None,
     gpu_memory_bytes: int | None = None,
     model_config: dict[str, Any] | None = None,
     lora: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The Deployment and the Service for one placement (``lora``: the plan's
-    ``adapters.LoraSlots``, whose adapters are loaded beside the model: ``render_lora``)."""
+    """The Deployment ``name`` (default: the owner's name) for one placement, and the Service
+    selecting the pods of ``serving`` (default: that same Deployment); ``lora``: the plan's
+    ``adapters.LoraSlots``, whose adapters are loaded beside the model (``render_lora``)."""
     deployment = render_deployment(
         owner,
         spec,
         placement,
         estimate,
         pool,
+        name=name,
         gpu_memory_bytes=gpu_memory_bytes,
         model_config=model_config,
         lora=lora,
     )
-    return deployment, render_service(owner, spec)
+    return deployment, render_service(owner, spec, serving or deployment["metadata"]["name"])
 
 
-def render_service(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
-    """A ClusterIP Service on ``spec.runtime.port`` selecting the deployment's pods."""
+def render_service(owner: Owner, spec: ModelDeploymentSpec, serving: str) -> dict[str, Any]:
+    """A ClusterIP Service on ``spec.runtime.port`` selecting the pods of Deployment ``serving``."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -173,7 +222,7 @@ def render_service(owner: Owner, spec: ModelDeploymentSpec) -> dict[str, Any]:
             "ownerReferences": [owner.reference()],
         },
         "spec": {
-            "selector": {DEPLOYMENT_LABEL: owner.name},
+            "selector": selector_for(owner.name, serving),
             "ports": [
                 {
                     "name": "http",
@@ -193,11 +242,13 @@ def render_deployment(
     estimate: EstimateStatus | None,
     pool: PlacementPoolSpec,
     *,
+    name: str | None = None,
     gpu_memory_bytes: int | None = None,
     model_config: dict[str, Any] | None = None,
     lora: Any = None,
 ) -> dict[str, Any]:
-    """The apps/v1 Deployment, with the plan-hash annotation set."""
+    """The apps/v1 Deployment ``name`` (default: the owner's), with the plan-hash annotation."""
+    name = name or owner.name
     runtime = spec.runtime
     engine = runtime.engine
     image = runtime.image or (CPU_IMAGES if placement.tier == "cpu" else DEFAULT_IMAGES).get(engine)
@@ -208,7 +259,8 @@ def render_deployment(
     lora_args, lora_env = render_lora.engine_args(engine, lora)
     args, env = [*args, *lora_args], [*env, *lora_env]
     env = _merged_env(env, [{"name": e.name, "value": e.value} for e in runtime.env])
-    labels = {**labels_for(owner.name), POOL_LABEL: placement.pool}
+    selector = selector_for(owner.name, name)
+    labels = {**labels_for(owner.name), **selector, POOL_LABEL: placement.pool}
     container: dict[str, Any] = {
         "name": "engine",
         "image": image,
@@ -238,15 +290,18 @@ def render_deployment(
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": owner.name,
+            "name": name,
             "namespace": owner.namespace,
             "labels": labels,
-            "annotations": {PLACEMENT_ANNOTATION: _describe(placement)},
+            "annotations": {
+                PLACEMENT_ANNOTATION: _describe(placement),
+                PLACEMENT_ID: placement_id(placement),
+            },
             "ownerReferences": [owner.reference()],
         },
         "spec": {
             "replicas": placement.replicas,
-            "selector": {"matchLabels": {DEPLOYMENT_LABEL: owner.name}},
+            "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": labels},
                 "spec": pod_spec,

@@ -1,11 +1,14 @@
 """The resync loop: what changes without a spec change, looked at every ``resync`` seconds.
 
-It re-plans a deployment (``reconcile.plan_and_apply``) when the inventory (PlacementPools,
-Nodes, NodeMemoryReports and the other deployments' placements: ``indexed.fingerprint``)
-changed since it was last planned, or when its pods stayed unschedulable past
-``--stuck-after`` (the pool is then marked full for it). Without planning it writes readiness,
-``status.measured`` (the GPU memory the deployment's pods hold, from the reports' processes:
-``measured``), and every PlacementPool's status (``poolstatus``), each only when it changed.
+It drives a move in flight (``moves``: switch the Service once the new Deployment is Ready and
+delete the old one, or delete the new one when it cannot become Ready). Otherwise it re-plans a
+deployment (``reconcile.plan_and_apply``) when the inventory (PlacementPools, Nodes,
+NodeMemoryReports and the other deployments' placements: ``indexed.fingerprint``) changed
+since it was last planned, when its pods stayed unschedulable past ``--stuck-after`` (the pool
+is then marked full for it), or when a move the rate limit deferred is allowed now. Without
+planning it writes readiness, ``status.measured`` (the GPU memory the deployment's pods
+hold, from the reports' processes: ``measured``), and every PlacementPool's status
+(``poolstatus``), each only when it changed.
 
 One loop for the operator instead of a Kopf timer per object: Kopf timers need a finalizer on
 every ModelDeployment, and memplace adds none (deletion never waits for the operator).
@@ -28,7 +31,19 @@ import kopf
 from memplace.api import MODEL_DEPLOYMENT, PLACEMENT_POOL
 from memplace.planning.inventory import build_cluster
 
-from . import events, indexed, inputs, kube, measured, modeladapters, peering, poolstatus, reconcile
+from . import (
+    events,
+    indexed,
+    inputs,
+    kube,
+    measured,
+    modeladapters,
+    moves,
+    owned,
+    peering,
+    poolstatus,
+    reconcile,
+)
 from . import status as mdstatus
 from .metrics import ERRORS
 from .state import Key, State
@@ -137,11 +152,18 @@ async def _resync_one(
     settings: kopf.OperatorSettings,
     logger: Any,
 ) -> None:
-    """Re-plan when the inventory changed or pods are stuck; else refresh readiness."""
+    """Drive a move in flight; else re-plan when the inventory changed, pods are stuck or a
+    deferred move is now allowed; else refresh readiness."""
+    previous = body.get("status") or {}
+    if previous.get("move"):
+        async with state.planning:
+            await _drive_move(state, key, body, indexes, api, logger)
+        return
     trigger = _stuck_pool(state, key, body, indexes)
+    if trigger is None and _deferred_move_allowed(state, previous):
+        trigger = "the deferred move is allowed now"
     if trigger is None and indexed.fingerprint(indexes, key) != state.fingerprints.get(key):
         trigger = "capacity changed"
-    previous = body.get("status") or {}
     if trigger is not None:
         try:
             async with state.planning:
@@ -179,7 +201,7 @@ async def _write_status(
     body: Mapping[str, Any],
     changes: Mapping[str, Any],
     logger: Any,
-) -> None:
+) -> bool:
     """Merge-patch ``status`` as of the indexed ``resourceVersion``; skip it if that is stale.
 
     The changes were computed from the indexed object; a handler (or another pass) may have
@@ -194,10 +216,107 @@ async def _write_status(
     try:
         await api.merge_patch(url, patch)
     except kube.NotFound:
-        pass  # deleted meanwhile
+        return False  # deleted meanwhile
     except kube.Conflict:
         state.fingerprints.pop(key, None)
         logger.debug(f"Status of {key[0]}/{key[1]} changed since it was read; next resync.")
+        return False
+    return True
+
+
+async def _drive_move(
+    state: State,
+    key: Key,
+    body: dict[str, Any],
+    indexes: Mapping[str, Any],
+    api: kube.Kube,
+    logger: Any,
+) -> None:
+    """One step of the move in flight (``moves.next_step``): switch and delete once the
+    successor is Ready, delete the successor when it cannot become Ready, else report progress.
+
+    The switch and the deletes are idempotent, so a pass that dies half-way (or whose status
+    write is refused as stale) is redone by the next one; the event is posted once the status
+    that ends the move is written."""
+    namespace, name = key
+    previous = body.get("status") or {}
+    move = previous["move"]
+    successor = indexed.deployment(indexes, key, str(move.get("toDeployment")))
+    stuck = _stuck_pools_of(state, key, indexes, str(move.get("toDeployment")))
+    now = datetime.datetime.now(datetime.UTC)
+    step = moves.next_step(
+        move, successor, stuck, now=now, timeout_seconds=state.settings.move_timeout_seconds
+    )
+    generation = previous.get("observedGeneration")
+
+    def placed_condition(conditions: Any, reason: str, message: str) -> list[dict[str, Any]]:
+        return mdstatus.set_condition(
+            conditions or [], "Placed", True, reason, message, generation=generation, now=now
+        )
+
+    if step.action == "wait":
+        changes: dict[str, Any] = _refresh_readiness(state, key, body, indexes)
+        if move.get("progress") != step.reason:
+            changes["move"] = {**move, "progress": step.reason}
+        if changes:
+            await _write_status(state, api, key, body, changes, logger)
+        return
+    if step.action == "complete":
+        await owned.switch_service(api, namespace, name, str(move["toDeployment"]))
+        if move.get("fromDeployment") != move["toDeployment"]:  # never the one now serving
+            await owned.delete_deployment(api, namespace, str(move.get("fromDeployment")))
+        changes = moves.completed(move, now)
+        ready = mdstatus.readiness(successor)
+        message = "moved: " + events.summary(move.get("placement") or {}, None, move.get("cost"))
+        conditions = placed_condition(previous.get("conditions"), "Placed", message)
+        changes["conditions"] = mdstatus.set_condition(
+            conditions,
+            "Ready",
+            ready.ready,
+            ready.reason,
+            ready.message,
+            generation=generation,
+            now=now,
+        )
+        changes["phase"] = "Ready" if ready.ready else "Placed"
+        changes["message"] = message
+        state.recent[key] = inputs.placed_entry({**previous, **changes})
+        post = events.move_completed
+    else:
+        await owned.delete_deployment(api, namespace, str(move.get("toDeployment")))
+        full = state.full_pools.get(key, frozenset())
+        state.full_pools[key] = full | frozenset(stuck)
+        message = f"move abandoned: {step.reason}; the running placement is kept"
+        changes = {
+            "move": None,
+            "lastMoveTime": moves.timestamp(now),
+            "message": message,
+            "conditions": placed_condition(previous.get("conditions"), "MoveAbandoned", message),
+        }
+        post = events.move_abandoned
+    state.recent[inputs.successor_key(key)] = None  # one Deployment holds room again
+    state.fingerprints.pop(key, None)  # re-planned next pass: what waited for the move
+    state.metrics.observe(namespace, name, {**previous, **changes})
+    if await _write_status(state, api, key, body, changes, logger):
+        post(body, move, step.reason)
+
+
+def _stuck_pools_of(state: State, key: Key, indexes: Mapping[str, Any], workload: str) -> list[str]:
+    """The pools on which pods of Deployment ``workload`` stayed unschedulable too long."""
+    now = datetime.datetime.now(datetime.UTC)
+    limit = state.settings.stuck_after_seconds
+    pools = set()
+    for _pod, pool, since, owner in (indexes.get("unscheduled") or {}).get(key) or []:
+        when = moves.parse_time(since)
+        old_enough = when is not None and (now - when).total_seconds() >= limit
+        if owner == workload and pool and old_enough:
+            pools.add(pool)
+    return sorted(pools)
+
+
+def _deferred_move_allowed(state: State, previous: Mapping[str, Any]) -> bool:
+    interval = state.settings.min_move_interval_seconds
+    return moves.deferral_over(previous, interval, datetime.datetime.now(datetime.UTC))
 
 
 def _refresh_readiness(
@@ -209,7 +328,7 @@ def _refresh_readiness(
     state.metrics.observe(key[0], key[1], previous)
     if running is None:
         return {}
-    ready = mdstatus.readiness(indexed.workload(indexes, key))
+    ready = mdstatus.readiness(indexed.serving(indexes, key))
     phase = "Ready" if ready.ready else "Placed"
     conditions = {c.get("type"): c for c in previous.get("conditions") or []}
     current = conditions.get("Ready") or {}
@@ -242,7 +361,7 @@ def _stuck_pool(
     now = datetime.datetime.now(datetime.UTC)
     limit = state.settings.stuck_after_seconds
     stuck: dict[str, int] = {}
-    for _pod, pool, since in store:
+    for _pod, pool, since, _workload in store:
         try:
             when = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
         except ValueError:

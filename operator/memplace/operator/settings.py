@@ -36,6 +36,11 @@ class Settings:
     """A Hugging Face token for gated models (``HF_TOKEN``); never logged."""
     reporting_component: str = "memplace"
     """The component Events are reported as."""
+    # Moves (``moves``): a running placement replaced without a gap.
+    min_move_interval_seconds: float = 1800.0
+    """A deployment moves at most once in this long (from ``status.lastMoveTime``)."""
+    move_timeout_seconds: float = 1800.0
+    """A successor not Ready this long after it was created is deleted: the move is abandoned."""
 
 
 _current = Settings()

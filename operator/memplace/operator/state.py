@@ -43,3 +43,4 @@ class State:
         self.metrics.forget(*key)
         for table in (self.recent, self.fingerprints, self.full_pools):
             table.pop(key, None)
+        self.recent.pop(inputs.successor_key(key), None)

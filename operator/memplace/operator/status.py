@@ -145,7 +145,7 @@ def status_patch(
             "Invalid" if invalid else "Valid",
             fields.get("message") or "" if invalid else "the spec can be planned",
         )
-        set_("Placed", True, "PlacementKept", outcome.message)
+        set_("Placed", True, outcome.reason or "PlacementKept", outcome.message)
         set_("Ready", ready.ready, ready.reason, ready.message)
     else:
         phase = "Invalid" if outcome.kind == "invalid" else "Unschedulable"

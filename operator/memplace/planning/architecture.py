@@ -14,28 +14,52 @@ MLP 14336, vocabulary 128256, untied embeddings):
   the figure on the model card;
 * KV cache per token: 32 layers × 2 (K, V) × 8 heads × 128 = 65,536 values, 128 KiB in fp16.
 
-Supported ``model_type`` values are the keys of ``FAMILIES``; anything else needs
-``spec.model.parameters`` (``architecture_from_parameters``).
+Any decoder config with the standard fields (``hidden_size``, ``num_hidden_layers``,
+``num_attention_heads``, ``vocab_size`` …) is sized by one reader: per layer a mixer (full,
+sliding or chunked attention, MLA, Gated DeltaNet, lightning attention, Mamba-1/2, or attention
+and Mamba side by side) and a feed-forward block (dense, MoE, none), laid out by the common
+fields (``layer_types``, ``hybrid_override_pattern``, ``attn_type_list``, ``attn_layer_period``,
+``full_attention_interval``, ``first_k_dense_replace``, ``decoder_sparse_step``,
+``interleave_moe_layer_step``, ``expert_layer_period`` …). ``family_rules`` holds the few facts a
+family's code has and its config does not. A ``model_type`` without rules is sized the same way
+and says so in ``notes`` ("sized from standard fields"); a config without the standard fields is
+refused, naming what is missing. Configs without any config need ``spec.model.parameters``
+(``architecture_from_parameters``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from .config_values import BOUNDS, ConfigError, ConfigValues, whole
+from .family_rules import FAMILY_RULES, STANDARD, Rules, rules_for
+from .layer_shapes import (
+    FALCON_H1_MAMBA,
+    GRANITE_MAMBA,
+    NEMOTRON_H_MAMBA,
+    Attention,
+    Moe,
+    Tally,
+    attention,
+    gated_deltanet,
+    lightning_attention,
+    mamba1,
+    mamba2,
+    mla_attention,
+    mlp,
+)
 
 __all__ = [
     "Architecture",
     "ConfigError",
-    "FAMILIES",
+    "KNOWN_FAMILIES",
     "TensorGroup",
     "architecture_from_config",
     "architecture_from_parameters",
+    "expected_distinct_experts",
 ]
-
-
-class ConfigError(ValueError):
-    """The config cannot be understood: unknown family, or a field the family needs is missing."""
 
 
 QUANTIZABLE = frozenset(
@@ -91,6 +115,11 @@ class Architecture:
     moe_layers: int = 0
     max_intermediate_size: int = 0
     """Widest MLP (or expert) hidden width: sizes the activation workspace."""
+    attention_heads: int = 0
+    """Query heads, which tensor parallelism must divide (``feasibility``); 0: not known."""
+    max_context_tokens: int | None = None
+    """The longest sequence the model serves (``max_position_embeddings``, extended by rope
+    scaling as vLLM extends it); None when the config does not say."""
     notes: tuple[str, ...] = field(default=())
     """What was left out or assumed (MTP heads, a vision tower, an approximate fallback)."""
 
@@ -124,252 +153,318 @@ class Architecture:
 
 # --- reading config.json -------------------------------------------------------------------
 
+STANDARD_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+"""What every decoder config names (directly or under ``text_config``); without them a config
+cannot be sized."""
 
-CLASS_DEFAULTS: dict[str, dict] = {
-    "gemma3": {
-        "vocab_size": 262_208,
-        "head_dim": 256,
-        "num_attention_heads": 8,
-        "num_key_value_heads": 4,
-        "sliding_window": 4096,
-        "sliding_window_pattern": 6,
-        "tie_word_embeddings": True,
-    },
+MAX_PARAMETERS = 10**15
+"""A quadrillion parameters: 500× the largest published models (~2 T), so a count above it is
+a config error, not a model."""
+
+_LAYER_TYPE_NAMES = {
+    "full_attention": "full",
+    "attention": "full",
+    "global": "full",
+    "sliding_attention": "sliding",
+    "sliding": "sliding",
+    "local": "sliding",
+    "chunked_attention": "chunked",
+    "linear_attention": "linear",
+    "mamba": "mamba",
+    "mamba2": "mamba",
 }
-"""Fields Hugging Face leaves out of config.json because the config class has them as defaults
-(google/gemma-3-12b-it's config.json names neither head_dim nor vocab_size). Values:
-transformers' ``Gemma3TextConfig.__init__`` defaults (vocab_size 262_208, head_dim 256, …)."""
 
 
-class _Config:
-    """A config.json with the text model's fields first (multimodal configs nest them), then
-    the config class's defaults."""
-
-    def __init__(self, raw: Mapping, family: str):
-        self.family = family
-        text = raw.get("text_config") or raw.get("llm_config") or {}
-        self._layers = [text, raw] if isinstance(text, Mapping) else [raw]
-        self._layers.append(CLASS_DEFAULTS.get(family, {}))
-
-    def get(self, key: str, default=None):
-        for layer in self._layers:
-            if key in layer and layer[key] is not None:
-                return layer[key]
-        return default
-
-    def need(self, key: str):
-        value = self.get(key)
-        if value is None:
-            raise ConfigError(f"config.json has no {key!r}, which {self.family} models need")
-        return value
-
-    def int(self, key: str, default: int | None = None) -> int:
-        value = self.get(key, default) if default is not None else self.need(key)
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config.json field {key!r} is not a number: {value!r}") from None
-
-
-class _Tally:
-    """Accumulates parameters per category; ``active`` defaults to ``total``."""
-
-    def __init__(self) -> None:
-        self.total: dict[str, int] = {}
-        self.active: dict[str, int] = {}
-        self.rows: dict[str, int] = {}
-
-    def add(self, category: str, total: int, active: int | None = None, rows: int = 0) -> None:
-        self.total[category] = self.total.get(category, 0) + total
-        self.active[category] = self.active.get(category, 0) + (total if active is None else active)
-        self.rows[category] = self.rows.get(category, 0) + rows
-
-    def groups(self) -> tuple[TensorGroup, ...]:
-        return tuple(
-            TensorGroup(c, self.total[c], self.active[c], self.rows[c]) for c in sorted(self.total)
-        )
-
-
-def _linear(tally: _Tally, category: str, n_in: int, n_out: int, bias: bool = False) -> None:
-    tally.add(category, n_in * n_out, rows=n_out)
-    if bias:
-        tally.add("other", n_out)
-
-
-def _layer_kinds(c: _Config, layers: int) -> list[str]:
-    """'full', 'sliding', 'linear' (Gated DeltaNet) per transformer layer."""
+def _layer_kinds(c: ConfigValues, rules: Rules, layers: int) -> tuple[list[str], list[str]]:
+    """The mixer of each layer — 'full', 'sliding', 'chunked' (attention over a bounded
+    window), 'linear' (Gated DeltaNet), 'lightning' (MiniMax), 'mamba' — and notes."""
+    notes: list[str] = []
     layer_types = c.get("layer_types")
-    if layer_types:
-        names = {
-            "full_attention": "full",
-            "sliding_attention": "sliding",
-            "linear_attention": "linear",
-            "attention": "full",
-        }
+    if layer_types is not None:
+        if not isinstance(layer_types, list) or len(layer_types) < layers:
+            raise ConfigError(
+                f"config.json layer_types must list one kind per layer ({layers} layers)"
+            )
         try:
-            return [names[t] for t in layer_types[:layers]]
+            return [_LAYER_TYPE_NAMES[str(t)] for t in layer_types[:layers]], notes
         except KeyError as error:
             raise ConfigError(f"config.json layer_types has an unknown kind {error}") from None
-    if c.get("full_attention_interval"):  # qwen3_next: every n-th layer is full attention
+    attn_types = c.get("attn_type_list")  # MiniMax-Text-01: 1 softmax, 0 lightning attention
+    if attn_types is not None:
+        if not isinstance(attn_types, list) or len(attn_types) < layers:
+            raise ConfigError(f"config.json attn_type_list must list {layers} layers")
+        return ["full" if t == 1 else "lightning" for t in attn_types[:layers]], notes
+    if c.has("attn_layer_period"):  # Jamba: one attention layer per period, Mamba otherwise
+        period = c.int("attn_layer_period")
+        offset = c.int("attn_layer_offset", 0, minimum=0)
+        return ["full" if i % period == offset else "mamba" for i in range(layers)], notes
+    if c.has("full_attention_interval"):  # Qwen3-Next: every n-th layer is full attention
         n = c.int("full_attention_interval")
-        return ["full" if (i + 1) % n == 0 else "linear" for i in range(layers)]
-    window = c.get("sliding_window")
-    if c.family == "gemma2" and window:
-        return ["sliding" if i % 2 == 0 else "full" for i in range(layers)]
-    if c.family == "gemma3" and window:
-        pattern = c.int("sliding_window_pattern", 6)
-        return ["full" if (i + 1) % pattern == 0 else "sliding" for i in range(layers)]
-    if c.family in ("qwen2", "qwen3", "qwen3_moe"):
-        if c.get("use_sliding_window") and window:
-            first = c.int("max_window_layers", 0)
-            return ["sliding" if i >= first else "full" for i in range(layers)]
-        return ["full"] * layers
-    if window and c.family in ("mistral", "mixtral"):
-        return ["sliding"] * layers
-    return ["full"] * layers
+        return ["full" if (i + 1) % n == 0 else "linear" for i in range(layers)], notes
+    if rules.llama4 and c.has("attention_chunk_size"):
+        # rope layers attend within chunks; every no_rope_layer_interval-th is global (NoPE):
+        # transformers' Llama4TextConfig, default interval 4
+        no_rope = c.get("no_rope_layers")
+        if isinstance(no_rope, list) and len(no_rope) >= layers:
+            return ["chunked" if no_rope[i] else "full" for i in range(layers)], notes
+        n = c.int("no_rope_layer_interval", 4)
+        return ["full" if (i + 1) % n == 0 else "chunked" for i in range(layers)], notes
+    window = c.int("sliding_window", 0, minimum=0) if c.has("sliding_window") else 0
+    longest = c.int("max_position_embeddings", 0, minimum=0)
+    if not window or (longest and window >= longest):
+        return ["full"] * layers, notes
+    if c.get("use_sliding_window") is False:
+        return ["full"] * layers, notes
+    if c.has("sliding_window_pattern"):  # Gemma 3, Cohere2: every n-th layer is global
+        n = c.int("sliding_window_pattern")
+        return ["full" if (i + 1) % n == 0 else "sliding" for i in range(layers)], notes
+    if rules.alternate_sliding:
+        return ["sliding" if i % 2 == 0 else "full" for i in range(layers)], notes
+    if c.has("max_window_layers") and c.get("use_sliding_window"):  # Qwen2: top layers slide
+        first = c.int("max_window_layers", 0, minimum=0)
+        return ["sliding" if i >= first else "full" for i in range(layers)], notes
+    if rules.slides_every_layer or c.get("use_sliding_window"):
+        return ["sliding"] * layers, notes
+    notes.append(
+        "sliding_window without a layer layout: every layer counted as full attention "
+        "(the larger KV cache)"
+    )
+    return ["full"] * layers, notes
 
 
-def _standard_attention(c: _Config, tally: _Tally, h: int) -> tuple[int, int, int]:
-    """Multi-head / grouped-query attention; returns (kv values per token, kv heads, flops)."""
-    heads = c.int("num_attention_heads")
-    kv_heads = c.int("num_key_value_heads", heads)
-    head_dim = c.int("head_dim", 0) or c.int("attention_head_dim", 0) or h // heads
-    gated = bool(c.get("attn_output_gate")) or c.family == "qwen3_next"
-    bias = bool(c.get("attention_bias")) or c.family == "qwen2"
-    _linear(tally, "attention", h, heads * head_dim * (2 if gated else 1), bias)
-    _linear(tally, "attention", h, kv_heads * head_dim, bias)
-    _linear(tally, "attention", h, kv_heads * head_dim, bias)
-    _linear(tally, "attention", heads * head_dim, h, bias and c.family != "qwen2")
-    if c.family in ("qwen3", "qwen3_moe", "qwen3_next", "qwen3_5", "qwen3_5_moe", "gemma3"):
-        tally.add("norms", 2 * head_dim)  # q_norm, k_norm
-    if c.family == "gpt_oss":
-        tally.add("other", heads)  # attention sinks
-    return 2 * kv_heads * head_dim, kv_heads, 4 * heads * head_dim
-
-
-def _mla_attention(c: _Config, tally: _Tally, h: int) -> tuple[int, int, int]:
-    """DeepSeek's multi-head latent attention: the cache holds one latent + rope key per token.
-
-    vLLM caches ``kv_lora_rank + qk_rope_head_dim`` values (576 for DeepSeek-V3) per token per
-    layer and decodes with the absorbed weights, so attention reads the latent once per head."""
-    heads = c.int("num_attention_heads")
-    q_rank = c.int("q_lora_rank", 0)
-    kv_rank = c.int("kv_lora_rank")
-    nope, rope, v = c.int("qk_nope_head_dim"), c.int("qk_rope_head_dim"), c.int("v_head_dim")
-    if q_rank:
-        _linear(tally, "attention", h, q_rank)
-        tally.add("norms", q_rank)
-        _linear(tally, "attention", q_rank, heads * (nope + rope))
-    else:
-        _linear(tally, "attention", h, heads * (nope + rope))
-    _linear(tally, "attention", h, kv_rank + rope)
-    tally.add("norms", kv_rank)
-    _linear(tally, "attention", kv_rank, heads * (nope + v))
-    _linear(tally, "attention", heads * v, h)
-    return kv_rank + rope, 1, 2 * heads * (2 * kv_rank + rope)
-
-
-def _gated_deltanet(c: _Config, tally: _Tally, h: int) -> int:
-    """Qwen3-Next / Qwen3.5 linear attention; returns state values per sequence for the layer.
-
-    State = one (key dim × value dim) matrix per value head, plus the causal-conv tail
-    (conv width − 1 positions of the q, k, v channels)."""
-    nk, dk = c.int("linear_num_key_heads"), c.int("linear_key_head_dim")
-    nv, dv = c.int("linear_num_value_heads"), c.int("linear_value_head_dim")
-    kernel = c.int("linear_conv_kernel_dim", 4)
-    key_dim, value_dim = nk * dk, nv * dv
-    conv_dim = 2 * key_dim + value_dim
-    _linear(tally, "linear_attention", h, 2 * key_dim + 2 * value_dim)  # q, k, v, z
-    _linear(tally, "linear_attention", h, 2 * nv)  # b, a (gates)
-    tally.add("other", conv_dim * kernel + 2 * nv)  # conv1d, A_log, dt_bias
-    tally.add("norms", dv)
-    _linear(tally, "linear_attention", value_dim, h)
-    return nv * dk * dv + conv_dim * (kernel - 1)
-
-
-def _mamba2(c: _Config, tally: _Tally, h: int) -> int:
-    """A Mamba-2 mixer (Nemotron-H); returns its state values per sequence."""
-    heads, head_dim = c.int("mamba_num_heads"), c.int("mamba_head_dim")
-    d_state, groups = c.int("ssm_state_size"), c.int("n_groups", 1)
-    kernel = c.int("conv_kernel", 4)
-    d_inner = heads * head_dim
-    conv_dim = d_inner + 2 * groups * d_state
-    _linear(tally, "mamba", h, 2 * d_inner + 2 * groups * d_state + heads)
-    tally.add("other", conv_dim * kernel + (conv_dim if c.get("use_conv_bias", True) else 0))
-    tally.add("other", 3 * heads)  # A_log, D, dt_bias
-    tally.add("norms", d_inner)
-    _linear(tally, "mamba", d_inner, h)
-    return heads * head_dim * d_state + conv_dim * (kernel - 1)
-
-
-def _gated_mlp(tally: _Tally, category: str, h: int, width: int, active: bool = True) -> None:
-    tally.add(category, 3 * h * width, 3 * h * width if active else 0, rows=2 * width + h)
-
-
-@dataclass
-class _Moe:
-    experts: int
-    per_token: int
-    width: int
-    shared_width: int = 0
-    shared_gate: bool = False
-    router_bias: bool = False
-    expert_bias: bool = False
-
-    def add_layer(self, tally: _Tally, h: int) -> None:
-        per_expert = 3 * h * self.width + (3 * self.width + h if self.expert_bias else 0)
-        tally.add(
-            "experts",
-            self.experts * per_expert,
-            self.per_token * per_expert,
-            rows=self.experts * (2 * self.width + h),
+def _moe(c: ConfigValues, rules: Rules, layers: int) -> tuple[Moe | None, set[int]]:
+    """The MoE block and the indices of dense (non-MoE) layers, from the common fields."""
+    experts = c.experts()
+    if not experts:
+        return None, set()
+    per_token = c.first(
+        (
+            "num_experts_per_tok",
+            "experts_per_token",
+            "moe_topk",
+            "num_experts_per_token",
+            "top_k_experts",
         )
-        tally.add("moe_router", h * self.experts + (self.experts if self.router_bias else 0))
-        if self.shared_width:
-            _gated_mlp(tally, "shared_experts", h, self.shared_width)
-            if self.shared_gate:
-                tally.add("moe_router", h)
-
-
-def _moe(c: _Config) -> tuple[_Moe | None, set[int]]:
-    """The MoE block of this family and the indices of dense (non-MoE) layers."""
-    layers = c.int("num_hidden_layers")
-    if c.family == "mixtral":
-        return _Moe(
-            c.int("num_local_experts"), c.int("num_experts_per_tok"), c.int("intermediate_size")
-        ), set()
-    if c.family == "gpt_oss":
-        per_token = c.int("num_experts_per_tok", 0) or c.int("experts_per_token")
-        return _Moe(
-            c.int("num_local_experts"),
-            per_token,
-            c.int("intermediate_size"),
-            router_bias=True,
-            expert_bias=True,
-        ), set()
-    if c.family == "deepseek_v3":
-        first, freq = c.int("first_k_dense_replace", 0), c.int("moe_layer_freq", 1)
-        dense = {i for i in range(layers) if i < first or i % freq != 0}
-        shared = c.int("n_shared_experts", 0) * c.int("moe_intermediate_size")
-        return _Moe(
-            c.int("n_routed_experts"),
-            c.int("num_experts_per_tok"),
-            c.int("moe_intermediate_size"),
-            shared_width=shared,
-        ), dense
-    if c.get("num_experts"):  # qwen3_moe, qwen3_next, qwen3_5_moe
-        step = c.int("decoder_sparse_step", 1)
-        dense = set(c.get("mlp_only_layers") or ())
+    )
+    if per_token > experts:
+        raise ConfigError(
+            f"config.json routes {per_token} experts per token but has only {experts}"
+        )
+    width = (
+        c.int("moe_intermediate_size")
+        if c.has("moe_intermediate_size")
+        else c.int("intermediate_size")
+    )
+    if rules.llama4:  # one shared expert as wide as a routed one (Llama4TextMoe)
+        shared = width
+    else:
+        shared = (
+            c.first(
+                (
+                    "shared_expert_intermediate_size",
+                    "moe_shared_expert_intermediate_size",
+                    "shared_intermediate_size",
+                ),
+                0,
+                minimum=0,
+            )
+            or c.int("n_shared_experts", 0, minimum=0) * width
+        )
+    moe = Moe(
+        experts,
+        per_token,
+        width,
+        shared_width=shared,
+        shared_gate=c.has("shared_expert_intermediate_size") and bool(shared),
+        router_bias=c.family == "gpt_oss"
+        or c.get("topk_method") == "noaux_tc"
+        or bool(c.get("use_routing_bias")),
+        expert_bias=c.family == "gpt_oss",
+        gated=rules.gated_mlp,
+    )
+    dense: set[int] = set()
+    if c.has("first_k_dense_replace"):
+        first = c.int("first_k_dense_replace", 0, minimum=0)
+        dense |= set(range(min(first, layers)))
+    freq = c.get("moe_layer_freq")
+    if isinstance(freq, list):
+        if len(freq) < layers:
+            raise ConfigError(f"config.json moe_layer_freq must list {layers} layers")
+        dense |= {i for i in range(layers) if not freq[i]}
+    elif freq is not None:
+        n = c.int("moe_layer_freq")
+        dense |= {i for i in range(layers) if i % n != 0}
+    if c.has("mlp_only_layers"):
+        only = c.get("mlp_only_layers")
+        if not isinstance(only, list):
+            raise ConfigError("config.json mlp_only_layers must be a list of layer indices")
+        dense |= {i for i in only if isinstance(i, int) and 0 <= i < layers}
+    if c.has("decoder_sparse_step"):
+        step = c.int("decoder_sparse_step")
         dense |= {i for i in range(layers) if (i + 1) % step != 0}
-        shared = c.int("shared_expert_intermediate_size", 0)
-        return _Moe(
-            c.int("num_experts"),
-            c.int("num_experts_per_tok"),
-            c.int("moe_intermediate_size"),
-            shared_width=shared,
-            shared_gate=bool(shared),
-        ), dense
-    return None, set()
+    if c.has("interleave_moe_layer_step"):  # Llama 4: every step-th layer is MoE
+        step = c.int("interleave_moe_layer_step")
+        dense |= {i for i in range(layers) if (i + 1) % step != 0}
+    if c.has("expert_layer_period"):  # Jamba: MoE where i % period == offset
+        period = c.int("expert_layer_period")
+        offset = c.int("expert_layer_offset", 0, minimum=0)
+        dense |= {i for i in range(layers) if i % period != offset}
+    return moe, dense
+
+
+def _attention_options(c: ConfigValues, rules: Rules) -> dict:
+    biased = c.flag(rules.bias_key)
+    qk = rules.qk_norm
+    if qk == "flag":
+        qk = "head" if c.flag("use_qk_norm") else ""
+    elif qk == "all" and c.family == "minimax_m2" and not c.flag("use_qk_norm"):
+        qk = ""
+    return {
+        "qkv_bias": rules.qkv_bias or biased,
+        "o_bias": biased and rules.bias_scope == "all",
+        "gated": rules.gated_attention or c.flag("attn_output_gate"),
+        "qk_norm": qk,
+    }
+
+
+def _standard(c: ConfigValues, rules: Rules) -> Architecture:
+    """Any decoder: per layer a mixer and a feed-forward block, from the standard fields."""
+    h, layers, vocab = c.int("hidden_size"), c.int("num_hidden_layers"), c.int("vocab_size")
+    tally = Tally()
+    kinds, notes = _layer_kinds(c, rules, layers)
+    moe, dense_layers = _moe(c, rules, layers)
+    parallel_mamba = c.family == "falcon_h1" or c.flag("parallel_hybrid")
+    options = _attention_options(c, rules)
+    mla = rules.mla or c.has("kv_lora_rank")
+    mamba_keys, mamba_v2 = GRANITE_MAMBA, False
+    if "mamba" in kinds or parallel_mamba:
+        mamba_keys = FALCON_H1_MAMBA if c.has("mamba_d_ssm") else GRANITE_MAMBA
+        mamba_v2 = c.has("mamba_n_heads") or c.has("mamba_num_heads")
+    cached: Attention | None = None
+    state = 0
+    dense_width = c.int("intermediate_size_mlp") if c.has("intermediate_size_mlp") else 0
+    if not moe and rules.dense_width_key != "intermediate_size" and c.has(rules.dense_width_key):
+        dense_width = c.int(rules.dense_width_key)
+    mlp_bias = rules.bias_key == "use_bias" and c.flag("use_bias") or c.flag("mlp_bias")
+    for i, kind in enumerate(kinds):
+        if kind == "linear":
+            state += gated_deltanet(c, tally, h)
+        elif kind == "lightning":
+            state += lightning_attention(c, tally, h)
+        elif kind == "mamba":
+            state += mamba2(c, tally, h, mamba_keys) if mamba_v2 else mamba1(c, tally, h)
+        elif mla:
+            cached = mla_attention(c, tally, h)
+        else:
+            cached = attention(c, tally, h, **options)
+        if parallel_mamba:
+            state += mamba2(c, tally, h, FALCON_H1_MAMBA)
+        if moe and i not in dense_layers:
+            moe.add_layer(tally, h)
+        else:  # a dense layer: its width is required, never silently left out
+            width = dense_width or c.int("intermediate_size")
+            mlp(tally, "mlp", h, width, gated=rules.gated_mlp, bias=mlp_bias)
+        tally.add("norms", rules.norms_per_layer * h * (2 if rules.norm_bias else 1))
+    tally.add("norms", h * (2 if rules.norm_bias else 1))
+    _embeddings(c, rules, tally, h, vocab)
+    notes += _extras(c, tally, h)
+    window_kinds = ("sliding", "chunked")
+    window = 0
+    if any(k in window_kinds for k in kinds):
+        window = c.int("attention_chunk_size") if "chunked" in kinds else c.int("sliding_window")
+    return _architecture(
+        c,
+        tally,
+        layers=layers,
+        hidden=h,
+        vocab=vocab,
+        kv_layers=kinds.count("full"),
+        window_layers=sum(kinds.count(k) for k in window_kinds),
+        window=window or None,
+        cached=cached,
+        state=state,
+        moe=moe,
+        moe_layers=layers - len(dense_layers) if moe else 0,
+        width=dense_width or c.int("intermediate_size", 0, minimum=0),
+        notes=notes,
+    )
+
+
+def _nemotron_h(c: ConfigValues, rules: Rules) -> Architecture:
+    """Nemotron-H: ``hybrid_override_pattern`` gives one block per character — ``M`` Mamba-2,
+    ``*`` attention, ``-`` MLP (squared-ReLU, not gated), ``E`` MoE (Nemotron 3: routed
+    squared-ReLU experts plus a shared expert, ``NemotronHMOE``)."""
+    h, vocab = c.int("hidden_size"), c.int("vocab_size")
+    pattern = c.get("hybrid_override_pattern")
+    if not isinstance(pattern, str) or not pattern:
+        raise ConfigError("config.json hybrid_override_pattern must be a non-empty string")
+    whole("hybrid_override_pattern length", len(pattern), 1, BOUNDS["num_hidden_layers"])
+    if c.has("num_hidden_layers") and c.int("num_hidden_layers") != len(pattern):
+        raise ConfigError(
+            f"config.json hybrid_override_pattern has {len(pattern)} blocks but "
+            f"num_hidden_layers is {c.get('num_hidden_layers')}"
+        )
+    tally = Tally()
+    cached: Attention | None = None
+    state = 0
+    moe, _ = _moe(c, rules, len(pattern)) if "E" in pattern else (None, set())
+    width = c.int("intermediate_size", 0, minimum=0)
+    for block in pattern:
+        if block == "M":
+            state += mamba2(c, tally, h, NEMOTRON_H_MAMBA)
+        elif block == "*":
+            cached = attention(c, tally, h, **_attention_options(c, rules))
+        elif block == "-":
+            mlp(tally, "mlp", h, c.int("intermediate_size"), gated=False, bias=c.flag("mlp_bias"))
+        elif block == "E":
+            if moe is None:
+                raise ConfigError("hybrid_override_pattern has MoE blocks ('E') but no experts")
+            moe.add_layer(tally, h)
+        else:
+            raise ConfigError(f"hybrid_override_pattern has an unknown block {block!r}")
+        tally.add("norms", h)
+    tally.add("norms", h)
+    _embeddings(c, rules, tally, h, vocab)
+    notes = _extras(c, tally, h)
+    return _architecture(
+        c,
+        tally,
+        layers=len(pattern),
+        hidden=h,
+        vocab=vocab,
+        kv_layers=pattern.count("*"),
+        cached=cached,
+        state=state,
+        moe=moe,
+        moe_layers=pattern.count("E"),
+        width=width,
+        notes=notes,
+    )
+
+
+def _embeddings(c: ConfigValues, rules: Rules, tally: Tally, h: int, vocab: int) -> None:
+    tally.add("embeddings", vocab * h)
+    tied = c.flag("tie_word_embeddings") if c.has("tie_word_embeddings") else rules.tied
+    if not tied:
+        tally.add("lm_head", vocab * h, rows=vocab)
+
+
+def _extras(c: ConfigValues, tally: Tally, h: int) -> list[str]:
+    """A vision tower (loaded, not decoded) and multi-token-prediction layers (not loaded)."""
+    notes = []
+    vision = c.get("vision_config")
+    if isinstance(vision, Mapping):
+        if tower := _vision_tower(vision, h):
+            tally.add("vision", tower, 0)
+            notes.append(
+                f"vision tower of about {tower / 1e9:.2f} B parameters loaded, not decoded"
+            )
+        else:
+            notes.append("vision_config not understood: the vision tower's weights are not counted")
+    for key in ("num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_modules"):
+        if c.get(key):
+            notes.append(f"{c.get(key)} multi-token-prediction layer(s) not loaded ({key})")
+    return notes
 
 
 def _vision_tower(vision: Mapping, text_hidden: int) -> int:
@@ -377,157 +472,151 @@ def _vision_tower(vision: Mapping, text_hidden: int) -> int:
 
     Multimodal checkpoints load it with the language model, so it occupies memory; it adds
     nothing to the per-token decode cost."""
-    h = int(vision.get("hidden_size", 0))
+
+    def num(key: str, default: int = 0, *alternatives: str) -> int:
+        for name in (key, *alternatives):
+            if vision.get(name) is not None:
+                return whole(f"vision_config.{name}", vision[name], 0)
+        return default
+
+    h = num("hidden_size", 0, "vt_hidden_size")  # vt_*: Kimi K2.5's MoonViT
     if not h:
         return 0
-    width = int(vision.get("intermediate_size", 4 * h))
-    depth = int(vision.get("depth") or vision.get("num_hidden_layers") or 0)
-    patch = int(vision.get("patch_size", 14))
-    channels = int(vision.get("in_channels", vision.get("num_channels", 3)))
-    temporal = int(vision.get("temporal_patch_size", 1))
-    positions = int(
-        vision.get("num_position_embeddings") or (int(vision.get("image_size", 0)) // patch) ** 2
-    )
-    blocks = depth * (4 * h * h + 2 * h * width + 9 * h + width)
+    width = num("intermediate_size", 4 * h, "vt_intermediate_size")
+    depth = num("depth", 0, "num_hidden_layers", "vt_num_hidden_layers")
+    patch = num("patch_size", 14) or 1
+    channels = num("in_channels", 3, "num_channels")
+    temporal = num("temporal_patch_size", 1)
+    positions = num("num_position_embeddings") or (num("image_size") // patch) ** 2
+    # SiLU towers (Pixtral, Qwen2.5-VL) gate their MLP: three matrices; GELU ones (SigLIP,
+    # CLIP, Llama 4's) have two
+    matrices = 3 if str(vision.get("hidden_act", "")).lower() in ("silu", "swish") else 2
+    blocks = depth * (4 * h * h + matrices * h * width + 9 * h + width)
     embeddings = channels * temporal * patch * patch * h + positions * h
-    merge = int(vision.get("spatial_merge_size", 1))
-    out = int(vision.get("out_hidden_size", text_hidden))
+    merge = num("spatial_merge_size", 1)
+    out = num("out_hidden_size", text_hidden)
     merged = h * merge * merge
     projector = merged * merged + merged * out if merge > 1 else h * out
     return blocks + embeddings + projector
 
 
-def _transformer(c: _Config) -> Architecture:
-    h, layers, vocab = c.int("hidden_size"), c.int("num_hidden_layers"), c.int("vocab_size")
-    tally = _Tally()
-    kinds = _layer_kinds(c, layers)
-    moe, dense_layers = _moe(c)
-    kv_values = kv_heads = attn_flops = state = 0
-    width = c.int("intermediate_size", 0)
-    norms_per_layer = 4 if c.family in ("gemma2", "gemma3") else 2
-    for i, kind in enumerate(kinds):
-        if kind == "linear":
-            state += _gated_deltanet(c, tally, h)
-        elif c.family == "deepseek_v3":
-            kv_values, kv_heads, attn_flops = _mla_attention(c, tally, h)
-        else:
-            kv_values, kv_heads, attn_flops = _standard_attention(c, tally, h)
-        if moe and i not in dense_layers:
-            moe.add_layer(tally, h)
-        else:
-            _gated_mlp(tally, "mlp", h, c.int("intermediate_size"))
-        tally.add("norms", norms_per_layer * h)
-    tally.add("norms", h)
-    _embeddings(c, tally, h, vocab)
-    notes = []
-    vision = c.get("vision_config")
-    if isinstance(vision, Mapping) and (tower := _vision_tower(vision, h)):
-        tally.add("vision", tower, 0)
-        notes.append(f"vision tower of about {tower / 1e9:.2f} B parameters loaded, not decoded")
-    for key in ("num_nextn_predict_layers", "mtp_num_hidden_layers"):
-        if c.get(key):
-            notes.append(f"{c.get(key)} multi-token-prediction layer(s) not loaded ({key})")
-    moe_layers = layers - len(dense_layers) if moe else 0
-    ssm_dtype = str(c.get("mamba_ssm_dtype", ""))
+def _max_context(c: ConfigValues) -> int | None:
+    """The longest context vLLM accepts without ``VLLM_ALLOW_LONG_MAX_MODEL_LEN``, after
+    vLLM's ``_get_and_verify_max_len`` (vllm/config/model.py): ``max_position_embeddings``,
+    times the rope-scaling ``factor`` for every rope type but "su", "longrope" and "llama3"
+    (whose max_position_embeddings already includes it), starting from
+    ``original_max_position_embeddings`` for "yarn"; Gemma 3's scaling is not applied."""
+    if not c.has("max_position_embeddings"):
+        return None
+    longest = c.int("max_position_embeddings")
+    scaling = c.get("rope_scaling")
+    if isinstance(scaling, Mapping) and not c.family.startswith("gemma3"):
+        kind = scaling.get("rope_type", scaling.get("type"))
+        factor = scaling.get("factor")
+        if kind not in ("su", "longrope", "llama3", "default", None) and factor is not None:
+            if isinstance(factor, bool) or not isinstance(factor, int | float):
+                raise ConfigError(f"config.json rope_scaling.factor is not a number: {factor!r}")
+            if not math.isfinite(factor) or not 0 < factor <= 1e6:
+                raise ConfigError(f"config.json rope_scaling.factor is out of range: {factor!r}")
+            base = scaling.get("original_max_position_embeddings") if kind == "yarn" else None
+            key = "rope_scaling.original_max_position_embeddings"
+            start = whole(key, base, maximum=BOUNDS["max_position_embeddings"]) if base else longest
+            longest = max(longest if kind != "yarn" else 0, int(start * max(factor, 1.0)))
+    return longest
+
+
+def _architecture(
+    c: ConfigValues,
+    tally: Tally,
+    *,
+    layers: int,
+    hidden: int,
+    vocab: int,
+    kv_layers: int,
+    cached: Attention | None,
+    state: int,
+    moe: Moe | None,
+    moe_layers: int,
+    width: int,
+    notes: list[str],
+    window_layers: int = 0,
+    window: int | None = None,
+) -> Architecture:
+    groups = tuple(
+        TensorGroup(k, tally.total[k], tally.active[k], tally.rows[k]) for k in sorted(tally.total)
+    )
+    total = sum(g.parameters for g in groups)
+    if total > MAX_PARAMETERS:
+        raise ConfigError(
+            f"config.json describes {total:.3g} parameters, above {MAX_PARAMETERS:.0e} "
+            "(500× the largest published model); check hidden_size, num_hidden_layers, "
+            "vocab_size and the expert counts"
+        )
+    ssm_dtype = str(c.get("mamba_ssm_dtype") or c.get("mamba_ssm_cache_dtype") or "")
+    heads = c.int("num_attention_heads") if c.has("num_attention_heads") else 0
     return Architecture(
         model_type=c.family,
-        groups=tally.groups(),
+        groups=groups,
         layers=layers,
-        hidden_size=h,
+        hidden_size=hidden,
         vocab_size=vocab,
-        kv_layers=kinds.count("full"),
-        window_layers=kinds.count("sliding"),
-        sliding_window=c.int("sliding_window", 0) or None if "sliding" in kinds else None,
-        kv_values_per_token=kv_values,
-        kv_heads=kv_heads,
-        mla=c.family == "deepseek_v3",
-        attention_flops_per_context_token=attn_flops,
+        kv_layers=kv_layers if cached else 0,
+        window_layers=window_layers if cached else 0,
+        sliding_window=window if cached and window_layers else None,
+        kv_values_per_token=cached.kv_values if cached else 0,
+        kv_heads=cached.kv_heads if cached else 1,
+        mla=bool(cached and cached.mla),
+        attention_flops_per_context_token=cached.flops_per_context_token if cached else 0,
         state_values_per_sequence=state,
         state_bytes_per_value=4 if "32" in ssm_dtype else 2,
         experts=moe.experts if moe else 0,
         experts_per_token=moe.per_token if moe else 0,
         moe_layers=moe_layers,
         max_intermediate_size=max(width, moe.width * moe.per_token if moe else 0),
+        attention_heads=heads,
+        max_context_tokens=_max_context(c),
         notes=tuple(notes),
     )
 
 
-def _embeddings(c: _Config, tally: _Tally, h: int, vocab: int) -> None:
-    tied_default = c.family in ("gemma2", "gemma3")
-    tally.add("embeddings", vocab * h)
-    if not c.get("tie_word_embeddings", tied_default):
-        tally.add("lm_head", vocab * h, rows=vocab)
-
-
-def _nemotron_h(c: _Config) -> Architecture:
-    """Nemotron-H: ``hybrid_override_pattern`` gives one block per character —
-    ``M`` Mamba-2, ``*`` attention, ``-`` MLP (squared-ReLU, not gated), ``E`` MoE."""
-    h, vocab = c.int("hidden_size"), c.int("vocab_size")
-    pattern = str(c.need("hybrid_override_pattern"))
-    tally = _Tally()
-    kv_values = kv_heads = attn_flops = state = 0
-    width = c.int("intermediate_size")
-    for block in pattern:
-        if block == "M":
-            state += _mamba2(c, tally, h)
-        elif block == "*":
-            kv_values, kv_heads, attn_flops = _standard_attention(c, tally, h)
-        elif block == "-":
-            _linear(tally, "mlp", h, width, bool(c.get("mlp_bias")))
-            _linear(tally, "mlp", width, h, bool(c.get("mlp_bias")))
-        elif block == "E":
-            raise ConfigError("nemotron_h MoE blocks ('E') are not supported yet; set parameters")
-        else:
-            raise ConfigError(f"hybrid_override_pattern has an unknown block {block!r}")
-        tally.add("norms", h)
-    tally.add("norms", h)
-    _embeddings(c, tally, h, vocab)
-    return Architecture(
-        model_type=c.family,
-        groups=tally.groups(),
-        layers=len(pattern),
-        hidden_size=h,
-        vocab_size=vocab,
-        kv_layers=pattern.count("*"),
-        kv_values_per_token=kv_values,
-        kv_heads=kv_heads,
-        attention_flops_per_context_token=attn_flops,
-        state_values_per_sequence=state,
-        max_intermediate_size=width,
-    )
-
-
-FAMILIES = {
-    "llama": _transformer,
-    "mistral": _transformer,
-    "qwen2": _transformer,
-    "qwen3": _transformer,
-    "qwen3_moe": _transformer,
-    "qwen3_next": _transformer,
-    "qwen3_5": _transformer,
-    "qwen3_5_moe": _transformer,
-    "mixtral": _transformer,
-    "deepseek_v3": _transformer,
-    "gpt_oss": _transformer,
-    "gemma2": _transformer,
-    "gemma3": _transformer,
-    "nemotron_h": _nemotron_h,
-}
-"""model_type → reader. Multimodal wrappers (gemma3, qwen3_5*) are read from ``text_config``."""
+KNOWN_FAMILIES = frozenset(FAMILY_RULES)
+"""model_types whose rules are known (``family_rules.FAMILY_RULES``); others are sized from the
+standard fields alone, and say so."""
 
 
 def architecture_from_config(config: Mapping) -> Architecture:
-    """Read a Hugging Face config.json (already parsed) into an ``Architecture``."""
+    """Read a Hugging Face config.json (already parsed) into an ``Architecture``.
+
+    Raises ``ConfigError`` naming the field for a config that cannot be sized."""
     if not isinstance(config, Mapping):
         raise ConfigError("config.json must be a JSON object")
     model_type = config.get("model_type")
-    if model_type not in FAMILIES:
-        known = ", ".join(sorted(FAMILIES))
+    text = config.get("text_config") or config.get("llm_config") or {}
+    text_type = text.get("model_type") if isinstance(text, Mapping) else None
+    family, rules = rules_for(model_type, text_type)
+    name = str(model_type or text_type or "unknown")
+    c = ConfigValues(config, family or name)
+    if c.has("hybrid_override_pattern"):
+        missing = [k for k in ("hidden_size", "vocab_size") if not c.has(k)]
+    else:
+        missing = [k for k in STANDARD_FIELDS if not c.has(k)]
+    if missing:
         raise ConfigError(
-            f"unknown model_type {model_type!r}: supported families are {known}; "
+            f"config.json (model_type {model_type!r}) has no {', '.join(missing)}: a decoder "
+            "config names hidden_size, num_hidden_layers, num_attention_heads and vocab_size; "
             "for another model give spec.model.parameters (and activeParameters for MoE)"
         )
-    return FAMILIES[model_type](_Config(config, model_type))
+    if c.has("block_configs"):  # Nemotron-NAS: every layer its own shape, not the fields'
+        raise ConfigError(
+            "config.json has per-layer block_configs (Nemotron-NAS), which the standard fields "
+            "do not describe; give spec.model.parameters"
+        )
+    reader = _nemotron_h if c.has("hybrid_override_pattern") else _standard
+    arch = reader(c, rules or STANDARD)
+    if rules is None:
+        note = f"model_type {name!r} sized from standard fields (no family rules)"
+        arch = replace(arch, notes=(note, *arch.notes))
+    return arch
 
 
 def architecture_from_parameters(
@@ -539,6 +628,14 @@ def architecture_from_parameters(
     h = 128·L (Llama-3-8B: 4096 / 32) and a KV width of h/4 (grouped-query attention with 4
     query heads per KV head). That overestimates the KV cache of models with wider groups
     (Llama-3-70B uses 8): a conservative error, which the note says."""
+    for name, value in (("parameters", parameters), ("activeParameters", active_parameters)):
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+            raise ConfigError(f"spec.model.{name} must be a finite number, not {value!r}")
+        if value is not None and value > MAX_PARAMETERS:
+            raise ConfigError(
+                f"spec.model.{name} is {value:.3g}, above {MAX_PARAMETERS:.0e} "
+                "(500× the largest published model)"
+            )
     total = int(parameters)
     active = int(active_parameters or parameters)
     if total <= 0 or active <= 0 or active > total:
@@ -547,11 +644,9 @@ def architecture_from_parameters(
     layers = max(1, round(hidden / 128))
     head_dim = 128
     kv_heads = max(1, hidden // 4 // head_dim)
-    tally = _Tally()
-    tally.add("mlp", total, active)
     return Architecture(
         model_type="parameters",
-        groups=tally.groups(),
+        groups=(TensorGroup("mlp", total, active),),
         layers=layers,
         hidden_size=hidden,
         vocab_size=0,

@@ -32,6 +32,7 @@ from .inventory import gib
 
 __all__ = [
     "ENGINE_SUPPORT",
+    "TENSOR_PARALLEL_ENGINES",
     "STAGES",
     "Evaluation",
     "Rejection",
@@ -56,6 +57,8 @@ __all__ = [
     "quality_too_low",
     "slo_excess",
     "spec_allows",
+    "tensor_parallel_refusal",
+    "tensor_parallel_unsupported",
     "tier_allowed",
     "tier_not_allowed",
     "too_slow",
@@ -309,6 +312,39 @@ def engine_refusal(
     return None
 
 
+TENSOR_PARALLEL_ENGINES = frozenset({"vllm", "tgi"})
+"""Engines that split attention heads across the GPUs of a replica. vLLM refuses a tensor-
+parallel size that does not divide the attention heads ("Total number of attention heads (32)
+must be divisible by tensor parallel size (3)", ``ModelConfig.verify_with_parallel_config`` in
+vllm/config/model.py) and splits or replicates KV heads only by whole factors
+(``QKVParallelLinear`` in vllm/model_executor/layers/linear.py: ``divide(tp_size, kv_heads)``
+or ``divide(kv_heads, tp_size)``); TGI's sharded layers raise "`num_heads` must be divisible by
+`num_shards`". llama.cpp splits by layers (``--split-mode layer``), so any GPU count works."""
+
+
+def tensor_parallel_refusal(engine: str, arch: Any, gpus: int) -> str | None:
+    """Why ``engine`` cannot split ``arch`` over ``gpus`` GPUs, or None. Only for shapes read
+    from a config: a shape assumed from a parameter count has no heads to check."""
+    heads = getattr(arch, "attention_heads", 0)
+    if gpus <= 1 or engine not in TENSOR_PARALLEL_ENGINES or not heads:
+        return None
+    if heads % gpus:
+        return (
+            f"{engine} cannot split {heads} attention heads over {gpus} GPUs "
+            "(the tensor-parallel size must divide them)"
+        )
+    kv = arch.kv_heads
+    if not arch.mla and kv % gpus and gpus % kv:
+        return f"{engine} cannot split {kv} KV heads over {gpus} GPUs"
+    return None
+
+
+def tensor_parallel_unsupported(e: Evaluation, r: Requirements) -> Rejection | None:
+    c = e.candidate
+    why = tensor_parallel_refusal(r.engine, getattr(c.variant, "architecture", None), c.gpus)
+    return Rejection("EngineUnsupported", why) if why else None
+
+
 def unsupported_precision(e: Evaluation, r: Requirements) -> Rejection | None:
     c = e.candidate
     why = hardware_refusal(c.precision, c.kv, c.pool.gpu)
@@ -495,7 +531,10 @@ STAGES: tuple[tuple[str, tuple[Check, ...]], ...] = (
         "allowed by the spec",
         (pool_not_allowed, tier_not_allowed, precision_not_allowed, kv_cache_dtype_not_allowed),
     ),
-    ("supported by hardware and engine", (unsupported_precision, engine_unsupported)),
+    (
+        "supported by hardware and engine",
+        (unsupported_precision, engine_unsupported, tensor_parallel_unsupported),
+    ),
     ("within the quality budget", (quality_too_low,)),
     ("fit in memory", (does_not_fit, offload_to_disk_not_allowed)),
     ("meet the SLO", (too_slow,)),

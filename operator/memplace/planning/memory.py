@@ -44,6 +44,7 @@ __all__ = [
     "usable_gpu_bytes",
     "weights_bytes",
     "weights_bytes_by_group",
+    "weights_source",
     "kv_bytes_per_sequence",
     "kv_share_per_gpu",
 ]
@@ -134,10 +135,17 @@ def weights_bytes_by_group(
     arch: Architecture, precision: Precision, engine: str = "vllm"
 ) -> dict[str, int]:
     """Bytes per tensor group in ``precision``, scales and zero points included, in the layout
-    ``engine`` loads (llama.cpp: GGUF, see ``GGUF_BITS_PER_WEIGHT``)."""
+    ``engine`` loads (llama.cpp: GGUF, see ``GGUF_BITS_PER_WEIGHT``).
+
+    At the precision a checkpoint is published in, an engine that loads the safetensors files
+    loads the checkpoint's own bytes (``planning.checkpoint``: an architecture that carries one);
+    otherwise they are computed from the parameter counts."""
     gguf = GGUF_BITS_PER_WEIGHT.get(precision.id) if engine == "llamacpp" else None
     if gguf is not None:
         return {g.category: _gguf_bytes(g, gguf) for g in arch.groups}
+    published = getattr(arch, "checkpoint", None)
+    if published is not None and published.serves(precision.id):
+        return dict(published.loaded_bytes_by_group)
     kept = set(precision.kept_16bit)
     sizes: dict[str, int] = {}
     for group in arch.groups:
@@ -165,6 +173,21 @@ def _gguf_bytes(group, bits: float) -> int:
 def weights_bytes(arch: Architecture, precision: Precision, engine: str = "vllm") -> int:
     """Bytes of the checkpoint in ``precision``, as ``engine`` loads it."""
     return sum(weights_bytes_by_group(arch, precision, engine).values())
+
+
+def weights_source(arch: Architecture, precision: Precision, native: str | None) -> str:
+    """Where the weights at ``precision`` come from, most trusted first (DESIGN.md):
+    ``checkpoint`` (its safetensors headers), ``quantizationConfig`` (config.json declares the
+    format, the bytes are computed), ``config`` (computed from the architecture) or
+    ``parameters`` (``spec.model.parameters`` alone)."""
+    published = getattr(arch, "checkpoint", None)
+    if published is not None and published.serves(precision.id):
+        return "checkpoint"
+    if arch.model_type == "parameters":
+        return "parameters"
+    if native is not None and precision.id == native:
+        return "quantizationConfig"
+    return "config"
 
 
 def kv_bytes_per_sequence(arch: Architecture, kv: KvDtype, context_tokens: int) -> float:

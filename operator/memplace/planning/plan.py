@@ -57,6 +57,7 @@ from .calibration import (
     fingerprint,
 )
 from .candidates import Variant, enumerate_candidates
+from .checkpoint import Checkpoint, native_precision, with_checkpoint
 from .choose import (
     TIER_ORDER,
     Ranking,
@@ -71,6 +72,7 @@ from .choose import (
 from .cost import cost_per_million_tokens, replica_cost
 from .feasibility import (
     STAGES,
+    TENSOR_PARALLEL_ENGINES,
     Evaluation,
     Requirements,
     check_all,
@@ -82,17 +84,15 @@ from .feasibility import (
     memory_need,
     slo_excess,
     spec_allows,
+    tensor_parallel_refusal,
     within_budget,
 )
 from .inventory import Cluster
 from .latency import estimate_speed
-from .memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes
+from .memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes, weights_source
 from .precision import quality_loss
 
 __all__ = ["DeploymentRequest", "Plan", "plan_cluster", "plan_deployment"]
-
-NATIVE_FORMATS = {"mxfp4": "mxfp4", "fp8": "fp8"}
-"""``quantization_config.quant_method`` values whose checkpoint *is* that precision."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,10 @@ class DeploymentRequest:
     calibration: Calibration | None = None
     """The PerformanceProfiles' learned factors: a candidate whose profile has enough samples
     is judged and costed on its calibrated estimates (``calibration``)."""
+    checkpoints: Mapping[str | None, Checkpoint] = field(default_factory=dict)
+    """The published checkpoint (``planning.checkpoint``) per variant name, None for the model
+    itself, where the shell could read its safetensors headers: its bytes are the weights at
+    its native precision, and its format sets that precision."""
     model_adapters: tuple[Any, ...] = ()
     """``lora.Listed``: the ModelAdapters naming this deployment as their base."""
     lora: Any = None
@@ -223,18 +227,20 @@ class _Invalid(Exception):
     pass
 
 
-def _native(config: Mapping[str, Any] | None) -> str | None:
-    quant = (config or {}).get("quantization_config") or {}
-    return NATIVE_FORMATS.get(str(quant.get("quant_method", "")).lower())
-
-
 def _size(
-    sized: Any, resolved: Mapping[str, Any] | None, what: str, memo: dict
+    sized: Any,
+    resolved: Mapping[str, Any] | None,
+    what: str,
+    memo: dict,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[Any, str | None]:
     config = sized.config if sized.config is not None else resolved
     try:
         if config is not None:
-            return architecture_from_config(config), _native(config)
+            arch = architecture_from_config(config)
+            if checkpoint is not None:
+                return with_checkpoint(arch, checkpoint), checkpoint.native
+            return arch, native_precision(config)
         if sized.parameters is not None:
             key = (sized.parameters, sized.active_parameters)
             by_parameters = _table(memo, "parameters", PARAMETER_MODELS_KEPT)
@@ -257,7 +263,12 @@ def _size(
 
 def _variants(request: DeploymentRequest, memo: dict) -> tuple[list[Variant], list[Alternative]]:
     model = request.spec.model
-    arch, native = _size(model, request.model_config, f"model {model.name}", memo)
+    checkpoints = request.checkpoints
+    arch, native = _size(
+        model, request.model_config, f"model {model.name}", memo, checkpoints.get(None)
+    )
+    if (why := _context_refusal(arch, request)) is not None:
+        raise _Invalid(f"model {model.name}: {why}")
     variants = [Variant(None, arch, 0.0, native)]
     problems = []
     if request.lora is not None and request.lora.adapters:
@@ -265,13 +276,35 @@ def _variants(request: DeploymentRequest, memo: dict) -> tuple[list[Variant], li
     for v in model.variants:
         try:
             varch, vnative = _size(
-                v, request.variant_configs.get(v.name), f"variant {v.name}", memo
+                v,
+                request.variant_configs.get(v.name),
+                f"variant {v.name}",
+                memo,
+                checkpoints.get(v.name),
             )
         except _Invalid as error:
             problems.append(Alternative(variant=v.name, reason=str(error), code="Invalid"))
             continue
+        if (why := _context_refusal(varch, request)) is not None:
+            reason = f"variant {v.name}: {why}"
+            problems.append(Alternative(variant=v.name, reason=reason, code="Invalid"))
+            continue
         variants.append(Variant(v.name, varch, v.quality_loss, vnative))
     return variants, problems
+
+
+def _context_refusal(arch: Any, request: DeploymentRequest) -> str | None:
+    """contextTokens beyond what the model serves: vLLM refuses a ``--max-model-len`` above the
+    derived maximum ("User-specified max_model_len … is greater than the derived
+    max_model_len", vllm/config/model.py), so the deployment cannot start anywhere."""
+    longest = getattr(arch, "max_context_tokens", None)
+    asked = request.spec.workload.context_tokens
+    if longest is None or asked <= longest:
+        return None
+    return (
+        f"contextTokens {asked} is above the {longest} tokens the model serves "
+        "(max_position_embeddings and rope scaling in config.json)"
+    )
 
 
 # --- evaluating candidates -------------------------------------------------------------------
@@ -333,8 +366,9 @@ class _Base:
 
 
 class _Group:
-    """Candidates that share pool, tier, precision, KV dtype and variant, and so every fact the
-    checks before memory read: computed once here, not per member."""
+    """Candidates that share pool, tier, precision, KV dtype, variant and the engines that refuse
+    their tensor-parallel size (``TENSOR_PARALLEL_ENGINES``; none for most shapes), and so every
+    fact the checks before memory read: computed once here, not per member."""
 
     __slots__ = (
         "pool",
@@ -342,6 +376,7 @@ class _Group:
         "precision",
         "kv",
         "native",
+        "tp_refused",
         "loss",
         "hardware_ok",
         "plain",
@@ -349,9 +384,10 @@ class _Group:
         "_engine_ok",
     )
 
-    def __init__(self, c: Any, loss: float) -> None:
+    def __init__(self, c: Any, loss: float, tp_refused: frozenset[str]) -> None:
         self.pool, self.tier = c.pool.name, c.tier
         self.precision, self.kv, self.native = c.precision.id, c.kv.id, c.variant.native
+        self.tp_refused = tp_refused
         self.loss = loss
         self.hardware_ok = hardware_refusal(c.precision, c.kv, c.pool.gpu) is None
         self.plain = (
@@ -366,7 +402,9 @@ class _Group:
     def engine_ok(self, engine: str) -> bool:
         ok = self._engine_ok.get(engine)
         if ok is None:
-            why = engine_refusal(engine, self.tier, self.precision, self.kv, self.native)
+            why = engine in self.tp_refused or engine_refusal(
+                engine, self.tier, self.precision, self.kv, self.native
+            )
             ok = self._engine_ok[engine] = why is None
         return ok
 
@@ -438,7 +476,7 @@ def _bases(
         r.context_tokens,
         r.concurrency,
         r.prompt_tokens,
-        r.engine,
+        r.engine,  # memory (GGUF layout) and speed (efficiency.py) depend on the engine
         applicable,
         r.lora,
     )
@@ -455,6 +493,7 @@ def _bases(
     pools = [p for p in cluster.pools if not (p.cpu_only and p.instance is None)]
     out: list[_Base] = []
     groups: dict[tuple, _Group] = {}
+    tp_memo: dict[tuple[int, int], frozenset[str]] = {}
     for c in enumerate_candidates(variants, pools, cluster.catalogue):
         arch, aid, pool = c.variant.architecture, arch_ids[id(c.variant)], c.pool
         gpus = max(c.gpus, 1)
@@ -518,6 +557,7 @@ def _bases(
                 ctx,
                 prompt,
                 offload or 0,
+                r.engine,
             )
             speed = speed_memo.get(skey)
             if speed is None:
@@ -535,6 +575,7 @@ def _bases(
                         context_tokens=ctx,
                         prompt_tokens=prompt,
                         offloaded_bytes_per_gpu=offload or 0,
+                        engine=r.engine,
                     ),
                 )
             if factors is not None:
@@ -571,11 +612,17 @@ def _bases(
         b.tpot = speed.time_per_output_token_ms if speed is not None else math.inf
         b.index = len(out)
         out.append(b)
-        gkey = (pool.name, c.tier, c.precision.id, c.kv.id, c.variant.name)
+        tkey = (aid, c.gpus)
+        tp_refused = tp_memo.get(tkey)
+        if tp_refused is None:
+            tp_refused = tp_memo[tkey] = frozenset(
+                e for e in TENSOR_PARALLEL_ENGINES if tensor_parallel_refusal(e, arch, c.gpus)
+            )
+        gkey = (pool.name, c.tier, c.precision.id, c.kv.id, c.variant.name, tp_refused)
         group = groups.get(gkey)
         if group is None:
             loss = quality_loss(c.precision, c.kv, c.variant.quality_loss, native=c.variant.native)
-            group = groups[gkey] = _Group(c, loss)
+            group = groups[gkey] = _Group(c, loss, tp_refused)
         b.loss = group.loss
         group.members.append(b)
     static_order = sorted(
@@ -788,6 +835,7 @@ def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
             (v.name, _arch_id(cluster.memo, v.architecture), v.quality_loss, v.native)
             for v in variants
         ),
+        tuple(problem.reason for problem in problems),  # variants refused, listed in the plan
         r,
         current_key,
         applicable,
@@ -841,6 +889,7 @@ def _estimate_status(
         parameters=int(arch.total_parameters),
         active_parameters=int(arch.active_parameters),
         weights_bytes=m.weights_bytes,
+        weights_source=weights_source(arch, e.candidate.precision, e.candidate.variant.native),
         kv_cache_bytes=m.kv_cache_bytes,
         state_bytes=m.state_bytes,
         activation_bytes=m.activation_bytes,

@@ -1,0 +1,173 @@
+"""Layer layouts and cache shapes of the families that depart from a plain decoder, checked on
+their real configs (tests/fixtures/configs): which layers attend, which hold recurrent state
+and how much, which carry experts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from memplace.planning.architecture import ConfigError, architecture_from_config
+
+CONFIGS = Path(__file__).parents[1] / "fixtures" / "configs"
+
+
+def load(name: str) -> dict:
+    return json.loads((CONFIGS / name).read_text())
+
+
+def arch(name: str):
+    return architecture_from_config(load(name))
+
+
+def test_jamba_attends_once_per_eight_layers_and_routes_every_other_layer():
+    a = arch("jamba-1.5-mini.json")
+    assert a.kv_layers == 4  # layers 4, 12, 20, 28 (attn_layer_period 8, offset 4)
+    assert (a.moe_layers, a.experts, a.experts_per_token) == (16, 16, 2)
+    # 28 Mamba-1 layers, d_inner 8192: conv 8192 × (4 − 1) + ssm 8192 × 16 (vLLM's shapes)
+    assert a.state_values_per_sequence == 28 * (8192 * 3 + 8192 * 16)
+
+
+def test_llama4_scout_chunks_three_layers_in_four_and_has_a_shared_expert():
+    a = arch("llama-4-scout-17b-16e-instruct.json")
+    assert (a.kv_layers, a.window_layers, a.sliding_window) == (12, 36, 8192)
+    assert a.moe_layers == 48
+    assert a.parameters_in("shared_experts") == 48 * 3 * 5120 * 8192
+    assert a.parameters_in("vision") > 0
+
+
+def test_llama4_maverick_interleaves_dense_and_moe_layers():
+    a = arch("llama-4-maverick-17b-128e-instruct.json")
+    assert a.moe_layers == 24
+    assert a.parameters_in("mlp") == 24 * 3 * 5120 * 16384  # intermediate_size_mlp
+    assert a.expert_parameters_per_expert == 3 * 5120 * 8192
+
+
+def test_nemotron_3_nano_reads_moe_blocks_from_the_pattern():
+    config = load("nemotron-3-nano-30b-a3b.json")
+    pattern = config["hybrid_override_pattern"]
+    a = architecture_from_config(config)
+    assert (a.moe_layers, a.kv_layers) == (pattern.count("E"), pattern.count("*"))
+    assert (a.experts, a.experts_per_token) == (128, 6)
+    assert a.expert_parameters_per_expert == 2 * 2688 * 1856  # squared-ReLU: up and down only
+    # Mamba-2: ssm 64 heads × 64 × 128 plus conv (4096 + 2 × 8 × 128) × (4 − 1)
+    assert a.state_values_per_sequence == pattern.count("M") * (64 * 64 * 128 + 6144 * 3)
+    assert a.state_bytes_per_value == 4  # mamba_ssm_cache_dtype float32
+
+
+def test_falcon_h1_runs_attention_and_mamba_side_by_side_in_every_layer():
+    a = arch("falcon-h1-0.5b.json")
+    assert a.kv_layers == 36
+    assert a.state_values_per_sequence == 36 * (24 * 64 * 128 + (1536 + 2 * 128) * 3)
+    assert a.parameters_in("mamba") > 0 and a.parameters_in("attention") > 0
+
+
+def test_deepseek_v2_lite_has_no_query_compression():
+    a = arch("deepseek-v2-lite.json")  # q_lora_rank absent: a plain q_proj
+    assert a.mla and a.kv_values_per_token == 512 + 64
+    per_layer = 2048 * 16 * 192 + 2048 * 576 + 512 * 16 * 256 + 16 * 128 * 2048
+    assert a.parameters_in("attention") == 27 * per_layer
+    full = arch("deepseek-v2.json")  # q_lora_rank 1536
+    assert full.parameters_in("norms") > 0 and full.kv_values_per_token == 576
+
+
+def test_phi3_slides_only_when_the_window_is_shorter_than_the_context():
+    assert arch("phi-3-mini-4k-instruct.json").window_layers == 32
+    long = arch("phi-3.5-mini-instruct.json")  # sliding_window 262144 > 131072 positions
+    assert (long.kv_layers, long.window_layers) == (32, 0)
+
+
+def test_starcoder2_ties_embeddings_and_biases_an_ungated_mlp():
+    a = arch("starcoder2-7b.json")
+    assert a.parameters_in("lm_head") == 0
+    assert a.parameters_in("mlp") == 32 * (2 * 4608 * 18432 + 18432 + 4608)
+    assert a.window_layers == 32 and a.sliding_window == 4096
+
+
+def test_gemma3_text_keeps_five_local_layers_per_global_by_the_class_default():
+    a = arch("gemma-3-1b.json")
+    assert (a.kv_layers, a.window_layers, a.sliding_window) == (4, 22, 512)
+
+
+def test_qwen2_moe_has_a_gated_shared_expert():
+    a = arch("qwen1.5-moe-a2.7b.json")
+    assert a.parameters_in("shared_experts") == 24 * 3 * 2048 * 5632
+    assert a.parameters_in("moe_router") == 24 * (2048 * 60 + 2048)
+
+
+def test_a_multimodal_wrapper_is_read_with_its_text_models_rules():
+    wrapped = arch("kimi-k2.5.json")
+    assert wrapped.mla and not any("standard fields" in n for n in wrapped.notes)
+    assert wrapped.total_parameters == pytest.approx(
+        arch("kimi-k2-instruct.json").total_parameters, rel=0.01
+    )
+
+
+@pytest.mark.parametrize("name", ["stablelm-2-zephyr-1.6b.json", "deepseek-v3.2.json"])
+def test_families_without_rules_are_sized_from_standard_fields_and_say_so(name):
+    a = arch(name)
+    assert a.notes[0].endswith("sized from standard fields (no family rules)")
+    assert a.total_parameters > 0 and a.kv_layers > 0
+
+
+def test_per_layer_block_configs_are_refused_not_guessed():
+    config = load("llama-3.1-70b.json") | {
+        "model_type": "nemotron-nas",
+        "block_configs": [{"attention": {"n_heads_in_group": 8}, "ffn": {"ffn_mult": 2.0}}],
+    }
+    with pytest.raises(ConfigError, match="block_configs"):
+        architecture_from_config(config)
+
+
+def test_experts_per_token_above_the_expert_count_is_refused():
+    config = load("qwen3-30b-a3b.json") | {"num_experts_per_tok": 129}
+    with pytest.raises(ConfigError, match="129 experts per token"):
+        architecture_from_config(config)
+
+
+def test_minimax_text_01_lightning_layers_hold_a_head_dim_square_state_per_head():
+    # No verbatim MiniMax-Text-01 config.json was found; this one is built from the MiniMax-01
+    # paper (arXiv:2501.08313, Table 2 / section 2): 80 layers, hidden 6144, 64 heads of 128,
+    # 8 KV heads, one softmax-attention layer after every 7 lightning layers, 32 experts of
+    # 9216, top-2, vocabulary 200,064; 456 B total, 45.9 B activated per token.
+    config = {
+        "model_type": "minimax",
+        "hidden_size": 6144,
+        "num_hidden_layers": 80,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "intermediate_size": 9216,
+        "num_local_experts": 32,
+        "num_experts_per_tok": 2,
+        "vocab_size": 200064,
+        "attn_type_list": ([0] * 7 + [1]) * 10,
+    }
+    a = architecture_from_config(config)
+    assert a.kv_layers == 10
+    assert a.state_values_per_sequence == 70 * 64 * 128 * 128
+    assert a.total_parameters == pytest.approx(456e9, rel=0.01)
+    # the paper's 45.9 B leaves out both embedding tables
+    no_tables = a.active_parameters - a.parameters_in("embeddings", "lm_head")
+    assert no_tables == pytest.approx(45.9e9, rel=0.01)
+
+
+def test_a_dense_granite_4_hybrid_sizes_its_mlp_by_the_shared_width():
+    # GraniteMoeHybridDecoderLayer: shared_mlp (shared_intermediate_size) always, experts only
+    # when num_local_experts > 0; intermediate_size then sizes nothing
+    config = {
+        "model_type": "granitemoehybrid",
+        "hidden_size": 2048,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "intermediate_size": 512,
+        "shared_intermediate_size": 8192,
+        "num_local_experts": 0,
+        "vocab_size": 1000,
+        "layer_types": ["attention"] * 4,
+    }
+    a = architecture_from_config(config)
+    assert a.parameters_in("mlp") == 4 * 3 * 2048 * 8192
