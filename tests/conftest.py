@@ -17,12 +17,17 @@ import copy
 import datetime
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import kmock
+import pytest
 import pytest_asyncio
 from kmock._internal import dicts as kmock_dicts
+
+import prometheus_server
+from fake_engine import FakeEngine
+from prometheus_server import PrometheusServer
 
 __all__ = ["Cluster"]
 
@@ -205,3 +210,42 @@ def register_kopf_login(registry: Any = None) -> None:
 
 
 register_kopf_login()
+
+
+@pytest.fixture()
+def prometheus() -> Iterator[Callable[..., PrometheusServer]]:
+    """Start real Prometheus servers: ``prometheus(["127.0.0.1:PORT", ...])`` returns a ready one
+    scraping those targets every second (see ``tests/prometheus_server.py``); all are stopped
+    after the test. Skips, saying why, when no ``prometheus`` binary is installed."""
+    if prometheus_server.binary() is None:
+        pytest.skip(prometheus_server.NOT_INSTALLED)
+    started: list[PrometheusServer] = []
+
+    def _start(targets: Iterable[str], **kwargs: Any) -> PrometheusServer:
+        server = prometheus_server.start(targets, **kwargs)
+        started.append(server)
+        return server
+
+    try:
+        yield _start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture()
+def fake_engine() -> Iterator[Callable[..., FakeEngine]]:
+    """Start fake vLLM exporters (``tests/fake_engine.py``): ``fake_engine()`` returns one whose
+    ``target`` a ``prometheus`` server can scrape; all are stopped after the test."""
+    started: list[FakeEngine] = []
+
+    def _start(**kwargs: Any) -> FakeEngine:
+        engine = FakeEngine(**kwargs)
+        started.append(engine)
+        return engine
+
+    try:
+        yield _start
+    finally:
+        for engine in started:
+            engine.close()

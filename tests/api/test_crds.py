@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,8 @@ def test_names_scope_and_status_subresource(
                 "Replicas": ".status.placement.replicas",
                 "VRAM/GPU": ".status.estimate.totalPerGpu",
                 "$/h": ".status.cost.perHour",
+                "TPOT-p95": ".status.measured.timePerOutputTokenMs.p95",
+                "SLOMet": '.status.conditions[?(@.type=="SLOMet")].status',
                 "Age": ".metadata.creationTimestamp",
             },
         ),
@@ -200,8 +203,11 @@ def test_printer_columns_point_at_fields_that_exist(name: str, columns: dict[str
         node = schema
         if column["jsonPath"].startswith(".metadata"):
             continue
-        for part in column["jsonPath"].lstrip(".").split("."):
-            node = node["properties"][part]
+        # A filter such as ``conditions[?(@.type=="SLOMet")]`` (as cert-manager's columns use)
+        # selects items of a list: walk into the list's items.
+        path = re.sub(r"\[\?\(@\.\w+==\"\w+\"\)\]", ".[]", column["jsonPath"])
+        for part in path.lstrip(".").split("."):
+            node = node["items"] if part == "[]" else node["properties"][part]
         expected = {"date": "string", "number": "number", "integer": "integer"}
         assert node["type"] == expected.get(column["type"], column["type"]), column
 

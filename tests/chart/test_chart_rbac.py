@@ -23,6 +23,7 @@ OPERATOR_RULES = {
     ("memplace.io", "performanceprofiles/status"): {"patch"},
     ("", "namespaces"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("monitoring.coreos.com", "podmonitors"): {"create"},  # prometheus.scrape: auto (default)
 }
 PEERING_RULES = {("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"}}
 AGENT_RULES = {
@@ -61,6 +62,15 @@ def test_nothing_is_granted_by_wildcard_and_no_secret_is_readable(rendered):
 def test_the_operator_gets_exactly_what_it_uses(default_objects):
     role = one(default_objects, "ClusterRole", "memplace-operator")
     assert permissions(role) == OPERATOR_RULES
+
+
+def test_pod_annotations_or_no_scraping_need_no_podmonitor_rule():
+    for scrape in ("annotations", "none"):
+        role = one(render_chart({"prometheus": {"scrape": scrape}}), "ClusterRole",
+                   "memplace-operator")
+        expected = dict(OPERATOR_RULES)
+        del expected[("monitoring.coreos.com", "podmonitors")]
+        assert permissions(role) == expected
 
 
 def test_peering_adds_only_the_cluster_peerings():

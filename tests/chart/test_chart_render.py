@@ -78,6 +78,12 @@ def test_the_operator_runs_standalone_with_one_replica_by_default(default_object
         "8080",
         "--health-port",
         "8081",
+        "--measure-interval",
+        "30s",
+        "--measure-window",
+        "5m",
+        "--scrape",
+        "auto",
     ]
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
@@ -95,7 +101,7 @@ def test_peering_runs_two_replicas_that_meet_in_a_cluster_peering():
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[-2:] == ["--peering", "memplace"]
+    assert args[args.index("--peering") + 1] == "memplace"
     crd = one(objects, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
     assert crd["spec"]["scope"] == "Cluster"
     assert crd["spec"]["names"]["kind"] == "ClusterKopfPeering"
@@ -208,3 +214,45 @@ def test_notes_say_how_to_look_at_placements():
     notes = rendered["memplace/templates/NOTES.txt"]
     assert "kubectl describe mdep" in notes
     assert "namespace memplace" in notes
+
+
+def operator_args(values: dict) -> list[str]:
+    deployment = one(render_chart(values), "Deployment", "memplace-operator")
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_without_a_prometheus_url_the_operator_measures_nothing_but_says_so():
+    args = operator_args({})
+    assert "--prometheus-url" not in args
+    assert args[args.index("--measure-interval") + 1] == "30s"
+    assert args[args.index("--measure-window") + 1] == "5m"
+    assert args[args.index("--scrape") + 1] == "auto"
+
+
+def test_the_prometheus_values_become_the_operators_flags_and_the_ca_is_mounted():
+    values = {"prometheus": {
+        "url": "https://prometheus.monitoring:9090",
+        "tls": {"caConfigMap": "prometheus-ca", "caKey": "ca.pem"},
+        "bearerTokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        "measureInterval": "1m", "measureWindow": "10m", "scrape": "annotations"}}
+    deployment = one(render_chart(values), "Deployment", "memplace-operator")
+    pod = deployment["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    flags = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
+    assert flags["--prometheus-url"] == "https://prometheus.monitoring:9090"
+    assert flags["--prometheus-ca-file"] == "/etc/memplace/prometheus-ca/ca.pem"
+    assert flags["--prometheus-token-file"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert (flags["--measure-interval"], flags["--measure-window"]) == ("1m", "10m")
+    assert flags["--scrape"] == "annotations"
+    assert "--prometheus-insecure" not in args
+    [volume] = [v for v in pod["volumes"] if v["name"] == "prometheus-ca"]
+    assert volume["configMap"] == {"name": "prometheus-ca",
+                                   "items": [{"key": "ca.pem", "path": "ca.pem"}]}
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "prometheus-ca"]
+    assert mount == {"name": "prometheus-ca", "mountPath": "/etc/memplace/prometheus-ca",
+                     "readOnly": True}
+
+
+def test_a_prometheus_url_that_is_not_http_is_refused_at_install():
+    with pytest.raises(Exception, match="url"):
+        render_chart({"prometheus": {"url": "prometheus:9090"}})

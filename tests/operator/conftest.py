@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
+import pytest
 import pytest_asyncio
 from kopf.testing import KopfRunner
 from operator_support import OWN_ID, PEERING, PRIORITY
@@ -81,19 +84,28 @@ async def restartable_operator(cluster) -> AsyncIterator[Restartable]:
             await operators.stop()
 
 
+@pytest.fixture()
+def start_operator(cluster) -> Any:
+    """``async with start_operator(prometheus=…) as running:``: the standalone operator with
+    these Settings over the tests' defaults (for tests that need other settings)."""
+    return functools.partial(_running, ["--standalone"])
+
+
 @contextlib.asynccontextmanager
 async def _running(
-    mode: list[str], hf_endpoint: str = UNREACHABLE_HUB
+    mode: list[str], hf_endpoint: str = UNREACHABLE_HUB, **settings: Any
 ) -> AsyncIterator[RunningOperator]:
     metrics_port, health_port = free_port(), free_port()
-    operator_settings.configure(operator_settings.Settings(
-        resync_seconds=0.2,
-        stuck_after_seconds=1.0,
-        metrics_port=metrics_port,
-        metrics_host="127.0.0.1",
-        hf_endpoint=hf_endpoint,
-        hf_token=None,
-    ))
+    operator_settings.configure(operator_settings.Settings(**{
+        "resync_seconds": 0.2,
+        "stuck_after_seconds": 1.0,
+        "metrics_port": metrics_port,
+        "metrics_host": "127.0.0.1",
+        "hf_endpoint": hf_endpoint,
+        "hf_token": None,
+        "measure_interval_seconds": 0.5,
+        **settings,
+    }))
     runner = KopfRunner(
         ["run", *mode, "--all-namespaces", "-m", "memplace.operator.handlers",
          "--liveness", f"http://127.0.0.1:{health_port}/healthz"],

@@ -52,8 +52,10 @@ __all__ = [
     "CostStatus",
     "Engine",
     "EnvVar",
+    "EstimateErrorStatus",
     "EstimateStatus",
     "KvCacheDtype",
+    "MeasuredLatencyMs",
     "MeasuredStatus",
     "ModelDeployment",
     "ModelDeploymentSpec",
@@ -453,13 +455,57 @@ class EstimateStatus(ApiModel):
         return self
 
 
+class MeasuredLatencyMs(ApiModel):
+    """One latency the engine measured over the window, in milliseconds, across replicas.
+
+    p50 and p95 come from the engine's histogram (`histogram_quantile` over the window); an
+    engine that exports only totals (llama.cpp server) gives the mean alone."""
+
+    p50: NonNegativeFloat | None = None
+    """Median over the window's requests (tokens, for time per output token)."""
+    p95: NonNegativeFloat | None = None
+    """95th percentile: what the SLO is checked against when it is known."""
+    mean: NonNegativeFloat | None = None
+    """Mean over the window (sum ÷ count); set where no histogram is exported."""
+
+
+class EstimateErrorStatus(ApiModel):
+    """Measured ÷ estimated, per figure: 1.0 is a perfect estimate, 2.0 twice as slow/large."""
+
+    time_to_first_token: NonNegativeFloat | None = None
+    """Measured median (else mean) time to first token ÷ estimate.timeToFirstTokenMs."""
+    time_per_output_token: NonNegativeFloat | None = None
+    """Measured median (else mean) time per output token ÷ estimate.timePerOutputTokenMs."""
+    gpu_memory_per_replica: NonNegativeFloat | None = None
+    """gpuMemoryBytesPerReplica ÷ (estimate.totalBytesPerGpu × GPUs per replica)."""
+
+
 class MeasuredStatus(ApiModel):
-    """What the node agents measured for the running replicas."""
+    """What the running replicas measured: the engine's own metrics read from Prometheus, and
+    the GPU memory the node agents saw."""
 
     gpu_memory_bytes_per_replica: NonNegativeInt | None = None
     """GPU memory the replica's processes use, summed over its GPUs (largest replica)."""
     observed_at: Timestamp | None = None
     """When it was measured (RFC 3339)."""
+    time_to_first_token_ms: MeasuredLatencyMs | None = None
+    """Time to first token over the window."""
+    time_per_output_token_ms: MeasuredLatencyMs | None = None
+    """Time between output tokens of one sequence over the window."""
+    output_tokens_per_second: NonNegativeFloat | None = None
+    """Output tokens generated per second, all replicas together, over the window."""
+    kv_cache_usage: NonNegativeFloat | None = None
+    """Share of the KV cache in use (0–1), the fullest replica, averaged over the window."""
+    requests_running: NonNegativeFloat | None = None
+    """Requests being generated, all replicas together, averaged over the window."""
+    requests_waiting: NonNegativeFloat | None = None
+    """Requests queued, all replicas together, averaged over the window."""
+    window: str | None = None
+    """The window the engine figures cover, as a Prometheus duration (`5m`)."""
+    estimate_error: EstimateErrorStatus | None = None
+    """Measured ÷ estimated, per figure."""
+    source: str | None = None
+    """Where the engine figures came from, e.g. `prometheus vllm` (the agent gives memory)."""
 
 
 class CostStatus(ApiModel):
@@ -538,7 +584,7 @@ class ModelDeploymentStatus(ApiModel):
     estimate: EstimateStatus | None = None
     """Memory and latency estimates for the chosen placement."""
     measured: MeasuredStatus | None = None
-    """Memory measured by the node agents once replicas run."""
+    """What the running replicas measured (engine metrics, GPU memory) once they run."""
     cost: CostStatus | None = None
     """What the chosen placement costs."""
     alternatives: list[Alternative] | None = None
@@ -553,7 +599,7 @@ class ModelDeploymentStatus(ApiModel):
     """When the last move ended, completed or abandoned (RFC 3339); the next one waits
     `--min-move-interval` from here. The first placement is not a move."""
     conditions: Conditions
-    """Valid, Placed and Ready."""
+    """Valid, Placed, Ready and SLOMet."""
 
 
 MODEL_DEPLOYMENT_NAME = NameRule(

@@ -179,6 +179,18 @@ RESOURCES: tuple[CrdSource, ...] = (
             ),
             PrinterColumn("$/h", "number", ".status.cost.perHour", "Cost per hour (USD)."),
             PrinterColumn(
+                "TPOT-p95",
+                "number",
+                ".status.measured.timePerOutputTokenMs.p95",
+                "Measured p95 time per output token (ms).",
+            ),
+            PrinterColumn(
+                "SLOMet",
+                "string",
+                '.status.conditions[?(@.type=="SLOMet")].status',
+                "Whether the measured latency meets the SLO.",
+            ),
+            PrinterColumn(
                 "KV", "string", ".status.placement.kvCacheDtype", "KV-cache type.", priority=1
             ),
             PrinterColumn(

@@ -97,6 +97,46 @@ def register(subparsers: Any) -> None:
         help="a new Deployment not Ready this long after its creation is deleted and the "
         "old one kept (default: 30m)",
     )
+    measuring = parser.add_argument_group(
+        "measuring", "read the engines' own metrics from Prometheus into status.measured and SLOMet"
+    )
+    measuring.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="the Prometheus (or compatible querier) that scrapes the model pods; "
+        "without it nothing is measured and SLOMet is Unknown",
+    )
+    measuring.add_argument(
+        "--prometheus-ca-file", metavar="PATH", help="CA bundle that signs Prometheus' certificate"
+    )
+    measuring.add_argument(
+        "--prometheus-insecure", action="store_true", help="do not verify Prometheus' certificate"
+    )
+    measuring.add_argument(
+        "--prometheus-token-file",
+        metavar="PATH",
+        help="send the bearer token in this file (re-read on every query)",
+    )
+    measuring.add_argument(
+        "--measure-interval",
+        default="30s",
+        metavar="DURATION",
+        help="how often each placed deployment is measured (default: 30s)",
+    )
+    measuring.add_argument(
+        "--measure-window",
+        default="5m",
+        metavar="DURATION",
+        help="the window each measurement covers (default: 5m)",
+    )
+    measuring.add_argument(
+        "--scrape",
+        choices=("auto", "podmonitor", "annotations", "none"),
+        default="auto",
+        help="how Prometheus finds the model pods: a PodMonitor each, prometheus.io/* pod "
+        "annotations, or neither; auto: a PodMonitor when the cluster serves that CRD "
+        "(default: auto)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     parser.set_defaults(handler=run)
 
@@ -118,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             min_move_interval_seconds=parse_duration(args.min_move_interval),
             move_timeout_seconds=parse_duration(args.move_timeout),
+            prometheus=_prometheus(args),
+            measure_interval_seconds=_positive(args.measure_interval, "--measure-interval"),
+            measure_window=_window(args.measure_window),
+            scrape=args.scrape,
         )
     )
 
@@ -143,3 +187,43 @@ def run(args: argparse.Namespace) -> int:
         liveness_endpoint=liveness,
     )
     return 0
+
+
+def _prometheus(args: argparse.Namespace) -> Any:
+    """The Prometheus to read from, or None; files named must exist now, not at first query."""
+    from memplace.operator.prometheus import PrometheusConfig
+
+    if not args.prometheus_url:
+        for flag in ("prometheus_ca_file", "prometheus_token_file"):
+            if getattr(args, flag):
+                raise UsageError(f"--{flag.replace('_', '-')} needs --prometheus-url")
+        return None
+    if not args.prometheus_url.startswith(("http://", "https://")):
+        raise UsageError(f"--prometheus-url {args.prometheus_url!r} is not an http(s) URL")
+    for path in (args.prometheus_ca_file, args.prometheus_token_file):
+        if path and not os.path.isfile(path):
+            raise UsageError(f"no file at {path}")
+    if args.prometheus_insecure and args.prometheus_ca_file:
+        raise UsageError("--prometheus-insecure and --prometheus-ca-file contradict each other")
+    return PrometheusConfig(
+        url=args.prometheus_url,
+        ca_file=args.prometheus_ca_file,
+        insecure=args.prometheus_insecure,
+        token_file=args.prometheus_token_file,
+    )
+
+
+def _positive(text: str, flag: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise UsageError(f"{flag} must be positive, not {text!r}")
+    return seconds
+
+
+def _window(text: str) -> str:
+    """A Prometheus range duration (``5m``, ``90s``) for a window the user typed."""
+    seconds = _positive(text, "--measure-window")
+    if seconds < 1 or seconds != int(seconds):
+        raise UsageError(f"--measure-window must be whole seconds, not {text!r}")
+    whole = int(seconds)
+    return f"{whole // 60}m" if whole % 60 == 0 else f"{whole}s"

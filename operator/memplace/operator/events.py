@@ -20,6 +20,10 @@ MoveCompleted   Normal   the new Deployment is Ready: the Service selects it, th
 MoveAbandoned   Warning  the new Deployment did not become Ready (unschedulable, timed out)
                          or the re-plan returned: it is deleted, the old one serves on
 MoveDeferred    Normal   a re-plan would move it inside --min-move-interval: kept until then
+SLOAtRisk       Warning  the measured p95 missed the SLO in two consecutive windows (once
+                         per streak)
+EstimateDrift   Normal   a measured figure differs from the estimate by more than 25 %
+                         (once per figure, until it comes back)
 ==============  =======  ==================================================================
 """
 
@@ -32,6 +36,8 @@ import kopf
 
 __all__ = [
     "REASONS",
+    "estimate_drift",
+    "estimate_drift_message",
     "invalid",
     "move_abandoned",
     "move_completed",
@@ -42,6 +48,7 @@ __all__ = [
     "placement_kept",
     "pool_full",
     "replanned",
+    "slo_at_risk",
     "summary",
     "unschedulable",
     "unschedulable_message",
@@ -58,6 +65,8 @@ REASONS = (
     "MoveCompleted",
     "MoveAbandoned",
     "MoveDeferred",
+    "SLOAtRisk",
+    "EstimateDrift",
 )
 GIB = 1024**3
 
@@ -175,3 +184,25 @@ def move_abandoned(body: Any, move: Mapping[str, Any], why: str) -> None:
 
 def move_deferred(body: Any, message: str) -> None:
     kopf.info(body, reason="MoveDeferred", message=message)
+
+
+def slo_at_risk(body: Any, verdict: str, window: str) -> None:
+    kopf.warn(
+        body,
+        reason="SLOAtRisk",
+        message=f"the SLO was missed in two consecutive {window} windows: {verdict}",
+    )
+
+
+def estimate_drift_message(ratios: Mapping[str, float], window: str) -> str:
+    """``measured/estimated over 5m: timePerOutputToken 1.62 (62 % slower/larger)``."""
+    parts = [
+        f"{name} {ratio:.2f} ({abs(ratio - 1) * 100:.0f} % "
+        f"{'over' if ratio > 1 else 'under'} the estimate)"
+        for name, ratio in sorted(ratios.items())
+    ]
+    return f"measured/estimated over {window}: " + "; ".join(parts)
+
+
+def estimate_drift(body: Any, ratios: Mapping[str, float], window: str) -> None:
+    kopf.info(body, reason="EstimateDrift", message=estimate_drift_message(ratios, window))

@@ -8,6 +8,8 @@ the module that does the job:
   its events and return its status;
 - ``resync``: the loop that re-plans on capacity changes and stuck pods, drives moves in
   flight (``moves``), and writes readiness, ``status.measured`` and the PlacementPools' status;
+- ``measure``: the loop that reads the engines' metrics from Prometheus into ``status.measured``,
+  the ``SLOMet`` condition, its Events and metrics;
 - ``indexed``: reading the indexes below the way the planner needs them;
 - ``state``: what the operator keeps in memory (``memo.state``), rebuilt after a restart.
 
@@ -52,7 +54,7 @@ from memplace.api import (
     PlacementPoolSpec,
 )
 
-from . import inputs, modeladapters, moves, reconcile, render, resync
+from . import inputs, measure, modeladapters, moves, reconcile, render, resync
 from .metrics import Metrics
 from .settings import current
 from .state import Key, State
@@ -92,6 +94,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     state: State | None = getattr(memo, "state", None)
     if state is not None:
         await resync.stop(state)
+        await measure.stop(state)
         state.metrics.stop()
 
 
@@ -156,6 +159,14 @@ def adapters(
     return {(namespace, base): modeladapters.entry(name, meta, spec, status)}
 
 
+@kopf.index(*PERF)
+def profile_versions(name: str, meta: Any, **_: Any) -> dict[str, str] | None:
+    """Every PerformanceProfile's resourceVersion: the measurement loop patches a profile's
+    status as of it, so that two deployments sharing a profile never lose each other's sample."""
+    version = meta.get("resourceVersion")
+    return {name: version} if version else None
+
+
 @kopf.index(*MD)
 def placed(namespace: str, name: str, status: Any, **_: Any) -> dict[Key, inputs.Placed] | None:
     """The room each deployment holds: its running placement and its move's successor."""
@@ -217,6 +228,14 @@ def replicas(namespace: str, labels: Any, meta: Any, **_: Any) -> dict[Key, str]
 
 
 @kopf.index("v1", "pods", labels=render.MANAGED_BY)
+def replica_pods(namespace: str, name: str, labels: Any, **_: Any) -> dict[Key, str] | None:
+    """The name of every pod of an owned Deployment, under its ModelDeployment: Prometheus
+    knows the pods by their ``namespace`` and ``pod`` labels (``measure``)."""
+    owner = labels.get(render.DEPLOYMENT_LABEL)
+    return {(namespace, owner): name} if owner else None
+
+
+@kopf.index("v1", "pods", labels=render.MANAGED_BY)
 def replica_nodes(namespace: str, labels: Any, spec: Any, **_: Any) -> dict[str, Key] | None:
     """The node of every scheduled pod of an owned Deployment → its ModelDeployment."""
     owner, node = labels.get(render.DEPLOYMENT_LABEL), (spec or {}).get("nodeName")
@@ -245,6 +264,7 @@ def unscheduled(
 @kopf.on.create(*MD, backoff=5)
 async def created(memo: kopf.Memo, logger: Any, **kwargs: Any) -> None:
     resync.start_once(memo.state, kwargs, logger)
+    measure.start_once(memo.state, kwargs, logger)
     restarted = kwargs.get("reason") == kopf.Reason.RESUME  # a restart never moves by itself
     trigger = moves.RESTART if restarted else "spec"
     await reconcile.reconcile(memo.state, trigger=trigger, logger=logger, **kwargs)
@@ -253,6 +273,7 @@ async def created(memo: kopf.Memo, logger: Any, **kwargs: Any) -> None:
 @kopf.on.update(*MD, field="spec", backoff=5)
 async def spec_changed(memo: kopf.Memo, logger: Any, **kwargs: Any) -> None:
     resync.start_once(memo.state, kwargs, logger)
+    measure.start_once(memo.state, kwargs, logger)
     await reconcile.reconcile(memo.state, trigger="spec changed", logger=logger, **kwargs)
 
 

@@ -32,11 +32,13 @@ def desired(
     *,
     name: str | None = None,
     serving: str | None = None,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(Deployment, Service) for the placed plan ``fields``; ``render.RenderError`` if none.
 
     ``name``: the Deployment's (default: the owner's); ``serving``: the Deployment the Service
-    selects (default: this one), as ``render.render`` takes them."""
+    selects (default: this one); ``pod_annotations``: added to the pod template; as
+    ``render.render`` takes them."""
     placed_now = inputs.placed_entry({**fields, "phase": "Placed"})
     if placed_now is None:
         raise render.RenderError("the plan has no usable placement")
@@ -62,6 +64,7 @@ def desired(
         gpu_memory_bytes=pool.gpu_memory_bytes or None,
         model_config=config,
         lora=lora,
+        pod_annotations=pod_annotations,
     )
     if owner_uid is None:
         for manifest in (deployment, service):

@@ -5,6 +5,16 @@
 - ``memplace_estimated_gpu_memory_bytes{namespace,name,pool,precision,tier}``: per GPU.
 - ``memplace_plan_duration_seconds``: time to plan one deployment (histogram).
 - ``memplace_reconcile_errors_total{kind}``: reconciles that raised.
+
+Measured by the engines (``measure``), per placement, over ``--measure-window``:
+
+- ``memplace_measured_time_to_first_token_seconds{…,quantile}`` and
+  ``memplace_measured_time_per_output_token_seconds{…,quantile}``: ``quantile`` is ``0.5``,
+  ``0.95`` or ``mean`` (an engine without a histogram gives only the mean);
+- ``memplace_measured_output_tokens_per_second``, ``memplace_measured_kv_cache_usage_ratio``,
+  ``memplace_measured_requests_running``, ``memplace_measured_requests_waiting``;
+- ``memplace_estimate_error_ratio{…,figure}``: measured ÷ estimated (``timeToFirstToken``,
+  ``timePerOutputToken``, ``gpuMemoryPerReplica``).
 """
 
 from __future__ import annotations
@@ -46,6 +56,58 @@ PLAN_DURATION = Histogram(
 ERRORS = Counter(
     "memplace_reconcile_errors_total", "Reconciles that failed.", ["kind"], registry=REGISTRY
 )
+LATENCY_LABELS = (*PLACEMENT_LABELS, "quantile")
+MEASURED_TTFT = Gauge(
+    "memplace_measured_time_to_first_token_seconds",
+    "Time to first token the engine measured over the window.",
+    LATENCY_LABELS,
+    registry=REGISTRY,
+)
+MEASURED_TPOT = Gauge(
+    "memplace_measured_time_per_output_token_seconds",
+    "Time per output token the engine measured over the window.",
+    LATENCY_LABELS,
+    registry=REGISTRY,
+)
+MEASURED_TOKENS = Gauge(
+    "memplace_measured_output_tokens_per_second",
+    "Output tokens per second, all replicas, over the window.",
+    PLACEMENT_LABELS,
+    registry=REGISTRY,
+)
+MEASURED_KV = Gauge(
+    "memplace_measured_kv_cache_usage_ratio",
+    "KV-cache share in use (0-1), fullest replica, averaged over the window.",
+    PLACEMENT_LABELS,
+    registry=REGISTRY,
+)
+MEASURED_RUNNING = Gauge(
+    "memplace_measured_requests_running",
+    "Requests being generated, all replicas, averaged over the window.",
+    PLACEMENT_LABELS,
+    registry=REGISTRY,
+)
+MEASURED_WAITING = Gauge(
+    "memplace_measured_requests_waiting",
+    "Requests queued, all replicas, averaged over the window.",
+    PLACEMENT_LABELS,
+    registry=REGISTRY,
+)
+ESTIMATE_ERROR = Gauge(
+    "memplace_estimate_error_ratio",
+    "Measured divided by estimated, per figure.",
+    (*PLACEMENT_LABELS, "figure"),
+    registry=REGISTRY,
+)
+_MEASURED_PLAIN = (
+    (MEASURED_TOKENS, "outputTokensPerSecond"),
+    (MEASURED_KV, "kvCacheUsage"),
+    (MEASURED_RUNNING, "requestsRunning"),
+    (MEASURED_WAITING, "requestsWaiting"),
+)
+_MEASURED_LATENCY = ((MEASURED_TTFT, "timeToFirstTokenMs"), (MEASURED_TPOT, "timePerOutputTokenMs"))
+_QUANTILES = (("p50", "0.5"), ("p95", "0.95"), ("mean", "mean"))
+_GAUGES_MEASURED = (MEASURED_TTFT, MEASURED_TPOT, *(gauge for gauge, _ in _MEASURED_PLAIN))
 
 
 class Metrics:
@@ -56,8 +118,11 @@ class Metrics:
         self._phases: dict[tuple[str, str], str] = {}
         self._series: dict[tuple[str, str], tuple[str, ...]] = {}
         self._server: Any = None
+        self._measured: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
         COST.clear()  # a new run rebuilds every series from the cluster
         GPU_MEMORY.clear()
+        for gauge in (*_GAUGES_MEASURED, ESTIMATE_ERROR):
+            gauge.clear()
         for phase in PHASES:
             DEPLOYMENTS.labels(phase).set(0)
 
@@ -99,6 +164,43 @@ class Metrics:
                     GPU_MEMORY.labels(*labels).set(per_gpu)
                 self._series[key] = labels
 
+    def observe_measured(
+        self,
+        namespace: str,
+        name: str,
+        placement: Mapping[str, Any],
+        measured: Mapping[str, Any] | None,
+    ) -> None:
+        """Set the measured series of a deployment from its new ``status.measured`` fields;
+        None (nothing measured this window) leaves the last figures in place."""
+        if measured is None:
+            return
+        labels = (
+            namespace,
+            name,
+            str(placement.get("pool")),
+            str(placement.get("precision")),
+            str(placement.get("tier")),
+        )
+        series: list[tuple[Gauge, tuple[str, ...]]] = []
+        for gauge, field in _MEASURED_PLAIN:
+            if measured.get(field) is not None:
+                series.append((gauge, labels))
+                gauge.labels(*labels).set(measured[field])
+        for gauge, field in _MEASURED_LATENCY:
+            for key, quantile in _QUANTILES:
+                value = (measured.get(field) or {}).get(key)
+                if value is not None:
+                    series.append((gauge, (*labels, quantile)))
+                    gauge.labels(*labels, quantile).set(value / 1000)
+        for figure, ratio in (measured.get("estimateError") or {}).items():
+            if ratio is not None:
+                series.append((ESTIMATE_ERROR, (*labels, figure)))
+                ESTIMATE_ERROR.labels(*labels, figure).set(ratio)
+        with self._lock:
+            self._drop_measured((namespace, name), keep=series)
+            self._measured[(namespace, name)] = series
+
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._phases.pop((namespace, name), None)
@@ -106,6 +208,17 @@ class Metrics:
             old = self._series.pop((namespace, name), None)
             if old is not None:
                 _remove(old)
+            self._drop_measured((namespace, name))
+
+    def _drop_measured(
+        self, key: tuple[str, str], keep: list[tuple[Gauge, tuple[str, ...]]] = ()
+    ) -> None:
+        """Remove the measured series of ``key`` that are not in ``keep`` (a move or a figure
+        that is no longer measured must not leave a stale series behind)."""
+        for gauge, labels in self._measured.pop(key, []):
+            if (gauge, labels) not in keep:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
 
     def _count(self) -> None:
         counts = dict.fromkeys(PHASES, 0)

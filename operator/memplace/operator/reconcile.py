@@ -30,7 +30,7 @@ import kopf
 
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, indexed, inputs, kube, manifests, modeladapters, moves, owned, render
+from . import events, indexed, inputs, kube, manifests, modeladapters, moves, owned, render, scrape
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -231,6 +231,7 @@ async def _apply_placed(
     if planned is None:
         raise render.RenderError("the plan has no usable placement")
     serving_name, serving = await owned.serving(api, namespace, name)
+    annotations = scrape.pod_annotations(await scrape.resolve(state, api), spec_model.runtime.port)
     now = datetime.datetime.now(datetime.UTC)
     decision = moves.decide(
         previous,
@@ -267,7 +268,14 @@ async def _apply_placed(
     if verdict in ("apply", "cancel"):
         target = serving_name or name
         deployment, service = _render(
-            body, spec_model, fields, cluster, chosen, name=target, lora=lora
+            body,
+            spec_model,
+            fields,
+            cluster,
+            chosen,
+            name=target,
+            lora=lora,
+            pod_annotations=annotations,
         )
         selects = ((serving or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
         if selects:  # what the serving Deployment selects, also one rendered before it had
@@ -297,6 +305,7 @@ async def _apply_placed(
         name=successor_name,
         serving=serving_name,
         lora=lora,
+        pod_annotations=annotations,
     )
     successor = await owned.apply_deployment(api, successor)
     state.recent[inputs.successor_key(key)] = planned  # its room, until the index has it
@@ -399,6 +408,7 @@ def _render(
     name: str,
     serving: str | None = None,
     lora: Any = None,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     meta = body.get("metadata", {})
     return manifests.desired(
@@ -412,6 +422,7 @@ def _render(
         lora,
         name=name,
         serving=serving,
+        pod_annotations=pod_annotations,
     )
 
 

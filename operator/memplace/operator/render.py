@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +193,7 @@ def render(
     gpu_memory_bytes: int | None = None,
     model_config: dict[str, Any] | None = None,
     lora: Any = None,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Deployment ``name`` (default: the owner's name) for one placement, and the Service
     selecting the pods of ``serving`` (default: that same Deployment); ``lora``: the plan's
@@ -206,6 +208,7 @@ def render(
         gpu_memory_bytes=gpu_memory_bytes,
         model_config=model_config,
         lora=lora,
+        pod_annotations=pod_annotations,
     )
     return deployment, render_service(owner, spec, serving or deployment["metadata"]["name"])
 
@@ -246,8 +249,11 @@ def render_deployment(
     gpu_memory_bytes: int | None = None,
     model_config: dict[str, Any] | None = None,
     lora: Any = None,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The apps/v1 Deployment ``name`` (default: the owner's), with the plan-hash annotation."""
+    """The apps/v1 Deployment ``name`` (default: the owner's), with the plan-hash annotation;
+    ``pod_annotations`` go on the pod template (``scrape.pod_annotations``: how Prometheus finds
+    the pods)."""
     name = name or owner.name
     runtime = spec.runtime
     engine = runtime.engine
@@ -303,7 +309,10 @@ def render_deployment(
             "replicas": placement.replicas,
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {
+                    "labels": labels,
+                    **({"annotations": dict(pod_annotations)} if pod_annotations else {}),
+                },
                 "spec": pod_spec,
             },
         },

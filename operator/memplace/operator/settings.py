@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from .prometheus import PrometheusConfig
+
 __all__ = ["Settings", "configure", "current"]
 
 
@@ -41,6 +43,17 @@ class Settings:
     """A deployment moves at most once in this long (from ``status.lastMoveTime``)."""
     move_timeout_seconds: float = 1800.0
     """A successor not Ready this long after it was created is deleted: the move is abandoned."""
+    # Measuring (``measure``): the engines' own metrics from Prometheus.
+    prometheus: PrometheusConfig | None = None
+    """Where the engines' metrics are read (``--prometheus-url`` …); None: nothing is measured
+    and SLOMet is Unknown."""
+    measure_interval_seconds: float = 30.0
+    """How often each placed deployment is measured (``--measure-interval``)."""
+    measure_window: str = "5m"
+    """The window each measurement covers, a Prometheus duration (``--measure-window``)."""
+    scrape: str = "auto"
+    """How Prometheus finds the model pods (``--scrape``): ``auto`` (a PodMonitor when the CRD
+    is served, else pod annotations), ``podmonitor``, ``annotations`` or ``none``."""
 
 
 _current = Settings()

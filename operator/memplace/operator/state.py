@@ -37,10 +37,16 @@ class State:
     resync_task: asyncio.Task[None] | None = None
     paused: str | None = None
     """Why the resync loop is not acting (a peer outranks this replica), or None."""
+    measure_task: asyncio.Task[None] | None = None
+    """The measurement loop (``measure``), once started."""
+    scrape_mode: Any = None
+    """How Prometheus finds the pods, ``--scrape`` with ``auto`` settled (``scrape.resolve``)."""
+    watches: dict[Key, Any] = field(default_factory=dict)
+    """What the measurement loop remembers per deployment between windows (``measure.Watch``)."""
 
     def forget(self, key: Key) -> None:
         """Drop what is kept about a deleted ModelDeployment, its metrics included."""
         self.metrics.forget(*key)
-        for table in (self.recent, self.fingerprints, self.full_pools):
+        for table in (self.recent, self.fingerprints, self.full_pools, self.watches):
             table.pop(key, None)
         self.recent.pop(inputs.successor_key(key), None)

@@ -80,15 +80,17 @@ def readiness(deployment: Mapping[str, Any] | None) -> Readiness:
 def set_condition(
     conditions: Sequence[Mapping[str, Any]],
     type_: str,
-    status: bool,
+    status: bool | Literal["True", "False", "Unknown"],
     reason: str,
     message: str,
     *,
     generation: int | None,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Conditions with ``type_`` set; its lastTransitionTime kept when the status is unchanged."""
-    text = "True" if status else "False"
+    """Conditions with ``type_`` set; its lastTransitionTime kept when the status is unchanged.
+
+    ``status``: a bool, or the condition's own text (``Unknown`` needs it)."""
+    text = status if isinstance(status, str) else ("True" if status else "False")
     result: list[dict[str, Any]] = []
     found = False
     for condition in conditions:
