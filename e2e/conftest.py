@@ -11,22 +11,27 @@ Environment:
   ``installed`` expects an operator already running there (e.g. the Helm chart; ``E2E_NAMESPACE``
   set implies ``installed``).
 - ``E2E_KIND_CLUSTER``: the kind cluster's name when one is created (default memplace-e2e).
+
+The harness logs in exactly as the operator does (``kubeapi.py``: Kopf's ``login_via_client``),
+so client certificates (files or inline ``*-data``), tokens and exec plugins work for both. An
+unreachable server skips; one that answers but takes us for ``system:anonymous`` fails.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from kubeapi import Api
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,53 +40,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).parent == Path(__file__).parent:
             item.add_marker(pytest.mark.e2e)
-
-
-class Api:
-    """A small synchronous client over httpx, configured from a kubeconfig."""
-
-    def __init__(self, kubeconfig: str) -> None:
-        from kubernetes import client, config
-
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        headers: dict[str, str] = {}
-        token = (configuration.api_key or {}).get("authorization") or (
-            configuration.api_key or {}).get("BearerToken")
-        if token:
-            prefix = (configuration.api_key_prefix or {}).get("authorization", "")
-            headers["Authorization"] = f"{prefix} {token}".strip()
-        cert = (configuration.cert_file, configuration.key_file) \
-            if configuration.cert_file else None
-        verify: Any = configuration.ssl_ca_cert or configuration.verify_ssl
-        self.kubeconfig = kubeconfig
-        self.http = httpx.Client(base_url=configuration.host, headers=headers, cert=cert,
-                                 verify=verify, timeout=30)
-
-    def get(self, path: str) -> dict[str, Any] | None:
-        response = self.http.get(path)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return response.json()
-
-    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(path, json=body)
-        if response.status_code == 409:
-            return self.get(f"{path}/{body['metadata']['name']}") or {}
-        response.raise_for_status()
-        return response.json()
-
-    def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.patch(
-            path, json=body, headers={"Content-Type": "application/merge-patch+json"})
-        response.raise_for_status()
-        return response.json()
-
-    def delete(self, path: str) -> None:
-        response = self.http.delete(path, json={"propagationPolicy": "Background"})
-        if response.status_code not in (200, 202, 404):
-            response.raise_for_status()
 
 
 def _docker_running() -> bool:
@@ -118,11 +76,21 @@ def kubeconfig() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def api(kubeconfig: str) -> Api:
+    """The harness's client; skips only when the server cannot be reached. A server that
+    answers but does not know us (401/403, ``system:anonymous``) fails: that is a broken
+    harness or kubeconfig, not a missing cluster."""
     client = Api(kubeconfig)
     try:
         client.get("/version")
-    except httpx.HTTPError as error:
+    except httpx.TransportError as error:
         pytest.skip(f"the cluster in {kubeconfig} is unreachable: {error}")
+    review = client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", json={
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    if review.status_code < 300:  # Kubernetes >= 1.28; older servers: the calls below tell
+        user = review.json().get("status", {}).get("userInfo", {}).get("username")
+        assert user != "system:anonymous", f"{kubeconfig} logs in as {user}"
+    nodes = client.request("GET", "/api/v1/nodes?limit=1")
+    assert nodes.status_code == 200, f"{kubeconfig} cannot list nodes: {nodes.text[:300]}"
     return client
 
 
@@ -149,29 +117,56 @@ def crds(api: Api) -> None:
             raise AssertionError(f"CRD {crd['metadata']['name']} not established")
 
 
+class LocalOperator:
+    """``memplace run`` from this tree, as a process: killed (SIGKILL) and restarted by tests."""
+
+    def __init__(self, kubeconfig: str, log: Path) -> None:
+        self.log = log
+        self.command = [sys.executable, "-m", "memplace", "run", "--kubeconfig", kubeconfig,
+                        "--all-namespaces", "--resync", "2s", "--stuck-after", "10m",
+                        "--verbose"]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT,
+                                            cwd=ROOT)
+        time.sleep(3)
+        if self.process.poll() is not None:
+            raise AssertionError(f"memplace run exited:\n{self.tail()}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
 @pytest.fixture(scope="session")
-def operator(api: Api, crds: None) -> Iterator[None]:
+def operator(api: Api, crds: None) -> Iterator[LocalOperator | None]:
+    """The operator under test: a :class:`LocalOperator`, or None when it is installed in the
+    cluster (``E2E_OPERATOR=installed``), which tests cannot kill."""
     mode = os.environ.get("E2E_OPERATOR") or (
         "installed" if os.environ.get("E2E_NAMESPACE") else "local")
     if mode == "installed":
-        yield
+        yield None
         return
-    log = Path(tempfile.mkdtemp()) / "operator.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "memplace", "run", "--kubeconfig", api.kubeconfig,
-             "--all-namespaces", "--resync", "2s", "--stuck-after", "10m", "--verbose"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-        )
+    local = LocalOperator(api.kubeconfig, Path(tempfile.mkdtemp()) / "operator.log")
+    local.start()
     try:
-        time.sleep(3)
-        if process.poll() is not None:
-            raise AssertionError(f"memplace run exited:\n{log.read_text()[-4000:]}")
-        yield
+        yield local
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        print(f"operator log: {log}")
+        local.stop()
+        print(f"operator log: {local.log}")

@@ -8,18 +8,15 @@ ModelDeployment lets the garbage collector remove what the operator created.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import datetime
 import os
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from fakes import FakeNodes, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = "memplace-e2e"
@@ -29,54 +26,14 @@ FAKE_NODES = [f"memplace-e2e-gpu-{i}" for i in range(2)]
 MDS = f"/apis/memplace.io/v1alpha1/namespaces/{NS}/modeldeployments"
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 90, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _fake_node_status() -> dict[str, Any]:
-    resources = {"nvidia.com/gpu": "8", "cpu": "96", "memory": "1000Gi", "pods": "110"}
-    return {"status": {
-        "capacity": resources, "allocatable": resources,
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                        "message": "fake GPU node (memplace e2e)",
-                        "lastHeartbeatTime": _now(), "lastTransitionTime": _now()}],
-    }}
-
-
 @pytest.fixture(scope="module")
 def gpu_pool(api) -> Iterator[dict[str, str]]:
     """A PlacementPool over GPU nodes; the node selector the pods must carry."""
-    stop = threading.Event()
-    created: list[str] = []
+    fakes: FakeNodes | None = None
     if os.environ.get("E2E_FAKE_NODES") == "1":
+        fakes = FakeNodes(api)
         for name in FAKE_NODES:
-            api.create("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {
-                "name": name, "labels": {
-                    POOL_LABEL: POOL, "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                    "nvidia.com/gpu.present": "true",
-                    "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
-                    "nvidia.com/gpu.count": "8", "nvidia.com/gpu.memory": "81920",
-                }}})
-            api.merge_patch(f"/api/v1/nodes/{name}/status", _fake_node_status())
-            created.append(name)
-
-        def heartbeat() -> None:  # no kubelet: keep the node lifecycle controller content
-            while not stop.wait(10):
-                for name in created:
-                    with contextlib.suppress(Exception):  # best effort; asserts report failures
-                        api.merge_patch(f"/api/v1/nodes/{name}/status", _fake_node_status())
-
-        threading.Thread(target=heartbeat, daemon=True).start()
+            fakes.add(name, {POOL_LABEL: POOL})
         selector = {POOL_LABEL: POOL}
     else:
         nodes = (api.get("/api/v1/nodes") or {}).get("items") or []
@@ -105,10 +62,9 @@ def gpu_pool(api) -> Iterator[dict[str, str]]:
     try:
         yield selector
     finally:
-        stop.set()
         api.delete(f"/apis/memplace.io/v1alpha1/placementpools/{POOL}")
-        for name in created:
-            api.delete(f"/api/v1/nodes/{name}")
+        if fakes is not None:
+            fakes.close()
 
 
 @pytest.fixture(scope="module")

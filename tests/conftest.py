@@ -69,12 +69,16 @@ class Cluster(kmock.KubernetesEmulator):
 
     _versions = itertools.count(1000)
     _refused: dict[tuple[str, str], str] | None = None
+    authorize: Callable[[kmock.Request], None] | None = None  # raises 403 (operator/rbac_support)
+    operator_token: str = "memplace-operator-token"  # the operator's credential; tests are admin
 
     def refuse(self, plural: str, name: str, message: str) -> None:
         """Answer 422 ``message`` to every create or patch of the object ``plural``/``name``."""
         self._refused = {**(self._refused or {}), (plural, name): message}
 
     async def _handle(self, request: kmock.Request) -> Any:
+        if self.authorize is not None:
+            self.authorize(request)
         if request.resource is not None:
             self._check_refused(request)
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
@@ -206,7 +210,8 @@ def register_kopf_login(registry: Any = None) -> None:
 
     @kopf.on.login(id="kmock-login", registry=registry)
     def _login_to_the_emulator(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=_LOGIN["server"], insecure=True)
+        return kopf.ConnectionInfo(server=_LOGIN["server"], insecure=True,
+                                   token=Cluster.operator_token)
 
 
 register_kopf_login()

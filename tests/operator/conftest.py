@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from kopf.testing import KopfRunner
 from operator_support import OWN_ID, PEERING, PRIORITY
+from rbac_support import chart_authorizer
 
 from memplace.operator import settings as operator_settings
 
@@ -37,10 +38,14 @@ that refuses, so that tests never reach the internet."""
 
 @pytest_asyncio.fixture()
 async def operator(cluster, request) -> AsyncIterator[RunningOperator]:
-    """``memplace``'s handlers under Kopf (KopfRunner), logged in to the emulator; a test marked
-    ``hub`` has them read hf:// sources from the fake hub (``hub_server.hub``)."""
+    """``memplace``'s handlers under Kopf (KopfRunner), logged in to the emulator, with exactly
+    the permissions the chart's default values grant (a request without a rule is 403 and
+    fails the test); a test marked ``hub`` has them read hf:// sources from the fake hub
+    (``hub_server.hub``)."""
     hub = request.getfixturevalue("hub").url if request.node.get_closest_marker("hub") else None
-    async with _running(["--standalone"], hf_endpoint=hub or UNREACHABLE_HUB) as running:
+    async with _running(
+        cluster, ["--standalone"], CHART_DEFAULTS, hf_endpoint=hub or UNREACHABLE_HUB
+    ) as running:
         yield running
 
 
@@ -53,18 +58,20 @@ async def peered_operator(cluster, monkeypatch) -> AsyncIterator[RunningOperator
     await cluster.create("/apis/kopf.dev/v1/clusterkopfpeerings", {
         "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
         "metadata": {"name": PEERING}})
-    async with _running(["--peering", PEERING, "--priority", str(PRIORITY)]) as running:
+    async with _running(cluster, ["--peering", PEERING, "--priority", str(PRIORITY)],
+                        CHART_PEERING) as running:
         yield running
 
 
 class Restartable:
     """The operator, which a test can stop and start afresh (its memory lost, as in a crash)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cluster: Any) -> None:
+        self._cluster = cluster
         self._runs: list[contextlib.AbstractAsyncContextManager[RunningOperator]] = []
 
     async def start(self) -> RunningOperator:
-        run = _running(["--standalone"])
+        run = _running(self._cluster, ["--standalone"], CHART_DEFAULTS)
         self._runs.append(run)
         return await run.__aenter__()
 
@@ -75,7 +82,7 @@ class Restartable:
 @pytest_asyncio.fixture()
 async def restartable_operator(cluster) -> AsyncIterator[Restartable]:
     """Like ``operator``, plus ``await restartable_operator.stop()`` / ``.start()``."""
-    operators = Restartable()
+    operators = Restartable(cluster)
     await operators.start()
     try:
         yield operators
@@ -87,15 +94,25 @@ async def restartable_operator(cluster) -> AsyncIterator[Restartable]:
 @pytest.fixture()
 def start_operator(cluster) -> Any:
     """``async with start_operator(prometheus=…) as running:``: the standalone operator with
-    these Settings over the tests' defaults (for tests that need other settings)."""
-    return functools.partial(_running, ["--standalone"])
+    these Settings over the tests' defaults (for tests that need other settings), under the
+    chart's default RBAC."""
+    return functools.partial(_running, cluster, ["--standalone"], CHART_DEFAULTS)
+
+
+CHART_DEFAULTS: dict = {}
+CHART_PEERING = {"operator": {"replicas": 2, "peering": {"enabled": True}}}
 
 
 @contextlib.asynccontextmanager
 async def _running(
-    mode: list[str], hf_endpoint: str = UNREACHABLE_HUB, **settings: Any
+    cluster: Any,
+    mode: list[str],
+    chart_values: dict,
+    hf_endpoint: str = UNREACHABLE_HUB,
+    **settings: Any,
 ) -> AsyncIterator[RunningOperator]:
     metrics_port, health_port = free_port(), free_port()
+    cluster.authorize = chart_authorizer(chart_values, cluster.operator_token)
     operator_settings.configure(operator_settings.Settings(**{
         "resync_seconds": 0.2,
         "stuck_after_seconds": 1.0,
@@ -118,3 +135,5 @@ async def _running(
     finally:
         await asyncio.to_thread(runner.__exit__, None, None, None)
         operator_settings.configure(operator_settings.Settings())
+        denied, cluster.authorize = getattr(cluster.authorize, "denied", []), None
+    assert not denied, f"the chart's RBAC refused the operator: {sorted(set(denied))}"

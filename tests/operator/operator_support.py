@@ -9,7 +9,7 @@ from memplace.operator.metrics import REGISTRY
 
 
 async def eventually(
-    check: Any, *, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+    check: Any, *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"
 ) -> Any:
     """Poll ``check()`` (sync or async) until it returns something truthy; fail after timeout."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -150,20 +150,19 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.exists(args.kubeconfig):
             raise UsageError(f"no kubeconfig at {args.kubeconfig}")
         os.environ["KUBECONFIG"] = args.kubeconfig
-    preflight.check(args.kubeconfig, clusterwide=not args.namespaces)
-    operator_settings.configure(
-        operator_settings.Settings(
-            stuck_after_seconds=stuck_after,
-            resync_seconds=resync,
-            metrics_port=args.metrics_port,
-            min_move_interval_seconds=parse_duration(args.min_move_interval),
-            move_timeout_seconds=parse_duration(args.move_timeout),
-            prometheus=_prometheus(args),
-            measure_interval_seconds=_positive(args.measure_interval, "--measure-interval"),
-            measure_window=_window(args.measure_window),
-            scrape=args.scrape,
-        )
+    settings = operator_settings.Settings(  # every flag is checked before the cluster
+        stuck_after_seconds=stuck_after,
+        resync_seconds=resync,
+        metrics_port=args.metrics_port,
+        min_move_interval_seconds=parse_duration(args.min_move_interval),
+        move_timeout_seconds=parse_duration(args.move_timeout),
+        prometheus=_prometheus(args),
+        measure_interval_seconds=_positive(args.measure_interval, "--measure-interval"),
+        measure_window=_window(args.measure_window),
+        scrape=args.scrape,
     )
+    preflight.check(args.kubeconfig, clusterwide=not args.namespaces)
+    operator_settings.configure(settings)
 
     import logging
 
