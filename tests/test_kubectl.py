@@ -138,7 +138,13 @@ def test_the_memplace_category_lists_every_memplace_kind():
         assert crd["spec"]["group"] == "memplace.io"
         assert "memplace" in crd["spec"]["names"].get("categories", []), path.name
         kinds.add(crd["spec"]["names"]["kind"])
-    assert kinds == {"ModelDeployment", "PlacementPool", "NodeMemoryReport", "PerformanceProfile"}
+    assert kinds == {
+        "ModelDeployment",
+        "PlacementPool",
+        "NodeMemoryReport",
+        "PerformanceProfile",
+        "ModelAdapter",
+    }
 
 
 def undescribed(schema: dict[str, Any], path: str = "") -> list[str]:

@@ -40,6 +40,7 @@ def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
 
 def test_there_is_one_crd_per_kind() -> None:
     assert FILES == [
+        "modeladapters.memplace.io.yaml",
         "modeldeployments.memplace.io.yaml",
         "nodememoryreports.memplace.io.yaml",
         "performanceprofiles.memplace.io.yaml",

@@ -15,6 +15,7 @@ EXPECTED_PLURALS = {
     "placementpools",
     "nodememoryreports",
     "performanceprofiles",
+    "modeladapters",
 }
 
 

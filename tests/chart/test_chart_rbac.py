@@ -18,6 +18,8 @@ OPERATOR_RULES = {
     ("", "nodes"): {"list", "watch"},
     ("", "pods"): {"list", "watch"},
     ("memplace.io", "performanceprofiles"): {"get", "list", "watch", "create", "patch"},
+    ("memplace.io", "modeladapters"): {"list", "watch"},
+    ("memplace.io", "modeladapters/status"): {"patch"},
     ("memplace.io", "performanceprofiles/status"): {"patch"},
     ("", "namespaces"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},

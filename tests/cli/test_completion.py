@@ -38,7 +38,7 @@ def test_bash_completes_every_subcommand(capsys, tmp_path):
 @pytest.mark.skipif(not shutil.which("bash"), reason="bash is not installed")
 def test_bash_completes_an_option_s_choices(capsys, tmp_path):
     offered = bash_complete(capsys, tmp_path, ["memplace", "plan", "-o", "''"])
-    assert offered == {"table", "wide", "json", "yaml"}
+    assert offered == {"table", "wide", "json", "yaml", "manifests"}
 
 
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh is not installed")

@@ -63,6 +63,7 @@ def test_json_lists_one_entry_per_deployment_with_the_status_fields(files, capsy
         "cost",
         "alternatives",
         "message",
+        "adapters",
     }
     assert out[2]["placement"]["pool"] == "l4"
 

@@ -62,7 +62,15 @@ def test_the_plan_carries_exactly_the_status_fields_and_is_deterministic(cluster
     two = plan_deployment(
         request(), build_cluster(nodes=l4_nodes(2) + a100_nodes(1) + h100_nodes(1) + cpu_nodes(1))
     ).status_fields()
-    assert set(one) == {"phase", "placement", "estimate", "cost", "alternatives", "message"}
+    assert set(one) == {
+        "phase",
+        "placement",
+        "estimate",
+        "cost",
+        "alternatives",
+        "message",
+        "adapters",
+    }
     assert json.dumps(one) == json.dumps(two)
     assert all(a["code"] and a["reason"] for a in one["alternatives"])
 

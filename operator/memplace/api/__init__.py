@@ -5,6 +5,19 @@ unknown fields. ``python -m memplace.api.crds`` generates the CRDs from these mo
 """
 
 from ._base import ApiModel
+from ._modeladapter import (
+    ADAPTER_STATES,
+    MODEL_ADAPTER,
+    AdapterFields,
+    AdapterSpec,
+    AdapterState,
+    AdapterStatus,
+    LoraTarget,
+    ModelAdapter,
+    ModelAdapterPhase,
+    ModelAdapterSpec,
+    ModelAdapterStatus,
+)
 from ._modeldeployment import (
     MODEL_DEPLOYMENT,
     PRECISIONS,
@@ -73,9 +86,11 @@ from ._resource import API_VERSION, GROUP, VERSION, NameRule, ObjectMeta, Resour
 from ._status import Condition, ConditionStatus, Timestamp, format_bytes
 
 __all__ = [
+    "ADAPTER_STATES",
     "API_VERSION",
     "FINGERPRINT_PATTERN",
     "GROUP",
+    "MODEL_ADAPTER",
     "MODEL_DEPLOYMENT",
     "NODE_MEMORY_REPORT",
     "PERFORMANCE_PROFILE",
@@ -84,6 +99,10 @@ __all__ = [
     "RECENT_RATIOS_KEPT",
     "REJECTION_CODES",
     "VERSION",
+    "AdapterFields",
+    "AdapterSpec",
+    "AdapterState",
+    "AdapterStatus",
     "Alternative",
     "ApiModel",
     "CalibratedTier",
@@ -101,10 +120,15 @@ __all__ = [
     "HostReport",
     "KvCacheDtype",
     "LearnedFactor",
+    "LoraTarget",
     "MeasuredLatencyMs",
     "MeasuredStatus",
     "MigDeviceReport",
     "MigMode",
+    "ModelAdapter",
+    "ModelAdapterPhase",
+    "ModelAdapterSpec",
+    "ModelAdapterStatus",
     "ModelDeployment",
     "ModelDeploymentSpec",
     "ModelDeploymentStatus",

@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from ._base import ApiModel
+from ._modeladapter import AdapterSpec, AdapterStatus
 from ._resource import API_VERSION, GROUP, VERSION, NameRule, ObjectMeta, ResourceInfo
 from ._status import Conditions, ListType, Timestamp, format_bytes, unique
 
@@ -118,6 +119,7 @@ RejectionCode = Literal[
     "MoreExpensive",
     "NoPrice",
     "Invalid",
+    "AdaptersNeedBase",
 ]
 """Why a candidate placement lost: a closed set of stable codes, also used as Event reasons.
 
@@ -135,6 +137,7 @@ RejectionCode = Literal[
 - `MoreExpensive`: feasible, but a cheaper feasible placement won.
 - `NoPrice`: no price is known for the pool, so it cannot be ranked.
 - `Invalid`: the spec (or the model's config) cannot be planned at all.
+- `AdaptersNeedBase`: a variant cannot serve LoRA adapters trained on the base model.
 """
 REJECTION_CODES: tuple[str, ...] = get_args(RejectionCode)
 
@@ -235,6 +238,9 @@ class WorkloadSpec(ApiModel):
     """Fewest replicas to run, whatever the demand."""
     max_replicas: PositiveInt | None = None
     """Most replicas to run; unset = as many as the demand needs."""
+    max_concurrent_adapters: PositiveInt | None = Field(default=None, le=256)
+    """LoRA adapters resident on the GPU at once (vLLM's `--max-loras`); unset = all of them,
+    at most 8. The rest wait in host memory and are swapped in when asked for."""
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkloadSpec:
@@ -334,6 +340,18 @@ class ModelDeploymentSpec(ApiModel):
     """Allowed tiers and pools."""
     runtime: RuntimeSpec = _defaulted(RuntimeSpec)
     """The serving engine and container."""
+    adapters: Annotated[list[AdapterSpec], ListType("map", ("name",))] = Field(
+        default_factory=list, max_length=256
+    )
+    """LoRA adapters served beside the model, in its pods (ModelAdapters add more)."""
+
+    @model_validator(mode="after")
+    def _adapter_names_unique(self) -> ModelDeploymentSpec:
+        names = [a.name for a in self.adapters]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"spec.adapters: duplicate names: {', '.join(twice)}")
+        return self
 
 
 class PlacementStatus(ApiModel):
@@ -407,6 +425,10 @@ class EstimateStatus(ApiModel):
     """Constant-size state of linear-attention / state-space layers."""
     activation_bytes: NonNegativeInt | None = None
     """Activations and workspace."""
+    adapter_bytes: NonNegativeInt | None = None
+    """LoRA: what the engine reserves for adapters on the GPU (vLLM: its slots); unset = none."""
+    adapter_host_bytes: NonNegativeInt | None = None
+    """LoRA: adapters cached in host memory (vLLM's --max-cpu-loras); unset = none."""
     overhead_bytes: NonNegativeInt | None = None
     """Runtime overhead (CUDA context, allocator, graphs)."""
     total_bytes: NonNegativeInt | None = None
@@ -495,6 +517,9 @@ class CostStatus(ApiModel):
     """Cost per million output tokens at the stated demand."""
     naive_per_hour: NonNegativeFloat | None = None
     """Cost per hour of the cheapest bf16, all-in-GPU placement, to show the saving."""
+    separate_per_hour: NonNegativeFloat | None = None
+    """LoRA: what one deployment per fine-tune would cost per hour (the base alone, plus a copy
+    of the base per loaded adapter, each for its own demand), to show the saving."""
 
 
 class Alternative(ApiModel):
@@ -564,6 +589,8 @@ class ModelDeploymentStatus(ApiModel):
     """What the chosen placement costs."""
     alternatives: list[Alternative] | None = None
     """The next few candidates and why each lost."""
+    adapters: list[AdapterStatus] | None = None
+    """Each LoRA adapter (spec.adapters and ModelAdapters): Loaded, Rejected or Pending."""
     message: str | None = None
     """A one-line summary for people, e.g. `int4 on a100-80: 2 × 1 GPU, $7.40/h`."""
     move: MoveStatus | None = None

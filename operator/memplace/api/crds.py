@@ -31,6 +31,12 @@ from typing import Any
 import yaml
 
 from ._base import ApiModel
+from ._modeladapter import (
+    MODEL_ADAPTER,
+    MODEL_ADAPTER_NAME,
+    ModelAdapterSpec,
+    ModelAdapterStatus,
+)
 from ._modeldeployment import (
     MODEL_DEPLOYMENT,
     MODEL_DEPLOYMENT_NAME,
@@ -229,6 +235,23 @@ RESOURCES: tuple[CrdSource, ...] = (
         ),
     ),
     CrdSource(
+        resource=MODEL_ADAPTER,
+        spec=ModelAdapterSpec,
+        status=ModelAdapterStatus,
+        name_rule=MODEL_ADAPTER_NAME,
+        description="A LoRA fine-tune served beside its base ModelDeployment (same namespace): "
+        "memplace sizes and places it with the base, in the base's pods.",
+        columns=(
+            PrinterColumn("Base", "string", ".spec.baseDeployment", "The base ModelDeployment."),
+            PrinterColumn("Rank", "integer", ".spec.rank", "LoRA rank."),
+            PrinterColumn("Phase", "string", ".status.phase", "Loaded, Rejected, Orphaned."),
+            PrinterColumn("Memory", "string", ".status.memory", "The adapter's weights."),
+            PrinterColumn("Source", "string", ".spec.source", "Where it is read.", priority=1),
+            PrinterColumn("Message", "string", ".status.message", "Why.", priority=1),
+            _AGE,
+        ),
+    ),
+    CrdSource(
         resource=PERFORMANCE_PROFILE,
         spec=PerformanceProfileSpec,
         status=PerformanceProfileStatus,
@@ -248,9 +271,7 @@ RESOURCES: tuple[CrdSource, ...] = (
             PrinterColumn("Model", "string", ".spec.model", "Learned from.", priority=1),
             PrinterColumn("KV", "string", ".spec.kvCacheDtype", "KV-cache type.", priority=1),
             PrinterColumn("Tier", "string", ".spec.tier", "Tier.", priority=1),
-            PrinterColumn(
-                "Updated", "date", ".status.decode.lastUpdated", "Last decode sample."
-            ),
+            PrinterColumn("Updated", "date", ".status.decode.lastUpdated", "Last decode sample."),
             _AGE,
         ),
     ),

@@ -10,6 +10,11 @@ published in, its bytes are the weights; offline, config.json sizes them, and it
 For a model whose family is not supported, give ``--parameters`` (and ``--active-parameters``
 for MoE) instead of MODEL, as ``spec.model.parameters`` does. ``--tier cpu --instance TYPE``
 gives the CPU tier's speed, with memory in host RAM (no "per GPU").
+
+With ``--lora-rank`` it adds what the engine holds for LoRA adapters (vLLM: ``--max-loras``
+slots of that rank, rounded up to a rank vLLM accepts, in every module it wraps; llama.cpp and
+TGI: the adapters themselves) and their decode penalty (``memplace.planning.adapters``);
+``--lora-targets`` sizes each adapter's own weights (default: every linear module).
 """
 
 from __future__ import annotations
@@ -21,6 +26,14 @@ from pathlib import Path
 
 from memplace.cli import UsageError
 from memplace.cli.units import parse_count, significant
+from memplace.planning import lora
+from memplace.planning.adapters import (
+    ALL_TARGETS,
+    Adapter,
+    LoraSlots,
+    shapes_from_architecture,
+    shapes_from_config,
+)
 from memplace.planning.architecture import (
     ConfigError,
     architecture_from_config,
@@ -79,8 +92,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="vllm",
         help="serving engine: its efficiency-table entries shape the speed (default vllm)",
     )
+    parser.add_argument("--lora-rank", type=_positive, help="LoRA adapters of this rank")
+    parser.add_argument(
+        "--max-loras", type=_positive, default=1, help="adapters resident on the GPU (default 1)"
+    )
+    parser.add_argument(
+        "--lora-targets",
+        type=_targets,
+        default=ALL_TARGETS,
+        help="comma-separated modules each adapter adapts (default: all linear modules)",
+    )
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     parser.set_defaults(handler=run)
+
+
+def _targets(text: str) -> tuple[str, ...]:
+    from typing import get_args
+
+    from memplace.api import LoraTarget
+
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [n for n in names if n not in get_args(LoraTarget)]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown module {', '.join(unknown) or '(none)'}; choose from "
+            + ", ".join(get_args(LoraTarget))
+        )
+    return names
+
+
+def _slots(args: argparse.Namespace, arch, config) -> LoraSlots | None:
+    """``--max-loras`` adapters of ``--lora-rank`` on the base's module shapes, or None."""
+    if args.lora_rank is None:
+        return None
+    try:
+        shapes = shapes_from_config(config) if config else shapes_from_architecture(arch)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        shapes = shapes_from_architecture(arch)
+    adapters = [
+        Adapter(f"lora-{i}", args.lora_rank, args.lora_targets) for i in range(args.max_loras)
+    ]
+    return LoraSlots.plan(args.engine, shapes, adapters, args.max_loras)
 
 
 def _count(text: str) -> int:
@@ -167,6 +219,7 @@ def estimates(args: argparse.Namespace) -> tuple[list[dict], str]:
     host = _lookup(catalogue.instance, args.instance, "instance") if args.instance else None
     kv = _lookup(catalogue.kv_dtypes.get, args.kv_dtype, "KV dtype")
     names = [args.precision] if args.precision else list(PRECISION_ORDER)
+    slots = _slots(args, arch, config)
     rows = []
     for name in names:
         precision = _lookup(catalogue.precisions.get, name, "precision")
@@ -179,6 +232,8 @@ def estimates(args: argparse.Namespace) -> tuple[list[dict], str]:
             gpus_per_replica=args.gpus_per_replica,
             engine=args.engine,
         )
+        if slots is not None:
+            memory = lora.with_adapters(memory, slots, args.gpus_per_replica)
         row = {
             "precision": precision.id,
             "kvCacheDtype": kv.id,
@@ -193,8 +248,15 @@ def estimates(args: argparse.Namespace) -> tuple[list[dict], str]:
             "totalBytes": memory.total_bytes,
             "totalBytesPerGpu": memory.total_bytes_per_gpu,
         }
+        if slots is not None:
+            row |= {
+                "adapterBytes": memory.adapter_bytes,
+                "adapterBytesEach": slots.bytes_of(slots.adapters[0]),
+                "adapterHostBytes": slots.host_bytes,
+                "maxLoraRank": slots.max_rank,
+            }
         if gpu is not None or args.tier == "cpu":
-            row |= _speed(args, arch, precision, kv, gpu, host, memory)
+            row |= _speed(args, arch, precision, kv, gpu, host, memory, slots)
         rows.append(row)
     return rows, note
 
@@ -220,7 +282,7 @@ def _architecture(args: argparse.Namespace):
         raise UsageError(hint) from None
 
 
-def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
+def _speed(args, arch, precision, kv, gpu, host, memory, slots=None) -> dict:
     """Speed and fit on ``gpu`` (or ``host`` for the cpu tier)."""
     if args.tier == "cpu":
         if host is None:
@@ -255,6 +317,8 @@ def _speed(args, arch, precision, kv, gpu, host, memory) -> dict:
         offloaded_bytes_per_gpu=offloaded or 0,
         engine=args.engine,
     )
+    if slots is not None:
+        speed = lora.slowed(speed, slots, memory.weights_bytes)
     return {
         "timeToFirstTokenMs": round(speed.time_to_first_token_ms, 2),
         "timePerOutputTokenMs": round(speed.time_per_output_token_ms, 2),
@@ -312,6 +376,7 @@ def run(args: argparse.Namespace) -> int:
         "state GiB": "stateBytes",
         "act GiB": "activationBytes",
         "overhead GiB": "overheadBytes",
+        **({"LoRA GiB": "adapterBytes"} if "adapterBytes" in first else {}),
         "total GiB": "totalBytes",
     }
     if not on_cpu:

@@ -7,7 +7,10 @@ PerformanceProfiles (``kubectl get performanceprofiles -o yaml``: their learned 
 the estimates, as in the operator). Other kinds are skipped with a notice on stderr. It plans
 every deployment exactly as the operator does (``memplace.planning.plan.plan_cluster``) and
 prints a table, or ``-o json`` / ``-o yaml``: one entry per deployment with ``namespace``,
-``name``, ``phase`` and the status fields.
+``name``, ``phase`` and the status fields; ``-o manifests`` prints the Deployments and Services
+the operator would apply for every placed deployment (the same rendering code), as YAML.
+ModelAdapters (LoRA fine-tunes) are planned with their base; the LORA SAVING column is what
+one deployment per fine-tune would cost more, and each adapter's state follows the plan.
 
 Reports are judged fresh against ``--now`` (default: the newest report's ``observedAt``, so the
 same files always give the same plan). Nothing is fetched: a ``source`` without a config or
@@ -49,9 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        choices=("table", "wide", "json", "yaml"),
+        choices=("table", "wide", "json", "yaml", "manifests"),
         default="table",
-        help="table (fits the terminal), wide (every column on one line), json or yaml",
+        help="table (fits the terminal), wide (every column on one line), json, yaml, or "
+        "manifests (the Deployments and Services the operator would apply)",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="the table only: no totals, reasons or notes"
@@ -140,11 +144,14 @@ class _Inputs:
         self.reports: list[tuple[str, Any]] = []
         self.configmaps: dict[tuple[str, str], dict] = {}
         self.profiles: list[Any] = []
+        self.adapters: dict[tuple[str, str], list[Any]] = {}  # (namespace, base) → Listed
+        self.configs: dict[tuple[str, str], dict | None] = {}  # what each deployment sized on
 
 
 def _read(paths: list[str]) -> _Inputs:
-    from memplace.api import NodeMemoryReport, PerformanceProfile, PlacementPool
+    from memplace.api import ModelAdapter, NodeMemoryReport, PerformanceProfile, PlacementPool
     from memplace.planning.inventory import node_from_manifest
+    from memplace.planning.lora import Listed
 
     inputs = _Inputs()
     for path in _files(paths):
@@ -164,6 +171,11 @@ def _read(paths: list[str]) -> _Inputs:
                     report = NodeMemoryReport.model_validate(doc)
                     if report.status is not None:
                         inputs.reports.append((report.spec.node_name, report.status))
+                elif kind == "ModelAdapter" and group == "memplace.io":
+                    adapter = ModelAdapter.model_validate(doc)
+                    ns = meta.get("namespace") or "default"
+                    base = (ns, adapter.spec.base_deployment)
+                    inputs.adapters.setdefault(base, []).append(Listed(name, adapter.spec))
                 elif kind == "PerformanceProfile" and group == "memplace.io":
                     inputs.profiles.append(PerformanceProfile.model_validate(doc))
                 elif kind == "Node" and doc.get("apiVersion") == "v1":
@@ -224,8 +236,17 @@ def _request(ns: str, name: str, doc: dict, inputs: _Inputs, calibration: Any) -
         if vconfig is not None:
             variant_configs[variant.name] = vconfig
     current = deployment.status.placement if deployment.status is not None else None
+    inputs.configs[(ns, name)] = config
     return DeploymentRequest(
-        ns, name, spec, config, current, frozenset(), variant_configs, calibration
+        ns,
+        name,
+        spec,
+        config,
+        current,
+        frozenset(),
+        variant_configs,
+        calibration,
+        model_adapters=tuple(inputs.adapters.get((ns, name), ())),
     )
 
 
@@ -273,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output in ("table", "wide"):
         if plans:
             print(_report(plans, cluster, _width(args.output), quiet=args.quiet))
+    elif args.output == "manifests":
+        _manifests(plans, inputs, cluster)
     else:
         entries = [{"namespace": p.namespace, "name": p.name, **p.status_fields()} for p in plans]
         if args.output == "json":
@@ -296,9 +319,58 @@ def _width(output: str) -> int | None:
     return shutil.get_terminal_size().columns
 
 
+def _manifests(plans: list[Any], inputs: _Inputs, cluster: Any) -> None:
+    """The Deployments and Services of the placed plans, rendered as the operator does."""
+    import json
+
+    import yaml
+
+    from memplace.api import ModelDeployment
+    from memplace.operator import manifests, render
+
+    docs = {(ns, name): doc for ns, name, doc in inputs.deployments}
+    out: list[dict] = []
+    for p in plans:
+        if p.phase != "Placed":
+            print(f"memplace plan: {p.namespace}/{p.name} {p.phase}: no manifests", file=sys.stderr)
+            continue
+        doc = docs[(p.namespace, p.name)]
+        spec = ModelDeployment.model_validate(doc).spec
+        uid = (doc.get("metadata") or {}).get("uid")
+        config = _chosen(spec, p, inputs.configs.get((p.namespace, p.name)))
+        try:
+            out += manifests.desired(
+                p.name, p.namespace, uid, spec, p.status_fields(), cluster, config, p.lora
+            )
+        except render.RenderError as error:
+            print(f"memplace plan: {p.namespace}/{p.name}: {error}", file=sys.stderr)
+    plain = json.loads(json.dumps(out))  # unshared nodes: YAML without anchors or aliases
+    print(yaml.safe_dump_all(plain, sort_keys=False, allow_unicode=True), end="")
+
+
+def _chosen(spec: Any, plan: Any, config: dict | None) -> dict | None:
+    """The config.json of what the plan serves (the model's, or an inline variant's)."""
+    if plan.placement.variant is None:
+        return config if config is not None else spec.model.config
+    chosen = next((v for v in spec.model.variants if v.name == plan.placement.variant), None)
+    return chosen.config if chosen is not None else None
+
+
+def _lora_saving(plan: Any) -> str:
+    """Loaded adapters, and what they save against one deployment per fine-tune."""
+    separate = plan.cost.separate_per_hour if plan.cost else None
+    loaded = sum(1 for a in plan.adapters if a.state == "Loaded")
+    if separate is None or not loaded:
+        return ""
+    return f"{loaded} FT: {_money(separate - (plan.cost.per_hour or 0.0))}/h"
+
+
 def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:,.2f}"
 
+
+LORA_SAVING = Column("LORA SAVING", rank=11, right=True, fold="LoRA saving {}")
+"""Shown only when some plan has LoRA adapters: what they save against one deployment each."""
 
 # Display order; rank says what folds under the row first when the terminal is narrow.
 COLUMNS = (
@@ -314,6 +386,7 @@ COLUMNS = (
     Column("TTFT/TPOT ms", rank=8, right=True, fold="TTFT/TPOT {} ms"),
     Column("$/h", keep=True, right=True),
     Column("NAIVE $/h", rank=9, right=True, fold="naive {}/h"),
+    LORA_SAVING,
     Column("$/M tok", rank=10, right=True, fold="{}/M tok"),
 )
 
@@ -323,6 +396,7 @@ def _row(p: Any) -> list[str]:
         naive = p.cost.naive_per_hour if p.cost else None
         return [f"{p.namespace}/{p.name}", p.phase, "", "", "", "", "", "", "", "", "-"] + [
             _money(naive) if naive is not None else "",
+            "",
             "",
         ]
     pl, est, cost = p.placement, p.estimate, p.cost
@@ -339,6 +413,7 @@ def _row(p: Any) -> list[str]:
         f"{est.time_to_first_token_ms:.0f}/{est.time_per_output_token_ms:.1f}",
         _money(cost.per_hour),
         _money(cost.naive_per_hour),
+        _lora_saving(p),
         _money(cost.per_million_output_tokens),
     ]
 
@@ -352,7 +427,12 @@ def _memory(pl: Any, est: Any) -> str:
 
 def _report(plans: list[Any], cluster: Any, width: int | None, quiet: bool) -> str:
     """The table, then (unless ``quiet``) the totals, each plan's reasons and the notes."""
-    out = [render(COLUMNS, [_row(p) for p in plans], width)]
+    columns, rows = COLUMNS, [_row(p) for p in plans]
+    if not any(p.adapters for p in plans):  # no LoRA adapters: no LORA SAVING column
+        at = COLUMNS.index(LORA_SAVING)
+        columns = COLUMNS[:at] + COLUMNS[at + 1 :]
+        rows = [r[:at] + r[at + 1 :] for r in rows]
+    out = [render(columns, rows, width)]
     if quiet:
         return "\n".join(out)
     out += ["", *_wrap(_total(plans), width, "")]
@@ -360,6 +440,10 @@ def _report(plans: list[Any], cluster: Any, width: int | None, quiet: bool) -> s
     for p in plans:
         who = f"\033[1m{p.namespace}/{p.name}\033[0m" if bold else f"{p.namespace}/{p.name}"
         out += ["", *_wrap(f"{who} {p.phase}: {p.message}", width, "  ")]
+        for a in p.adapters:
+            why = f" ({a.reason}: {a.message})" if a.state == "Rejected" else ""
+            line = f"  adapter {a.name} (rank {a.rank}, {a.memory or '?'}): {a.state}{why}"
+            out += _wrap(line, width, "      ")
         shown = p.alternatives if p.phase != "Placed" else p.alternatives[:4]
         for a in shown:
             out += _wrap(f"  - {_alternative(a)}: {a.code}: {a.reason}", width, "      ")

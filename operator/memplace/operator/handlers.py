@@ -45,6 +45,7 @@ from typing import Any
 import kopf
 
 from memplace.api import (
+    MODEL_ADAPTER,
     MODEL_DEPLOYMENT,
     NODE_MEMORY_REPORT,
     PERFORMANCE_PROFILE,
@@ -53,7 +54,7 @@ from memplace.api import (
     PlacementPoolSpec,
 )
 
-from . import inputs, measure, moves, reconcile, render, resync
+from . import inputs, measure, modeladapters, moves, reconcile, render, resync
 from .metrics import Metrics
 from .settings import current
 from .state import Key, State
@@ -62,6 +63,7 @@ MD = (MODEL_DEPLOYMENT.group, MODEL_DEPLOYMENT.version, MODEL_DEPLOYMENT.plural)
 PP = (PLACEMENT_POOL.group, PLACEMENT_POOL.version, PLACEMENT_POOL.plural)
 NMR = (NODE_MEMORY_REPORT.group, NODE_MEMORY_REPORT.version, NODE_MEMORY_REPORT.plural)
 PERF = (PERFORMANCE_PROFILE.group, PERFORMANCE_PROFILE.version, PERFORMANCE_PROFILE.plural)
+MA = (MODEL_ADAPTER.group, MODEL_ADAPTER.version, MODEL_ADAPTER.plural)
 
 
 # ---------------------------------------------------------------------------------- lifecycle
@@ -143,6 +145,18 @@ def profiles(name: str, body: Any, logger: Any, **_: Any) -> dict[str, Performan
     deployment's calibrated estimate calls for a re-plan; any re-plan reads the latest."""
     entry = inputs.profile_entry(body, logger)
     return {name: entry} if entry is not None else None
+
+
+@kopf.index(*MA)
+def adapters(
+    namespace: str, name: str, meta: Any, spec: Any, status: Any, **_: Any
+) -> dict[Key, dict[str, Any]] | None:
+    """Every ModelAdapter, under its base's key: a change re-plans the base (its fingerprint,
+    ``modeladapters.fingerprint``), whose plan sets the adapter's status."""
+    base = (spec or {}).get("baseDeployment")
+    if not base:
+        return None
+    return {(namespace, base): modeladapters.entry(name, meta, spec, status)}
 
 
 @kopf.index(*PERF)

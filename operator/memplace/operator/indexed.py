@@ -26,7 +26,7 @@ from memplace.api import PlacementPoolSpec
 from memplace.planning.calibration import Calibration
 from memplace.planning.inventory import STALE_AFTER_HEARTBEATS
 
-from . import inputs
+from . import inputs, modeladapters
 from .state import Key, State
 
 
@@ -116,6 +116,7 @@ def fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
             for k, store in (indexes.get("placed") or {}).items()
             if k not in (key, inputs.successor_key(key))
         ),
+        modeladapters.fingerprint(indexes, key),
     )
     return hash(repr(parts))
 

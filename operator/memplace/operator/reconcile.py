@@ -28,10 +28,9 @@ from typing import Any
 
 import kopf
 
-from memplace.api import PlacementPoolSpec
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, indexed, inputs, kube, moves, owned, render, scrape
+from . import events, indexed, inputs, kube, manifests, modeladapters, moves, owned, render, scrape
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -113,6 +112,7 @@ async def plan_and_apply(
     spec_model = None
     config = None
     variant_configs: dict[str, dict[str, Any]] = {}
+    lora = None
     try:
         spec_model = inputs.parse_spec(spec)
         config = await inputs.model_config(
@@ -132,6 +132,9 @@ async def plan_and_apply(
             exclude=key,
             now=datetime.datetime.now(datetime.UTC),
         )
+        spec_model, listed = await modeladapters.with_targets(
+            spec_model, modeladapters.listed(indexes, key, logger), state.settings, state.configs
+        )
         request = DeploymentRequest(
             namespace,
             name,
@@ -142,17 +145,19 @@ async def plan_and_apply(
             variant_configs=variant_configs,
             calibration=indexed.calibration(indexes),
             checkpoints=checkpoints,
+            model_adapters=listed,
         )
         with PLAN_DURATION.time():
             plan = plan_deployment(request, cluster)
         fields = dict(plan.status_fields())
+        lora = plan.lora
     except inputs.InvalidSpec as error:
         fields = {"phase": "Invalid", "message": str(error)}
 
     if fields.get("phase") == "Placed":
         try:
             chosen = _chosen_config(spec_model, fields, config, variant_configs)
-            return await _apply_placed(
+            changes = await _apply_placed(
                 state,
                 api,
                 body,
@@ -166,11 +171,16 @@ async def plan_and_apply(
                 key,
                 indexes,
                 fingerprint,
+                lora,
             )
         except (render.RenderError, owned.Rejected) as error:  # a 422 is not retried: same object
             fields = {"phase": "Invalid", "message": str(error)}
+        else:
+            await modeladapters.write_statuses(api, indexes, key, fields)
+            return changes
 
     state.fingerprints[key] = fingerprint
+    await modeladapters.write_statuses(api, indexes, key, fields)
     if running is not None:
         why = _why(fields)
         message = f"generation {generation}: {why}; the running placement is kept"
@@ -211,8 +221,10 @@ async def _apply_placed(
     key: Key,
     indexes: Mapping[str, Any],
     fingerprint: int,
+    lora: Any = None,
 ) -> dict[str, Any]:
-    """Apply a feasible plan: in place, as a move (``moves``), or not yet; the status fields."""
+    """Apply a feasible plan: in place, as a move (``moves``), or not yet; the status fields
+    (``lora``: the plan's LoRA adapters, loaded by the rendered engine arguments)."""
     namespace, name = key
     generation = body.get("metadata", {}).get("generation")
     planned = inputs.placed_entry({**fields, "phase": "Placed"})
@@ -256,7 +268,14 @@ async def _apply_placed(
     if verdict in ("apply", "cancel"):
         target = serving_name or name
         deployment, service = _render(
-            body, spec_model, fields, cluster, chosen, name=target, pod_annotations=annotations
+            body,
+            spec_model,
+            fields,
+            cluster,
+            chosen,
+            name=target,
+            lora=lora,
+            pod_annotations=annotations,
         )
         selects = ((serving or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
         if selects:  # what the serving Deployment selects, also one rendered before it had
@@ -285,6 +304,7 @@ async def _apply_placed(
         chosen,
         name=successor_name,
         serving=serving_name,
+        lora=lora,
         pod_annotations=annotations,
     )
     successor = await owned.apply_deployment(api, successor)
@@ -387,33 +407,21 @@ def _render(
     *,
     name: str,
     serving: str | None = None,
+    lora: Any = None,
     pod_annotations: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    placed_now = inputs.placed_entry({**fields, "phase": "Placed"})
-    if placed_now is None:
-        raise render.RenderError("the plan has no usable placement")
-    pool = cluster.pool(placed_now.placement.pool) if cluster is not None else None
-    if pool is None:
-        raise render.RenderError(f"pool {placed_now.placement.pool} is gone")
-    pool_spec = PlacementPoolSpec.model_validate(
-        {
-            "nodeSelector": dict(pool.node_selector) or {"kubernetes.io/os": "linux"},
-            "tolerations": [_wire(t) for t in pool.tolerations],
-            "sharing": pool.sharing,
-        }
-    )
     meta = body.get("metadata", {})
-    owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-    return render.render(
-        owner,
+    return manifests.desired(
+        meta["name"],
+        meta["namespace"],
+        meta["uid"],
         spec_model,
-        placed_now.placement,
-        placed_now.estimate,
-        pool_spec,
+        fields,
+        cluster,
+        config,
+        lora,
         name=name,
         serving=serving,
-        gpu_memory_bytes=pool.gpu_memory_bytes or None,
-        model_config=config,
         pod_annotations=pod_annotations,
     )
 
@@ -432,10 +440,6 @@ def _chosen_config(
     if chosen is not None and chosen.config is not None:
         return dict(chosen.config)
     return variant_configs.get(variant)
-
-
-def _wire(value: Any) -> Any:
-    return value.to_wire() if hasattr(value, "to_wire") else dict(value)
 
 
 def _placement_dict(running: inputs.Placed) -> dict[str, Any]:

@@ -17,6 +17,9 @@ tgi                   --quantize, --max-total-tokens, --max-input-tokens, --num-
 custom                MEMPLACE_* environment variables only
 ====================  ==========================================================================
 
+LoRA adapters the plan loaded are added by ``render_lora`` (vLLM --enable-lora …, llama.cpp
+--lora, TGI LORA_ADAPTERS).
+
 ``spec.runtime.args`` come after the plan's arguments and ``spec.runtime.env`` after its
 variables, so a user can override either. The Deployment carries a hash of everything rendered
 (``memplace.io/plan-hash``): the handler compares it before writing, so re-running a reconcile
@@ -45,6 +48,8 @@ from memplace.api import (
     PlacementPoolSpec,
     PlacementStatus,
 )
+
+from . import render_lora
 
 __all__ = [
     "MANAGED_BY",
@@ -187,10 +192,12 @@ def render(
     serving: str | None = None,
     gpu_memory_bytes: int | None = None,
     model_config: dict[str, Any] | None = None,
+    lora: Any = None,
     pod_annotations: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Deployment ``name`` (default: the owner's name) for one placement, and the Service
-    selecting the pods of ``serving`` (default: that same Deployment)."""
+    selecting the pods of ``serving`` (default: that same Deployment); ``lora``: the plan's
+    ``adapters.LoraSlots``, whose adapters are loaded beside the model (``render_lora``)."""
     deployment = render_deployment(
         owner,
         spec,
@@ -200,6 +207,7 @@ def render(
         name=name,
         gpu_memory_bytes=gpu_memory_bytes,
         model_config=model_config,
+        lora=lora,
         pod_annotations=pod_annotations,
     )
     return deployment, render_service(owner, spec, serving or deployment["metadata"]["name"])
@@ -240,6 +248,7 @@ def render_deployment(
     name: str | None = None,
     gpu_memory_bytes: int | None = None,
     model_config: dict[str, Any] | None = None,
+    lora: Any = None,
     pod_annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The apps/v1 Deployment ``name`` (default: the owner's), with the plan-hash annotation;
@@ -253,6 +262,8 @@ def render_deployment(
         raise RenderError(f"spec.runtime.image is required for the {engine} engine")
 
     args, env = _engine_args(spec, placement, estimate, gpu_memory_bytes, model_config)
+    lora_args, lora_env = render_lora.engine_args(engine, lora)
+    args, env = [*args, *lora_args], [*env, *lora_env]
     env = _merged_env(env, [{"name": e.name, "value": e.value} for e in runtime.env])
     selector = selector_for(owner.name, name)
     labels = {**labels_for(owner.name), **selector, POOL_LABEL: placement.pool}
@@ -298,8 +309,10 @@ def render_deployment(
             "replicas": placement.replicas,
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": labels, **(
-                    {"annotations": dict(pod_annotations)} if pod_annotations else {})},
+                "metadata": {
+                    "labels": labels,
+                    **({"annotations": dict(pod_annotations)} if pod_annotations else {}),
+                },
                 "spec": pod_spec,
             },
         },

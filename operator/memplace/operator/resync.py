@@ -31,7 +31,19 @@ import kopf
 from memplace.api import MODEL_DEPLOYMENT, PLACEMENT_POOL
 from memplace.planning.inventory import build_cluster
 
-from . import events, indexed, inputs, kube, measured, moves, owned, peering, poolstatus, reconcile
+from . import (
+    events,
+    indexed,
+    inputs,
+    kube,
+    measured,
+    modeladapters,
+    moves,
+    owned,
+    peering,
+    poolstatus,
+    reconcile,
+)
 from . import status as mdstatus
 from .metrics import ERRORS
 from .state import Key, State
@@ -78,6 +90,13 @@ async def _resync_forever(
         except Exception:
             ERRORS.labels("unexpected").inc()
             logger.exception("Writing PlacementPool statuses failed; will retry.")
+        try:
+            await modeladapters.orphan_statuses(api, indexes)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            ERRORS.labels("unexpected").inc()
+            logger.exception("Writing ModelAdapter statuses failed; will retry.")
         for key, store in list((indexes.get("models") or {}).items()):
             body = next(iter(store), None)
             if body is None:

@@ -10,6 +10,7 @@ length N), then one for the N bytes of JSON. A server that ignores ``Range`` and
 with the whole file is read as a stream and dropped after those bytes. Headers are bounded
 (``MAX_HEADER_BYTES``), and so are shards (``MAX_SHARDS``); results are kept in memory per
 (endpoint, repository, revision) (``CHECKPOINTS_KEPT``), so the operator reads each once.
+A LoRA adapter's ``adapter_config.json`` is fetched like config.json (``filename``).
 
 Errors::
 
@@ -70,14 +71,14 @@ class SourceError(Exception):
         self.retryable = retryable
 
 
-def config_url(source: str, endpoint: str | None = None) -> str:
-    """The URL of config.json for ``source`` (``hf://org/name[@rev]`` or an https URL)."""
+def config_url(source: str, endpoint: str | None = None, filename: str = "config.json") -> str:
+    """The URL of ``filename`` for ``source`` (``hf://org/name[@rev]`` or an https URL)."""
     if source.startswith("hf://"):
         repo, _, revision = source[len("hf://") :].partition("@")
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise SourceError(f"{source!r} is not of the form hf://org/name[@revision]")
         base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")
-        return f"{base}/{repo}/resolve/{revision or 'main'}/config.json"
+        return f"{base}/{repo}/resolve/{revision or 'main'}/{filename}"
     if source.startswith(("https://", "http://")):
         return source
     raise SourceError(f"unsupported model source {source!r}: use hf://org/name or an https URL")
@@ -89,9 +90,11 @@ def fetch_config(
     token: str | None = None,
     endpoint: str | None = None,
     transport: httpx.BaseTransport | None = None,
+    filename: str = "config.json",
 ) -> Mapping:
-    """Fetch and parse config.json; ``transport`` lets tests answer without a network."""
-    url = config_url(source, endpoint)
+    """Fetch and parse config.json (or ``filename`` of an hf:// repository); ``transport`` lets
+    tests answer without a network."""
+    url = config_url(source, endpoint, filename)
     token = token if token is not None else os.environ.get("HF_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:

@@ -34,7 +34,7 @@ __all__ = [
     "status_patch",
 ]
 
-PLAN_FIELDS = ("placement", "estimate", "cost", "alternatives", "message")
+PLAN_FIELDS = ("placement", "estimate", "cost", "alternatives", "message", "adapters")
 Kind = Literal["placed", "unschedulable", "invalid", "kept"]
 
 

@@ -101,6 +101,8 @@ class Requirements:
     max_replicas: int | None = None
     offload_to_disk: bool = False
     engine: str = "vllm"
+    lora: Any = None
+    """``adapters.LoraSlots``: the LoRA adapters loaded beside the model; None = none."""
 
     @property
     def group_rules(self) -> tuple:

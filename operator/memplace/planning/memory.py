@@ -102,6 +102,9 @@ class MemoryEstimate:
     kv_cache_bytes_per_gpu: int
     state_bytes_per_gpu: int
     activation_bytes_per_gpu: int
+    adapter_bytes: int = 0
+    """LoRA: what the engine holds for adapters, all GPUs of the replica (``adapters``)."""
+    adapter_bytes_per_gpu: int = 0
 
     @property
     def overhead_bytes_per_gpu(self) -> int:
@@ -115,6 +118,7 @@ class MemoryEstimate:
             + self.state_bytes
             + self.activation_bytes
             + self.overhead_bytes
+            + self.adapter_bytes
         )
 
     @property
@@ -125,6 +129,7 @@ class MemoryEstimate:
             + self.state_bytes_per_gpu
             + self.activation_bytes_per_gpu
             + self.overhead_bytes_per_gpu
+            + self.adapter_bytes_per_gpu
         )
 
 

@@ -45,6 +45,7 @@ from memplace.api import (
     PlacementStatus,
 )
 
+from . import lora
 from .architecture import ConfigError, architecture_from_config, architecture_from_parameters
 from .calibration import (
     Calibration,
@@ -116,6 +117,10 @@ class DeploymentRequest:
     """The published checkpoint (``planning.checkpoint``) per variant name, None for the model
     itself, where the shell could read its safetensors headers: its bytes are the weights at
     its native precision, and its format sets that precision."""
+    model_adapters: tuple[Any, ...] = ()
+    """``lora.Listed``: the ModelAdapters naming this deployment as their base."""
+    lora: Any = None
+    """``adapters.LoraSlots`` the plan sizes in (set by ``lora.decide``, not by callers)."""
 
     @property
     def owner(self) -> tuple[str, str]:
@@ -139,6 +144,10 @@ class Plan:
     """Candidates surviving each stage of checks: what the message summarises."""
     resolvable: bool = False
     """Unschedulable only: whether it may place later without a spec change (capacity)."""
+    adapters: tuple[Any, ...] = ()
+    """``AdapterStatus`` per LoRA adapter (``lora.decide``); () = the spec has none."""
+    lora: Any = None
+    """``adapters.LoraSlots`` of the adapters Loaded: what the engine's arguments load."""
 
     def status_fields(self) -> dict[str, Any]:
         """The status fields this plan sets, camelCase, every key present (null = clear)."""
@@ -149,6 +158,7 @@ class Plan:
             "cost": None if self.cost is None else self.cost.to_wire(),
             "alternatives": [a.to_wire() for a in self.alternatives],
             "message": self.message,
+            "adapters": [a.to_wire() for a in self.adapters] if self.adapters else None,
         }
 
 
@@ -261,6 +271,8 @@ def _variants(request: DeploymentRequest, memo: dict) -> tuple[list[Variant], li
         raise _Invalid(f"model {model.name}: {why}")
     variants = [Variant(None, arch, 0.0, native)]
     problems = []
+    if request.lora is not None and request.lora.adapters:
+        return variants, [lora.variant_problem(v.name) for v in model.variants]
     for v in model.variants:
         try:
             varch, vnative = _size(
@@ -466,6 +478,7 @@ def _bases(
         r.prompt_tokens,
         r.engine,  # memory (GGUF layout) and speed (efficiency.py) depend on the engine
         applicable,
+        r.lora,
     )
     shapes = _table(memo, "shape", SHAPES_KEPT)
     found = shapes.get(key)
@@ -514,6 +527,8 @@ def _bases(
             )
             if factors is not None:
                 mem = calibrate_memory(mem, factors)
+        if r.lora is not None:
+            mem = lora.with_adapters(mem, r.lora, gpus)
         offload: int | None = 0
         host_bytes = 0
         resident = mem.total_bytes_per_gpu
@@ -565,6 +580,8 @@ def _bases(
                 )
             if factors is not None:
                 speed = calibrate_speed(speed, factors)
+            if r.lora is not None:
+                speed = lora.slowed(speed, r.lora, mem.weights_bytes)
         fraction = 1.0
         if pool.shares_gpus and c.gpus == 1 and c.tier == "gpu" and pool.usable_bytes_per_gpu:
             fraction = min(1.0, resident / pool.usable_bytes_per_gpu)
@@ -797,7 +814,7 @@ class _Static:
 
 def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
     variants, problems = _variants(request, cluster.memo)
-    r = Requirements.from_spec(request.spec)
+    r = lora.requirements(Requirements.from_spec(request.spec), request.lora)
     current = request.current
     current_key = (
         None
@@ -822,6 +839,7 @@ def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
         r,
         current_key,
         applicable,
+        tuple((p.variant, p.code, p.reason) for p in problems),
     )
     found = memo.get(key)
     if found is None:
@@ -862,7 +880,9 @@ def _calibration_status(
     )
 
 
-def _estimate_status(e: Evaluation, calibration: CalibrationStatus | None = None) -> EstimateStatus:
+def _estimate_status(
+    e: Evaluation, calibration: CalibrationStatus | None = None, lora_slots: Any = None
+) -> EstimateStatus:
     m, s, arch = e.memory, e.speed, e.candidate.variant.architecture
     per_gpu = m.total_bytes if e.candidate.tier == "cpu" else m.total_bytes_per_gpu
     return EstimateStatus(
@@ -873,6 +893,8 @@ def _estimate_status(e: Evaluation, calibration: CalibrationStatus | None = None
         kv_cache_bytes=m.kv_cache_bytes,
         state_bytes=m.state_bytes,
         activation_bytes=m.activation_bytes,
+        adapter_bytes=m.adapter_bytes or None,
+        adapter_host_bytes=(lora_slots.host_bytes or None) if lora_slots is not None else None,
         overhead_bytes=m.overhead_bytes,
         total_bytes=m.total_bytes,
         total_bytes_per_gpu=per_gpu,
@@ -949,6 +971,8 @@ def _unschedulable_message(steps: Sequence[tuple[str, int]]) -> str:
 
 
 def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan:
+    if request.lora is None and lora.has_adapters(request):
+        return lora.decide(request, lambda r: _decide(r, cluster, consume), _separately(cluster))
     try:
         static = _static(request, cluster)
     except _Invalid as error:
@@ -1037,13 +1061,18 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
         "Placed",
         placement=placement,
         estimate=_estimate_status(
-            e, _calibration_status(e, r.engine, request.calibration, cluster.memo)
+            e, _calibration_status(e, r.engine, request.calibration, cluster.memo), request.lora
         ),
         cost=cost,
         alternatives=tuple(alts),
         message=message,
         funnel=tuple(steps),
     )
+
+
+def _separately(cluster: Cluster) -> Any:
+    """Plans that take no room: what one deployment per fine-tune would cost (``lora``)."""
+    return lambda request: _decide(request, cluster, consume=False)
 
 
 def _released(cluster: Cluster, owner: tuple[str, str], in_place: bool) -> Cluster:
