@@ -315,9 +315,13 @@ async def test_a_spec_edit_during_a_move_waits_for_it_and_never_starts_a_second(
     await cluster.merge_patch(md_url(name="summarizer"),
                               {"spec": {"placement": {"pools": ["dear", "third"]}}})
 
+    # The new pool may reach the operator's index after the edit does: the first plan of
+    # generation 2 may still continue the move (Moving) before the capacity change re-plans it.
     status = await eventually(
-        lambda: (s := status_of(cluster, "summarizer")).get("observedGeneration") == 2 and s)
-    assert condition(status, "Placed")["reason"] == "MoveInFlight"
+        lambda: (s := status_of(cluster, "summarizer")).get("observedGeneration") == 2
+        and condition(s, "Placed")["reason"] == "MoveInFlight"
+        and s
+    )
     assert status["move"]["toDeployment"] == successor
     await asyncio.sleep(0.5)
     assert set(owned(cluster, "summarizer")) == {"summarizer", successor}
