@@ -171,3 +171,39 @@ def test_a_dense_granite_4_hybrid_sizes_its_mlp_by_the_shared_width():
     }
     a = architecture_from_config(config)
     assert a.parameters_in("mlp") == 4 * 3 * 2048 * 8192
+
+
+# IBM's Granite 3.1 model card (README.md of every granite-3.1 hub repository; copied in
+# jeremieconte/granite-3.1-1b-a400m-instruct@73154eec21d1) tabulates the four sizes:
+# (embedding size, layers, heads, KV heads, MLP hidden size, experts) and the counts
+# (# Parameters, # Active parameters). No verbatim config.json of the 8B or 3B model was found;
+# these are built from that table over the real 1B config (same tokenizer, vocabulary 49155,
+# shared input/output embeddings, as the table says).
+GRANITE_31_TABLE = {  # shape, (# Parameters, # Active), each ± half its last printed digit
+    "8b": ((4096, 40, 32, 8, 12800, 0), (8.1e9, 0.01), (8.1e9, 0.01)),
+    "3b-a800m": ((1536, 32, 24, 8, 512, 40), (3.3e9, 0.05 / 3.3), (0.8e9, 0.05 / 0.8)),
+    "2b": ((2048, 40, 32, 8, 8192, 0), (2.5e9, 0.05 / 2.5), (2.5e9, 0.05 / 2.5)),
+}
+
+
+@pytest.mark.parametrize("size", sorted(GRANITE_31_TABLE))
+def test_granite_3_1_sizes_from_ibms_architecture_table_match_its_counts(size):
+    (hidden, layers, heads, kv_heads, width, experts), total, active = GRANITE_31_TABLE[size]
+    config = load("granite-3.1-1b-a400m-instruct.json") | {
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "intermediate_size": width,
+    }
+    if experts:
+        config["num_local_experts"] = experts
+    else:  # the dense sizes are GraniteForCausalLM
+        config = {k: v for k, v in config.items() if "expert" not in k} | {"model_type": "granite"}
+    a = architecture_from_config(config)
+    assert a.parameters_in("lm_head") == 0  # shared input/output embeddings
+    assert a.total_parameters == pytest.approx(total[0], rel=total[1])
+    # The card's dense "active" is the total; its MoE "active" leaves the embedding table out
+    # (3B-A800M: 807 M besides it, 883 M with it, outside the one-digit 800M)
+    counted = a.active_parameters - (a.parameters_in("embeddings") if experts else 0)
+    assert counted == pytest.approx(active[0], rel=active[1])
