@@ -207,3 +207,12 @@ def test_granite_3_1_sizes_from_ibms_architecture_table_match_its_counts(size):
     # (3B-A800M: 807 M besides it, 883 M with it, outside the one-digit 800M)
     counted = a.active_parameters - (a.parameters_in("embeddings") if experts else 0)
     assert counted == pytest.approx(active[0], rel=active[1])
+
+
+def test_phimoe_biases_every_projection_and_lm_head_and_attends_over_the_whole_context():
+    a = arch("phi-3.5-moe-instruct.json")
+    assert (a.kv_layers, a.window_layers) == (32, 0)  # sliding_window 131072 = the context
+    # q, o 4096 and k, v 1024 biases per layer (attention_bias), plus lm_head's (lm_head_bias)
+    assert a.parameters_in("other") == 32 * (4096 + 1024 + 1024 + 4096) + 32064
+    assert a.parameters_in("norms") == (2 * 32 + 1) * 2 * 4096  # LayerNorm weight and bias
+    assert (a.experts, a.experts_per_token, a.moe_layers) == (16, 2, 32)
