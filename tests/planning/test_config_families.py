@@ -216,3 +216,54 @@ def test_phimoe_biases_every_projection_and_lm_head_and_attends_over_the_whole_c
     assert a.parameters_in("other") == 32 * (4096 + 1024 + 1024 + 4096) + 32064
     assert a.parameters_in("norms") == (2 * 32 + 1) * 2 * 4096  # LayerNorm weight and bias
     assert (a.experts, a.experts_per_token, a.moe_layers) == (16, 2, 32)
+
+
+def test_granite_4_h_small_from_its_published_fields_counts_32b_total_9b_active():
+    # No verbatim config.json was found. These are the fields of ibm-granite/granite-4.0-h-small's
+    # config.json as quoted ("relevant fields only") in code-index file id 57624389648 (repository
+    # not named), with its layer_types tally (36 mamba, 4 attention); the attention layers sit at
+    # 5, 15, 25, 35 (9 Mamba-2 blocks per attention block, IBM's Granite 4.0 announcement).
+    # mamba_n_heads and mamba_n_groups are GraniteMoeHybridConfig's defaults (128, 1), which
+    # mamba_d_head "auto" turns into 2 · 4096 / 128 = 64. IBM's card: 32B total, 9B active.
+    config = {
+        "model_type": "granitemoehybrid",
+        "hidden_size": 4096,
+        "num_hidden_layers": 40,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "num_local_experts": 72,
+        "num_experts_per_tok": 10,
+        "shared_intermediate_size": 1536,
+        "intermediate_size": 768,
+        "mamba_d_state": 128,
+        "mamba_d_conv": 4,
+        "mamba_expand": 2,
+        "mamba_n_heads": 128,
+        "tie_word_embeddings": True,
+        "vocab_size": 100352,
+        "layer_types": ["attention" if i % 10 == 5 else "mamba" for i in range(40)],
+    }
+    a = architecture_from_config(config)
+    assert (a.kv_layers, a.moe_layers, a.experts, a.experts_per_token) == (4, 40, 72, 10)
+    assert a.parameters_in("shared_experts") == 40 * 3 * 4096 * 1536  # one per layer, always on
+    assert a.total_parameters == pytest.approx(32e9, rel=0.5 / 32)
+    assert a.active_parameters == pytest.approx(9e9, rel=0.5 / 9)
+    # 36 Mamba-2 layers: ssm 128 heads × 64 × 128 plus conv (8192 + 2 × 128) × (4 − 1)
+    assert a.state_values_per_sequence == 36 * (128 * 64 * 128 + (8192 + 256) * 3)
+
+
+def test_an_auto_mamba_head_size_that_does_not_divide_d_inner_is_refused():
+    config = {
+        "model_type": "granitemoehybrid",
+        "hidden_size": 4096,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 32,
+        "shared_intermediate_size": 1024,
+        "num_local_experts": 0,
+        "vocab_size": 1000,
+        "mamba_n_heads": 100,
+        "mamba_d_head": "auto",
+        "layer_types": ["mamba", "attention"],
+    }
+    with pytest.raises(ConfigError, match="not divisible by mamba_n_heads"):
+        architecture_from_config(config)
