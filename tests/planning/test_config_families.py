@@ -263,6 +263,7 @@ def test_an_auto_mamba_head_size_that_does_not_divide_d_inner_is_refused():
         "vocab_size": 1000,
         "mamba_n_heads": 100,
         "mamba_d_head": "auto",
+        "mamba_d_state": 128,
         "layer_types": ["mamba", "attention"],
     }
     with pytest.raises(ConfigError, match="not divisible by mamba_n_heads"):
