@@ -268,3 +268,81 @@ def test_an_auto_mamba_head_size_that_does_not_divide_d_inner_is_refused():
     }
     with pytest.raises(ConfigError, match="not divisible by mamba_n_heads"):
         architecture_from_config(config)
+
+
+# Cohere2 (Command R7B, Command A): no verbatim config.json was found. The shapes below are the
+# hub configs' as converted into a preset table in code-index file id 56084358836 (COHERE2_CONFIG:
+# vocab 256000, tied embeddings, sliding window 4096 with sliding_window_pattern 4), renamed to
+# Hugging Face's fields; code-index file id 56489348127 tallies the same hub files' layers as
+# 24 sliding + 8 full (R7B) and 48 + 16 (Command A). Published: Command A "111 billion
+# parameters" (huggingface.co/CohereForAI/c4ai-command-a-03-2025 model card); R7B "a 7B billion
+# parameter model" (transformers docs/source/en/model_doc/cohere2.md).
+COHERE2_SHAPES = {  # hidden, layers, heads, MLP
+    "c4ai-command-r7b-12-2024": (4096, 32, 32, 14336),
+    "c4ai-command-a-03-2025": (12288, 64, 96, 36864),
+}
+
+
+def cohere2(name: str) -> dict:
+    hidden, layers, heads, width = COHERE2_SHAPES[name]
+    return {
+        "model_type": "cohere2",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "intermediate_size": width,
+        "vocab_size": 256000,
+        "tie_word_embeddings": True,
+        "sliding_window": 4096,
+        "sliding_window_pattern": 4,
+        "max_position_embeddings": 131072,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(COHERE2_SHAPES))
+def test_cohere2_slides_three_layers_in_four(name):
+    a = architecture_from_config(cohere2(name))
+    layers = COHERE2_SHAPES[name][1]
+    assert (a.kv_layers, a.window_layers, a.sliding_window) == (layers // 4, layers * 3 // 4, 4096)
+    # one LayerNorm (weight only) per parallel attention+MLP block, plus the final one
+    assert a.parameters_in("norms") == (layers + 1) * COHERE2_SHAPES[name][0]
+    assert a.parameters_in("lm_head", "other") == 0  # tied, no biases
+
+
+def test_command_a_counts_111b_and_r7b_7b_besides_its_embedding_table():
+    assert architecture_from_config(cohere2("c4ai-command-a-03-2025")).total_parameters == (
+        pytest.approx(111e9, rel=0.01)
+    )
+    r7b = architecture_from_config(cohere2("c4ai-command-r7b-12-2024"))
+    # 8.03 B with the 1.05 B table (256000 × 4096); Cohere's "7B" is the rest
+    assert r7b.total_parameters - r7b.parameters_in("embeddings") == pytest.approx(7e9, rel=0.01)
+
+
+def test_glm4_0414_biases_q_k_v_only_and_has_four_norms_per_layer():
+    # GLM-4-9B-0414's shape: transformers' Glm4Config defaults (huggingface/transformers@008e5743
+    # src/transformers/models/glm4/configuration_glm4.py, "glm-4-9b-chat style"), the same values
+    # as the hub config quoted in code-index file id 56014767049. Glm4DecoderLayer: input,
+    # post_self_attn, post_attention, post_mlp RMSNorms; q/k/v biased, o_proj not; fused
+    # gate_up_proj (2 × 13696 rows) and down_proj. Published: GLM-4-9B-0414, "9B".
+    config = {
+        "model_type": "glm4",
+        "vocab_size": 151552,
+        "hidden_size": 4096,
+        "intermediate_size": 13696,
+        "num_hidden_layers": 40,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 2,
+        "head_dim": 128,
+        "tie_word_embeddings": False,
+        "attention_bias": True,
+        "partial_rotary_factor": 0.5,
+        "max_position_embeddings": 131072,
+    }
+    a = architecture_from_config(config)
+    assert a.parameters_in("other") == 40 * (4096 + 256 + 256)
+    assert a.parameters_in("norms") == (4 * 40 + 1) * 4096
+    assert a.parameters_in("mlp") == 40 * 3 * 4096 * 13696
+    assert a.kv_values_per_token == 2 * 2 * 128  # partial rotary changes no cache shape
+    assert a.total_parameters == pytest.approx(9e9, rel=0.5 / 9)
