@@ -346,3 +346,14 @@ def test_glm4_0414_biases_q_k_v_only_and_has_four_norms_per_layer():
     assert a.parameters_in("mlp") == 40 * 3 * 4096 * 13696
     assert a.kv_values_per_token == 2 * 2 * 128  # partial rotary changes no cache shape
     assert a.total_parameters == pytest.approx(9e9, rel=0.5 / 9)
+
+
+def test_the_shortened_minimax_m2_5_copy_sizes_as_the_full_file_does():
+    short, full = arch("minimax-m2.5.json"), arch("minimax-m2.5-nvfp4.json")
+    assert load("minimax-m2.5-nvfp4.json")["attn_type_list"] == [1] * 62  # all softmax attention
+    assert (full.total_parameters, full.active_parameters, full.kv_layers) == (
+        short.total_parameters,
+        short.active_parameters,
+        short.kv_layers,
+    )
+    assert full.kv_layers == 62 and full.state_values_per_sequence == 0
