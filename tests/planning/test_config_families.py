@@ -171,3 +171,189 @@ def test_a_dense_granite_4_hybrid_sizes_its_mlp_by_the_shared_width():
     }
     a = architecture_from_config(config)
     assert a.parameters_in("mlp") == 4 * 3 * 2048 * 8192
+
+
+# IBM's Granite 3.1 model card (README.md of every granite-3.1 hub repository; copied in
+# jeremieconte/granite-3.1-1b-a400m-instruct@73154eec21d1) tabulates the four sizes:
+# (embedding size, layers, heads, KV heads, MLP hidden size, experts) and the counts
+# (# Parameters, # Active parameters). No verbatim config.json of the 8B or 3B model was found;
+# these are built from that table over the real 1B config (same tokenizer, vocabulary 49155,
+# shared input/output embeddings, as the table says).
+GRANITE_31_TABLE = {  # shape, (# Parameters, # Active), each ± half its last printed digit
+    "8b": ((4096, 40, 32, 8, 12800, 0), (8.1e9, 0.01), (8.1e9, 0.01)),
+    "3b-a800m": ((1536, 32, 24, 8, 512, 40), (3.3e9, 0.05 / 3.3), (0.8e9, 0.05 / 0.8)),
+    "2b": ((2048, 40, 32, 8, 8192, 0), (2.5e9, 0.05 / 2.5), (2.5e9, 0.05 / 2.5)),
+}
+
+
+@pytest.mark.parametrize("size", sorted(GRANITE_31_TABLE))
+def test_granite_3_1_sizes_from_ibms_architecture_table_match_its_counts(size):
+    (hidden, layers, heads, kv_heads, width, experts), total, active = GRANITE_31_TABLE[size]
+    config = load("granite-3.1-1b-a400m-instruct.json") | {
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "intermediate_size": width,
+    }
+    if experts:
+        config["num_local_experts"] = experts
+    else:  # the dense sizes are GraniteForCausalLM
+        config = {k: v for k, v in config.items() if "expert" not in k} | {"model_type": "granite"}
+    a = architecture_from_config(config)
+    assert a.parameters_in("lm_head") == 0  # shared input/output embeddings
+    assert a.total_parameters == pytest.approx(total[0], rel=total[1])
+    # The card's dense "active" is the total; its MoE "active" leaves the embedding table out
+    # (3B-A800M: 807 M besides it, 883 M with it, outside the one-digit 800M)
+    counted = a.active_parameters - (a.parameters_in("embeddings") if experts else 0)
+    assert counted == pytest.approx(active[0], rel=active[1])
+
+
+def test_phimoe_biases_every_projection_and_lm_head_and_attends_over_the_whole_context():
+    a = arch("phi-3.5-moe-instruct.json")
+    assert (a.kv_layers, a.window_layers) == (32, 0)  # sliding_window 131072 = the context
+    # q, o 4096 and k, v 1024 biases per layer (attention_bias), plus lm_head's (lm_head_bias)
+    assert a.parameters_in("other") == 32 * (4096 + 1024 + 1024 + 4096) + 32064
+    assert a.parameters_in("norms") == (2 * 32 + 1) * 2 * 4096  # LayerNorm weight and bias
+    assert (a.experts, a.experts_per_token, a.moe_layers) == (16, 2, 32)
+
+
+def test_granite_4_h_small_from_its_published_fields_counts_32b_total_9b_active():
+    # No verbatim config.json was found. These are the fields of ibm-granite/granite-4.0-h-small's
+    # config.json as quoted ("relevant fields only") in code-index file id 57624389648 (repository
+    # not named), with its layer_types tally (36 mamba, 4 attention); the attention layers sit at
+    # 5, 15, 25, 35 (9 Mamba-2 blocks per attention block, IBM's Granite 4.0 announcement).
+    # mamba_n_heads and mamba_n_groups are GraniteMoeHybridConfig's defaults (128, 1), which
+    # mamba_d_head "auto" turns into 2 · 4096 / 128 = 64. IBM's card: 32B total, 9B active.
+    config = {
+        "model_type": "granitemoehybrid",
+        "hidden_size": 4096,
+        "num_hidden_layers": 40,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "num_local_experts": 72,
+        "num_experts_per_tok": 10,
+        "shared_intermediate_size": 1536,
+        "intermediate_size": 768,
+        "mamba_d_state": 128,
+        "mamba_d_conv": 4,
+        "mamba_expand": 2,
+        "mamba_n_heads": 128,
+        "tie_word_embeddings": True,
+        "vocab_size": 100352,
+        "layer_types": ["attention" if i % 10 == 5 else "mamba" for i in range(40)],
+    }
+    a = architecture_from_config(config)
+    assert (a.kv_layers, a.moe_layers, a.experts, a.experts_per_token) == (4, 40, 72, 10)
+    assert a.parameters_in("shared_experts") == 40 * 3 * 4096 * 1536  # one per layer, always on
+    assert a.total_parameters == pytest.approx(32e9, rel=0.5 / 32)
+    assert a.active_parameters == pytest.approx(9e9, rel=0.5 / 9)
+    # 36 Mamba-2 layers: ssm 128 heads × 64 × 128 plus conv (8192 + 2 × 128) × (4 − 1)
+    assert a.state_values_per_sequence == 36 * (128 * 64 * 128 + (8192 + 256) * 3)
+
+
+def test_an_auto_mamba_head_size_that_does_not_divide_d_inner_is_refused():
+    config = {
+        "model_type": "granitemoehybrid",
+        "hidden_size": 4096,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 32,
+        "shared_intermediate_size": 1024,
+        "num_local_experts": 0,
+        "vocab_size": 1000,
+        "mamba_n_heads": 100,
+        "mamba_d_head": "auto",
+        "mamba_d_state": 128,
+        "layer_types": ["mamba", "attention"],
+    }
+    with pytest.raises(ConfigError, match="not divisible by mamba_n_heads"):
+        architecture_from_config(config)
+
+
+# Cohere2 (Command R7B, Command A): no verbatim config.json was found. The shapes below are the
+# hub configs' as converted into a preset table in code-index file id 56084358836 (COHERE2_CONFIG:
+# vocab 256000, tied embeddings, sliding window 4096 with sliding_window_pattern 4), renamed to
+# Hugging Face's fields; code-index file id 56489348127 tallies the same hub files' layers as
+# 24 sliding + 8 full (R7B) and 48 + 16 (Command A). Published: Command A "111 billion
+# parameters" (huggingface.co/CohereForAI/c4ai-command-a-03-2025 model card); R7B "a 7B billion
+# parameter model" (transformers docs/source/en/model_doc/cohere2.md).
+COHERE2_SHAPES = {  # hidden, layers, heads, MLP
+    "c4ai-command-r7b-12-2024": (4096, 32, 32, 14336),
+    "c4ai-command-a-03-2025": (12288, 64, 96, 36864),
+}
+
+
+def cohere2(name: str) -> dict:
+    hidden, layers, heads, width = COHERE2_SHAPES[name]
+    return {
+        "model_type": "cohere2",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "intermediate_size": width,
+        "vocab_size": 256000,
+        "tie_word_embeddings": True,
+        "sliding_window": 4096,
+        "sliding_window_pattern": 4,
+        "max_position_embeddings": 131072,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(COHERE2_SHAPES))
+def test_cohere2_slides_three_layers_in_four(name):
+    a = architecture_from_config(cohere2(name))
+    layers = COHERE2_SHAPES[name][1]
+    assert (a.kv_layers, a.window_layers, a.sliding_window) == (layers // 4, layers * 3 // 4, 4096)
+    # one LayerNorm (weight only) per parallel attention+MLP block, plus the final one
+    assert a.parameters_in("norms") == (layers + 1) * COHERE2_SHAPES[name][0]
+    assert a.parameters_in("lm_head", "other") == 0  # tied, no biases
+
+
+def test_command_a_counts_111b_and_r7b_7b_besides_its_embedding_table():
+    assert architecture_from_config(cohere2("c4ai-command-a-03-2025")).total_parameters == (
+        pytest.approx(111e9, rel=0.01)
+    )
+    r7b = architecture_from_config(cohere2("c4ai-command-r7b-12-2024"))
+    # 8.03 B with the 1.05 B table (256000 × 4096); Cohere's "7B" is the rest
+    assert r7b.total_parameters - r7b.parameters_in("embeddings") == pytest.approx(7e9, rel=0.01)
+
+
+def test_glm4_0414_biases_q_k_v_only_and_has_four_norms_per_layer():
+    # GLM-4-9B-0414's shape: transformers' Glm4Config defaults (huggingface/transformers@008e5743
+    # src/transformers/models/glm4/configuration_glm4.py, "glm-4-9b-chat style"), the same values
+    # as the hub config quoted in code-index file id 56014767049. Glm4DecoderLayer: input,
+    # post_self_attn, post_attention, post_mlp RMSNorms; q/k/v biased, o_proj not; fused
+    # gate_up_proj (2 × 13696 rows) and down_proj. Published: GLM-4-9B-0414, "9B".
+    config = {
+        "model_type": "glm4",
+        "vocab_size": 151552,
+        "hidden_size": 4096,
+        "intermediate_size": 13696,
+        "num_hidden_layers": 40,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 2,
+        "head_dim": 128,
+        "tie_word_embeddings": False,
+        "attention_bias": True,
+        "partial_rotary_factor": 0.5,
+        "max_position_embeddings": 131072,
+    }
+    a = architecture_from_config(config)
+    assert a.parameters_in("other") == 40 * (4096 + 256 + 256)
+    assert a.parameters_in("norms") == (4 * 40 + 1) * 4096
+    assert a.parameters_in("mlp") == 40 * 3 * 4096 * 13696
+    assert a.kv_values_per_token == 2 * 2 * 128  # partial rotary changes no cache shape
+    assert a.total_parameters == pytest.approx(9e9, rel=0.5 / 9)
+
+
+def test_the_shortened_minimax_m2_5_copy_sizes_as_the_full_file_does():
+    short, full = arch("minimax-m2.5.json"), arch("minimax-m2.5-nvfp4.json")
+    assert load("minimax-m2.5-nvfp4.json")["attn_type_list"] == [1] * 62  # all softmax attention
+    assert (full.total_parameters, full.active_parameters, full.kv_layers) == (
+        short.total_parameters,
+        short.active_parameters,
+        short.kv_layers,
+    )
+    assert full.kv_layers == 62 and full.state_values_per_sequence == 0

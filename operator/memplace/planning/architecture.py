@@ -447,6 +447,8 @@ def _embeddings(c: ConfigValues, rules: Rules, tally: Tally, h: int, vocab: int)
     tied = c.flag("tie_word_embeddings") if c.has("tie_word_embeddings") else rules.tied
     if not tied:
         tally.add("lm_head", vocab * h, rows=vocab)
+    if c.flag("lm_head_bias"):  # PhiMoE: ``nn.Linear(h, vocab, bias=config.lm_head_bias)``
+        tally.add("other", vocab)
 
 
 def _extras(c: ConfigValues, tally: Tally, h: int) -> list[str]:

@@ -191,6 +191,9 @@ class Mamba2Keys:
     inner: str = ""
     conv_bias: str = "use_conv_bias"
     proj_bias: str = "mamba_proj_bias"
+    expand: str = ""
+    """Set where the config class defaults the head size to "auto" (d_inner / heads, d_inner =
+    expand · hidden): transformers' GraniteMoeHybridConfig and FalconH1Config."""
 
 
 NEMOTRON_H_MAMBA = Mamba2Keys()
@@ -201,6 +204,7 @@ GRANITE_MAMBA = Mamba2Keys(
     "mamba_n_groups",
     "mamba_d_conv",
     conv_bias="mamba_conv_bias",
+    expand="mamba_expand",
 )
 FALCON_H1_MAMBA = Mamba2Keys(
     "mamba_n_heads",
@@ -210,6 +214,7 @@ FALCON_H1_MAMBA = Mamba2Keys(
     "mamba_d_conv",
     inner="mamba_d_ssm",
     conv_bias="mamba_conv_bias",
+    expand="mamba_expand",
 )
 
 
@@ -217,10 +222,21 @@ def mamba2(c: ConfigValues, tally: Tally, h: int, keys: Mamba2Keys = NEMOTRON_H_
     """A Mamba-2 mixer (Nemotron-H, Granite-4.0-H, Falcon-H1); returns its state per sequence:
     conv (d_inner + 2·groups·d_state) × (kernel − 1) plus ssm heads × head_dim × d_state
     (vLLM ``mamba2_state_shape``)."""
-    heads, head_dim = c.int(keys.heads), c.int(keys.head_dim)
+    heads = c.int(keys.heads)
     d_state, groups = c.int(keys.d_state), c.int(keys.groups, 1)
     kernel = c.int(keys.conv, 4)
-    inner = c.int(keys.inner) if keys.inner and c.has(keys.inner) else heads * head_dim
+    inner = c.int(keys.inner) if keys.inner and c.has(keys.inner) else 0
+    if keys.expand and c.get(keys.head_dim, "auto") == "auto":
+        inner = inner or c.int(keys.expand, 2) * h
+        if inner % heads:
+            raise ConfigError(
+                f"config.json has no {keys.head_dim} and d_inner ({inner}) is not divisible "
+                f"by {keys.heads} ({heads})"
+            )
+        head_dim = inner // heads
+    else:
+        head_dim = c.int(keys.head_dim)
+    inner = inner or heads * head_dim
     if heads * head_dim != inner:
         raise ConfigError(
             f"config.json {keys.heads} × {keys.head_dim} ({heads} × {head_dim}) "
