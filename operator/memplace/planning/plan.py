@@ -66,6 +66,7 @@ from .choose import (
     cheapest,
     has_room,
     index,
+    is_current,
     no_capacity,
 )
 from .cost import cost_per_million_tokens, replica_cost
@@ -948,7 +949,12 @@ def _unschedulable_message(steps: Sequence[tuple[str, int]]) -> str:
     return f"no placement: {', '.join(parts)}"
 
 
-def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan:
+def _decide(
+    request: DeploymentRequest, cluster: Cluster, consume: bool, choice: int | None = None
+) -> Plan:
+    """The plan for ``request``: its cheapest feasible candidate with room, or ``choice`` (a
+    ranking index the batch solver picked, ``batch``) when that has room; a cheaper one with
+    room that the choice passed over is listed first among the alternatives, with why."""
     try:
         static = _static(request, cluster)
     except _Invalid as error:
@@ -970,10 +976,20 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
         return answers[key]
 
     chosen, full = cheapest(ranking, room)
+    passed_over = None
+    if choice is not None and choice not in full and choice != chosen:
+        passed_over, chosen = chosen, choice
     alts = [
         _alternative(e, why.code, why.message, cluster.memo)
         for e, why in alternatives(ranking, chosen, full)
     ]
+    if passed_over is not None:
+        alts.insert(
+            0,
+            _passed_over(
+                ranking.ranked[passed_over], ranking.ranked[chosen], request, cluster.memo
+            ),
+        )
     allowed = static.requirements.pools
     alts += [
         Alternative(pool=x.name, reason=x.reason, code=x.code)
@@ -1044,6 +1060,29 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
         message=message,
         funnel=tuple(steps),
     )
+
+
+def _passed_over(
+    cheaper: Evaluation, chosen: Evaluation, request: DeploymentRequest, memo: dict
+) -> Alternative:
+    """Why the batch took ``chosen`` over a cheaper candidate that had room: the running
+    placement stays (the saving is below the consolidation threshold), or the room is left to
+    another deployment of the batch that could not be placed without it."""
+    saving = chosen.per_hour - cheaper.per_hour
+    share = saving / chosen.per_hour if chosen.per_hour > 0 else 0.0
+    if request.current is not None and is_current(chosen.candidate, request.current):
+        code = "KeptRunning"
+        reason = (
+            f"${cheaper.per_hour:.2f}/h, saves ${saving:.2f}/h ({share:.0%}), not more than the "
+            "consolidation threshold: the running placement stays"
+        )
+    else:
+        code = "ReservedForBatch"
+        reason = (
+            f"${cheaper.per_hour:.2f}/h, ${saving:.2f}/h less, but its room places another "
+            "deployment of the batch"
+        )
+    return _alternative(cheaper, code, reason, memo)
 
 
 def _released(cluster: Cluster, owner: tuple[str, str], in_place: bool) -> Cluster:

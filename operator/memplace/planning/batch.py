@@ -1,0 +1,179 @@
+"""Batch placement: many deployments against finite capacity, decided together.
+
+``plan_cluster`` (greedy) lets each deployment in (namespace, name) order take its cheapest
+option, even when that leaves a later one with nothing. ``plan_batch`` with the ``optimal``
+strategy asks ``solve`` for one option per deployment over the planner's own feasible
+candidates (the checks and their explanations are untouched: the solver only chooses among
+what ``plan`` ranked), then builds every plan with ``plan._decide`` given that choice:
+
+1. release every deployment of the batch (each is being replanned);
+2. per deployment, its options: the first (cheapest) ranked candidate of each room key
+   (pool, GPUs per replica, bytes per GPU, replicas), i.e. every distinct way it can take room,
+   cheapest first; pools it found full (``full_pools``) left out;
+3. ``solve``: most placed by priority, then least cost, moves only as the threshold allows;
+4. pack the choices onto nodes (largest replicas first) with the pools' own ``PoolCapacity``;
+5. decide each deployment, highest priority first, with its own room released and its choice
+   preferred (one the packing refused, or the solver left out, takes the cheapest room left:
+   the greedy repair);
+6. every ``NoCapacity`` names who holds the pool, at what priority.
+
+When the solver has nothing in time the plans are ``plan_cluster``'s, and each says so in its
+message. Same input, same output: the solver runs one worker with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from memplace.api import Alternative
+
+from .inventory import Cluster, PoolCapacity
+from .plan import DeploymentRequest, Plan, _decide, _Invalid, _Ranked, _released, _static
+from .solve import Item, Option, Room, Solution, solve
+
+__all__ = ["STRATEGIES", "BatchResult", "plan_batch"]
+
+STRATEGIES = ("optimal", "greedy")
+CONSOLIDATION_THRESHOLD = 0.10
+"""A running placement moves to a cheaper one only when that saves more than this share of its
+cost (or when the move is needed to place something): the default of
+``--consolidation-threshold``, after Karpenter's consolidation, which replaces a node only for
+a cheaper one (karpenter.sh docs, "Disruption": consolidation)."""
+TIME_LIMIT_S = 2.0
+"""The solver's time limit per batch; past it, the best solution found so far is used."""
+HOLDERS_SHOWN = 3
+"""How many holders a NoCapacity reason names before "+N more"."""
+
+
+@dataclasses.dataclass
+class BatchResult:
+    plans: list[Plan]
+    solution: Solution | None
+    """None for the greedy strategy."""
+    fallback: bool = False
+    """The solver found nothing in time: the plans are greedy."""
+
+
+def _options(ranking: Any, request: DeploymentRequest, cluster: Cluster) -> list[Option]:
+    ranked = ranking.ranked
+    out = []
+    for key, indices in ranking.by_room.items():
+        pool, gpus, resident, replicas = key
+        if pool in request.full_pools or replicas <= 0:
+            continue
+        i = indices[0]
+        if isinstance(ranked, _Ranked):
+            at, reps, _ = ranked.rows[i]
+            cost = ranked.bases[at].per_replica * reps
+        else:  # pragma: no cover - the planner's rankings are _Ranked
+            cost = ranked[i].per_hour
+        capacity = cluster.capacity(pool)
+        shared = capacity.sharing and gpus == 1
+        out.append(Option(i, pool, max(gpus, 1), resident, replicas, cost, shared))
+    out.sort(key=lambda o: o.key)
+    return out
+
+
+def _room(capacity: PoolCapacity) -> Room:
+    free = sum(b for node in capacity.free for b in node) if capacity.sharing else 0
+    gpu_bytes = max((b for node in capacity.usable for b in node), default=0)
+    return Room(tuple(capacity.whole_count), free, gpu_bytes)
+
+
+def _current_option(
+    options: Sequence[Option], ranking: Any, request: DeploymentRequest
+) -> int | None:
+    if request.current is None:
+        return None
+    from .choose import is_current
+
+    for j, o in enumerate(options):
+        ranked = ranking.ranked
+        at = ranked.rows[o.key][0] if isinstance(ranked, _Ranked) else None
+        c = ranked.bases[at].candidate if at is not None else ranked[o.key].candidate
+        if is_current(c, request.current):
+            return j
+    return None
+
+
+def _holders(plan: Plan, state: Cluster, priority: Mapping[tuple[str, str], int]) -> Plan:
+    """``plan`` with each NoCapacity alternative naming who holds that pool."""
+    changed = False
+    alts: list[Alternative] = []
+    for a in plan.alternatives:
+        if a.code == "NoCapacity" and a.pool and state.pool(a.pool) is not None:
+            owners = [o for o in state.capacity(a.pool).owners if o != (plan.namespace, plan.name)]
+            if owners:
+                owners.sort(key=lambda o: (-priority.get(o, 0), o))
+                named = [
+                    f"{ns}/{name} (priority {priority[(ns, name)]})"
+                    if (ns, name) in priority
+                    else f"{ns}/{name} (outside this plan)"
+                    for ns, name in owners[:HOLDERS_SHOWN]
+                ]
+                more = len(owners) - HOLDERS_SHOWN
+                held = ", ".join(named) + (f" +{more} more" if more > 0 else "")
+                a = a.model_copy(update={"reason": f"{a.reason}; held by {held}"})
+                changed = True
+        alts.append(a)
+    return dataclasses.replace(plan, alternatives=tuple(alts)) if changed else plan
+
+
+def plan_batch(
+    requests: Iterable[DeploymentRequest],
+    cluster: Cluster,
+    *,
+    strategy: str = "optimal",
+    threshold: float = CONSOLIDATION_THRESHOLD,
+    time_limit_s: float = TIME_LIMIT_S,
+    solver: str = "cp-sat",
+) -> BatchResult:
+    """Plans for every request, in (namespace, name) order, by ``strategy``."""
+    from .plan import plan_cluster
+
+    ordered = sorted(requests, key=lambda r: (r.namespace, r.name))
+    if strategy == "greedy":
+        return BatchResult(plan_cluster(ordered, cluster), None)
+    if strategy != "optimal":
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    state = cluster.mutable_copy()
+    for request in ordered:
+        _released(state, request.owner, in_place=True)
+    items: list[Item] = []
+    for request in ordered:
+        try:
+            ranking = _static(request, state).ranking
+        except _Invalid:
+            items.append(Item((), request.spec.priority))
+            continue
+        options = _options(ranking, request, state)
+        current = _current_option(options, ranking, request)
+        items.append(Item(tuple(options), request.spec.priority, current))
+    rooms = {pool.name: _room(state.capacity(pool.name)) for pool in state.pools}
+    solution = solve(items, rooms, threshold=threshold, time_limit_s=time_limit_s, solver=solver)
+    if solution.status == "none":
+        plans = plan_cluster(ordered, cluster)
+        note = f" (greedy: the solver found no plan in {time_limit_s:g} s)"
+        return BatchResult(
+            [dataclasses.replace(p, message=p.message + note) for p in plans], solution, True
+        )
+
+    # pack the choices, largest replicas first, so that the big ones find whole nodes
+    picked = {i: items[i].options[j] for i, j in enumerate(solution.chosen) if j is not None}
+    for i in sorted(picked, key=lambda i: (-picked[i].slots, -picked[i].resident, i)):
+        o = picked[i]
+        gpus = 0 if state.pool(o.pool).cpu_only else o.slots
+        placed = state.capacity(o.pool).place(gpus, o.resident, o.replicas, owner=ordered[i].owner)
+        if placed is None:
+            del picked[i]  # the packing refused it: the greedy repair below decides it
+    priority = {r.owner: r.spec.priority for r in ordered}
+    plans: dict[int, Plan] = {}
+    for i in sorted(range(len(ordered)), key=lambda i: (-ordered[i].spec.priority, i)):
+        request = ordered[i]
+        _released(state, request.owner, in_place=True)
+        choice = picked[i].key if i in picked else None
+        plans[i] = _decide(request, state, consume=True, choice=choice)
+    out = [_holders(plans[i], state, priority) for i in range(len(ordered))]
+    return BatchResult(out, solution)

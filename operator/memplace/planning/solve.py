@@ -1,0 +1,185 @@
+"""The batch as one optimisation problem: one option per deployment, over plain data.
+
+The planner (``batch``) hands over, per deployment, its distinct feasible options (pool, GPUs
+per replica, bytes per GPU, replicas, cost: the planner's own candidates, one per room key) and,
+per pool, its free room. This module chooses, lexicographically:
+
+1. the most placed, weighted by priority so that a deployment is never left out to place any
+   number of lower-priority ones (level weights: each exceeds the total of all levels below);
+2. then the least total cost per hour, where moving a running placement to an option that
+   saves no more than the consolidation threshold costs more than any sum of costs (so it
+   happens only when stage 1 needs it, to place something);
+3. then the planner's own rank order as the tie-break (it prefers the running placement at
+   equal cost), earlier deployments first, so that equal-cost answers are the same every run.
+
+Capacity is modelled per pool by necessary conditions that are linear (exact node packing
+would need a variable per node): whole GPUs (slots, for CPU nodes) in total; for every
+GPUs-per-replica size G, replicas of ≥ G GPUs against the pool's G-sized holes
+(Σ floor(free_n ÷ G) over nodes); in pools that share GPUs, bytes. The planner then packs
+the chosen options onto nodes with its own ``PoolCapacity`` and repairs any the packing
+refuses, so the conditions being necessary rather than exact never yields a wrong plan.
+
+Solvers: OR-Tools CP-SAT (the default: integer objective, exact, deterministic with one
+worker) and HiGHS (``highspy``), kept for ``bench/plan_quality.py``'s comparison. Each stage
+runs under its share of ``time_limit_s``; a stage that ends without proof keeps its best
+solution (``Solution.optimal`` False); none at all gives ``Solution.status`` "none" and the
+caller falls back to greedy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["Item", "Option", "Room", "Solution", "level_weights", "solve"]
+
+COST_UNIT = 1e-4
+"""Costs are integers in units of $0.0001/h: the precision the plans print (``per_hour``
+rounded to 4 digits), so the exact integer objective sees every difference a plan shows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One distinct way to place one deployment."""
+
+    key: int
+    """The caller's handle (the planner's ranking index)."""
+    pool: str
+    slots: int
+    """GPUs per replica (1 for a CPU replica: it takes a node)."""
+    resident: int
+    """Bytes per GPU it holds (what a shared GPU gives up)."""
+    replicas: int
+    cost: float
+    """$/h for all its replicas."""
+    shared: bool = False
+    """Packed by bytes on a shared GPU (a one-GPU replica in a pool that shares GPUs)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One deployment: its options in the planner's rank order, its priority, and which option
+    (if any) is its running placement."""
+
+    options: tuple[Option, ...]
+    priority: int = 0
+    current: int | None = None
+    """Position in ``options`` of the running placement."""
+
+
+@dataclass(frozen=True)
+class Room:
+    """One pool's free room: untouched GPUs (slots) per node, and free bytes when it shares."""
+
+    whole_per_node: tuple[int, ...]
+    free_bytes: int = 0
+    gpu_bytes: int = 0
+    """Usable bytes of one GPU (what a whole-GPU replica takes from a shared pool's bytes)."""
+
+    def holes(self, size: int) -> int:
+        return sum(k // size for k in self.whole_per_node)
+
+
+@dataclass
+class Solution:
+    chosen: list[int | None]
+    """Per item, the position of its chosen option, or None (left out)."""
+    status: str
+    """``optimal``, ``feasible`` (time limit: best so far) or ``none`` (nothing in time)."""
+    placed_weight: int = 0
+    seconds: float = 0.0
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "optimal"
+
+
+def level_weights(priorities: Sequence[int]) -> dict[int, int]:
+    """Per priority, the weight of placing one deployment of it: 1 for the lowest level, and
+    each level above one more than everything below it together, so that placing one of a
+    higher priority always outweighs placing all of the lower ones."""
+    weights: dict[int, int] = {}
+    below = 0
+    for level in sorted(set(priorities)):
+        weights[level] = below + 1
+        below += weights[level] * sum(1 for p in priorities if p == level)
+    return weights
+
+
+def _move_costs(items: Sequence[Item], threshold: float) -> tuple[list[list[int]], int]:
+    """Per item and option, the integer cost the second stage minimises (see the docstring)."""
+    plain = [[round(o.cost / COST_UNIT) for o in item.options] for item in items]
+    penalty = sum(max(costs, default=0) for costs in plain) + 1
+    out = []
+    for item, costs in zip(items, plain, strict=True):
+        if item.current is None:
+            out.append(costs)
+            continue
+        stay = costs[item.current]
+        limit = stay * (1.0 - threshold)
+        out.append(
+            [c if j == item.current or c < limit else c + penalty for j, c in enumerate(costs)]
+        )
+    return out, penalty
+
+
+def _rows(
+    items: Sequence[Item], rooms: Mapping[str, Room]
+) -> list[tuple[list[tuple[int, int, int]], int]]:
+    """The capacity rows: ([(item, option, coefficient)], bound)."""
+    rows = []
+    by_pool: dict[str, list[tuple[int, int, Option]]] = {}
+    for i, item in enumerate(items):
+        for j, o in enumerate(item.options):
+            by_pool.setdefault(o.pool, []).append((i, j, o))
+    for pool, members in sorted(by_pool.items()):
+        room = rooms[pool]
+        whole = [(i, j, o) for i, j, o in members if not o.shared]
+        shared = [(i, j, o) for i, j, o in members if o.shared]
+        if shared:
+            terms = [(i, j, o.replicas * o.resident) for i, j, o in shared]
+            terms += [(i, j, o.replicas * o.slots * room.gpu_bytes) for i, j, o in whole]
+            rows.append((terms, room.free_bytes))
+        if whole:
+            terms = [(i, j, o.replicas * o.slots) for i, j, o in whole]
+            rows.append((terms, sum(room.whole_per_node)))
+            for size in sorted({o.slots for _, _, o in whole if o.slots > 1}):
+                terms = [
+                    (i, j, o.replicas * (o.slots // size)) for i, j, o in whole if o.slots >= size
+                ]
+                rows.append((terms, room.holes(size)))
+    return rows
+
+
+def solve(
+    items: Sequence[Item],
+    rooms: Mapping[str, Room],
+    *,
+    threshold: float = 0.10,
+    time_limit_s: float = 1.0,
+    solver: str = "cp-sat",
+) -> Solution:
+    """Choose one option (or none) per item, lexicographically as the module says."""
+    if solver == "highs":
+        from ._solve_highs import solve_highs
+
+        return solve_highs(items, rooms, threshold, time_limit_s)
+    from ._solve_cpsat import solve_cpsat
+
+    return solve_cpsat(items, rooms, threshold, time_limit_s)
+
+
+def model_parts(
+    items: Sequence[Item], rooms: Mapping[str, Room], threshold: float
+) -> tuple[list[int], list[list[int]], list[list[int]], list]:
+    """What both backends build from: level weight per item, stage-2 cost per option, the
+    tie-break rank per option, the capacity rows."""
+    weights = level_weights([item.priority for item in items])
+    per_item = [weights[item.priority] for item in items]
+    costs, _ = _move_costs(items, threshold)
+    # earlier items (in the caller's order) weigh more, so that among equal costs the earlier
+    # deployment gets its better-ranked option, as the greedy order would give it
+    n = len(items)
+    ranks = [[j * (n - i) for j in range(len(item.options))] for i, item in enumerate(items)]
+    return per_item, costs, ranks, _rows(items, rooms)
