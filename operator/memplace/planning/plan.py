@@ -997,6 +997,8 @@ def _decide(
         if not allowed or x.name in allowed
     ]
     alts += static.variant_problems
+    # rules that only restate the spec come last: the options worth reading come first
+    alts.sort(key=lambda a: a.code == "PoolNotAllowed")
     steps = list(static.steps)
     steps[-1] = (steps[-1][0], len(ranking.feasible) - len(full))
 
