@@ -1,7 +1,5 @@
-"""``solve``'s OR-Tools CP-SAT backend: Booleans per (deployment, option), two stages.
-
-One worker, so the same input gives the same answer (CP-SAT's parallel portfolio may return a
-different one of several optima); the tie-break term makes the optimum unique anyway."""
+"""``solve``'s OR-Tools CP-SAT backend: a Boolean per (deployment, option), one stage per
+objective. One worker with a fixed seed, so the same input gives the same answer."""
 
 from __future__ import annotations
 
@@ -10,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from ortools.sat.python import cp_model
 
-from .solve import Item, Room, Solution, model_parts
+from .solve import STAGE_SHARES, Item, Room, Solution, model_parts
 
 _STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible"}
 
@@ -28,36 +26,29 @@ def solve_cpsat(
     items: Sequence[Item], rooms: Mapping[str, Room], threshold: float, time_limit_s: float
 ) -> Solution:
     start = time.perf_counter()
-    weights, costs, ranks, rows = model_parts(items, rooms, threshold)
+    cells, stages, rows = model_parts(items, rooms, threshold)
     model = cp_model.CpModel()
-    x = [
-        [model.new_bool_var(f"x{i}_{j}") for j in range(len(it.options))]
-        for i, it in enumerate(items)
-    ]
-    for xs in x:
-        if len(xs) > 1:
-            model.add_at_most_one(xs)
+    x = [model.new_bool_var(f"x{k}") for k in range(len(cells))]
+    per_item: dict[int, list] = {}
+    for (i, _), v in zip(cells, x, strict=True):
+        per_item.setdefault(i, []).append(v)
+    for vs in per_item.values():
+        if len(vs) > 1:
+            model.add_at_most_one(vs)
+    at = {cell: k for k, cell in enumerate(cells)}
     for terms, bound in rows:
-        model.add(sum(c * x[i][j] for i, j, c in terms) <= bound)
-    cells = [(i, j) for i in range(len(items)) for j in range(len(x[i]))]
-    stages = [  # (coefficient per cell, sense): placed, then cost, then the tie-break
-        ([weights[i] for i, _ in cells], +1),
-        ([costs[i][j] for i, j in cells], -1),
-        ([ranks[i][j] for i, j in cells], -1),
-    ]
-    shares = (0.4, 0.4, 0.2)
-    solver = None
-    status = "optimal"
-    best_placed = 0
-    for n, ((coefficients, sense), share) in enumerate(zip(stages, shares, strict=True)):
-        objective = sum(c * x[i][j] for c, (i, j) in zip(coefficients, cells, strict=True) if c)
+        model.add(sum(c * x[at[(i, j)]] for i, j, c in terms) <= bound)
+    solver, status, placed = None, "optimal", 0
+    for n, ((coefficients, sense), share) in enumerate(zip(stages, STAGE_SHARES, strict=True)):
+        objective = sum(c * v for c, v in zip(coefficients, x, strict=True) if c)
         if sense > 0:
             model.maximize(objective)
         else:
             model.minimize(objective)
         left = time_limit_s - (time.perf_counter() - start)
-        budget = left if n == len(stages) - 1 else min(left, time_limit_s * share)
-        found, stage_status = _run(model, budget)
+        found, stage_status = _run(
+            model, left if n == len(stages) - 1 else min(left, time_limit_s * share)
+        )
         if stage_status == "none":
             if solver is None:
                 return Solution([None] * len(items), "none", seconds=time.perf_counter() - start)
@@ -67,21 +58,21 @@ def solve_cpsat(
         if stage_status != "optimal":
             status = "feasible"
         value = round(solver.objective_value)
-        if n == 0:
-            best_placed = value
+        placed = value if n == 0 else placed
         model.clear_objective()
         model.add(objective >= value if sense > 0 else objective <= value)
         model.clear_hints()
-        for i, j in cells:
-            model.add_hint(x[i][j], solver.boolean_value(x[i][j]))
+        for v in x:
+            model.add_hint(v, solver.boolean_value(v))
     assert solver is not None
-    chosen: list[int | None] = [
-        next((j for j, v in enumerate(xs) if solver.boolean_value(v)), None) for xs in x
-    ]
+    chosen: list[int | None] = [None] * len(items)
+    for (i, j), v in zip(cells, x, strict=True):
+        if solver.boolean_value(v):
+            chosen[i] = j
     return Solution(
         chosen,
         status,
-        placed_weight=best_placed,
-        seconds=time.perf_counter() - start,
-        stats={"variables": len(cells), "rows": len(rows)},
+        placed,
+        time.perf_counter() - start,
+        {"variables": len(cells), "rows": len(rows)},
     )

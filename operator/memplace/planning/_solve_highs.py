@@ -1,8 +1,8 @@
-"""``solve``'s HiGHS backend (``highspy``), the same two stages as a MILP.
+"""``solve``'s HiGHS backend (``highspy``): the same stages as a MILP on one ``Highs`` model.
 
-Kept for ``bench/plan_quality.py``'s comparison with CP-SAT. Costs are doubles here, so the
-tie-break term is scaled below the cost unit rather than multiplied above it, and the MIP gap
-is set to zero so that "optimal" means what it says."""
+Each stage sets the objective, solves from the previous answer, then bounds that objective by
+its optimum for the stages after it. One thread, a fixed seed and a zero MIP gap, so that
+"optimal" means what it says and the same input gives the same answer."""
 
 from __future__ import annotations
 
@@ -11,68 +11,47 @@ from collections.abc import Mapping, Sequence
 
 import highspy
 import numpy as np
+from highspy._core import _Highs
 
-from .solve import Item, Room, Solution, model_parts
+from .solve import STAGE_SHARES, Item, Room, Solution, model_parts
+
+_INF = highspy.kHighsInf
 
 
-def _highs(seconds: float) -> highspy.Highs:
-    h = highspy.Highs()
-    h.silent()
-    h.setOptionValue("time_limit", max(seconds, 0.01))
-    h.setOptionValue("mip_rel_gap", 0.0)
-    h.setOptionValue("mip_abs_gap", 0.0)
-    h.setOptionValue("threads", 1)
-    h.setOptionValue("random_seed", 0)
+def _model(cells: list, rows: list, items: Sequence[Item]) -> _Highs:
+    # the bare model class: ``highspy.Highs()`` enables callbacks before any option can be
+    # set, which prints HiGHS's banner on stdout (ERGO-Code/HiGHS#1702: output_flag must be
+    # false before any other call), and ``memplace plan -o json`` must print only JSON
+    h = _Highs()
+    h.setOptionValue("output_flag", False)
+    for name, value in (
+        ("mip_rel_gap", 0.0),
+        ("mip_abs_gap", 0.0),
+        ("threads", 1),
+        ("random_seed", 0),
+    ):
+        h.setOptionValue(name, value)
+    n = len(cells)
+    empty = np.array([], dtype=np.int32)
+    h.addCols(n, np.zeros(n), np.zeros(n), np.ones(n), 0, empty, empty, np.array([]))
+    h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.ones(n, dtype=np.uint8))
+    per_item: dict[int, list[int]] = {}
+    for k, (i, _) in enumerate(cells):
+        per_item.setdefault(i, []).append(k)
+    for ks in per_item.values():
+        if len(ks) > 1:
+            h.addRow(-_INF, 1.0, len(ks), np.array(ks, dtype=np.int32), np.ones(len(ks)))
+    at = {cell: k for k, cell in enumerate(cells)}
+    for terms, bound in rows:
+        idx = np.array([at[(i, j)] for i, j, _ in terms], dtype=np.int32)
+        values = np.array([float(c) for _, _, c in terms])
+        h.addRow(-_INF, float(bound), len(idx), idx, values)
     return h
 
 
-def _build(
-    h: highspy.Highs, items: Sequence[Item], rows: list, objective: list[float]
-) -> list[list[int]]:
-    n = len(objective)
-    h.addCols(
-        n,
-        np.array(objective),
-        np.zeros(n),
-        np.ones(n),
-        0,
-        np.array([], dtype=np.int32),
-        np.array([], dtype=np.int32),
-        np.array([]),
-    )
-    h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.ones(n, dtype=np.uint8))
-    ids, k = [], 0
-    for it in items:
-        ids.append(list(range(k, k + len(it.options))))
-        k += len(it.options)
-    for cols in ids:
-        if len(cols) > 1:
-            h.addRow(
-                -highspy.kHighsInf,
-                1.0,
-                len(cols),
-                np.array(cols, dtype=np.int32),
-                np.ones(len(cols)),
-            )
-    for terms, bound in rows:
-        idx = np.array([ids[i][j] for i, j, _ in terms], dtype=np.int32)
-        h.addRow(
-            -highspy.kHighsInf,
-            float(bound),
-            len(idx),
-            idx,
-            np.array([float(c) for _, _, c in terms]),
-        )
-    return ids
-
-
-_OK = {highspy.HighsModelStatus.kOptimal: "optimal"}
-
-
-def _status(h: highspy.Highs) -> str:
-    status = _OK.get(h.getModelStatus())
-    if status is not None:
-        return status
+def _status(h: _Highs) -> str:
+    if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+        return "optimal"
     return "feasible" if h.getInfo().primal_solution_status == 2 else "none"
 
 
@@ -80,48 +59,42 @@ def solve_highs(
     items: Sequence[Item], rooms: Mapping[str, Room], threshold: float, time_limit_s: float
 ) -> Solution:
     start = time.perf_counter()
-    weights, costs, ranks, rows = model_parts(items, rooms, threshold)
-    stage1 = [-float(w) for w, it in zip(weights, items, strict=True) for _ in it.options]
-    h = _highs(time_limit_s / 2)
-    ids = _build(h, items, rows, stage1)
-    h.run()
-    status = _status(h)
-    if status == "none":
-        return Solution([None] * len(items), "none", seconds=time.perf_counter() - start)
-    values = np.array(h.getSolution().col_value)
-    best = round(-float(np.dot(stage1, values)))
-    tie = float(sum(max(r, default=0) for r in ranks) + 1)
-    stage2 = [
-        costs[i][j] + ranks[i][j] / tie
-        for i, it in enumerate(items)
-        for j in range(len(it.options))
-    ]
-    h2 = _highs(time_limit_s - (time.perf_counter() - start))
-    _build(h2, items, rows, stage2)
-    n = len(stage1)
-    h2.addRow(
-        float(best) - 0.5, highspy.kHighsInf, n, np.arange(n, dtype=np.int32), -np.array(stage1)
-    )
-    h2.setSolution(_solution(values))
-    h2.run()
-    status2 = _status(h2)
-    if status2 != "none":
-        values = np.array(h2.getSolution().col_value)
-    chosen: list[int | None] = []
-    for cols in ids:
-        chosen.append(next((j for j, c in enumerate(cols) if values[c] > 0.5), None))
-    final = "optimal" if status == "optimal" and status2 == "optimal" else "feasible"
+    cells, stages, rows = model_parts(items, rooms, threshold)
+    n = len(cells)
+    h = _model(cells, rows, items)
+    every = np.arange(n, dtype=np.int32)
+    values, status, placed = None, "optimal", 0
+    for s, ((coefficients, sense), share) in enumerate(zip(stages, STAGE_SHARES, strict=True)):
+        c = np.array(coefficients, dtype=float) * (-1.0 if sense > 0 else 1.0)  # HiGHS minimises
+        h.changeColsCost(n, every, c)
+        left = time_limit_s - (time.perf_counter() - start)
+        h.setOptionValue(
+            "time_limit",
+            max(0.01, left if s == len(stages) - 1 else min(left, time_limit_s * share)),
+        )
+        if values is not None:
+            solution = highspy.HighsSolution()
+            solution.col_value = list(values)
+            solution.value_valid = True
+            h.setSolution(solution)
+        h.run()
+        stage_status = _status(h)
+        if stage_status == "none":
+            if values is None:
+                return Solution([None] * len(items), "none", seconds=time.perf_counter() - start)
+            status = "feasible"
+            break
+        values = np.array(h.getSolution().col_value)
+        if stage_status != "optimal":
+            status = "feasible"
+        value = round(float(np.dot(c, values)))
+        placed = -value if s == 0 else placed
+        h.addRow(-_INF, value + 0.5, n, every, c)  # keep this stage's optimum
+    assert values is not None
+    chosen: list[int | None] = [None] * len(items)
+    for (i, j), v in zip(cells, values, strict=True):
+        if v > 0.5:
+            chosen[i] = j
     return Solution(
-        chosen,
-        final,
-        placed_weight=best,
-        seconds=time.perf_counter() - start,
-        stats={"variables": n, "rows": len(rows)},
+        chosen, status, placed, time.perf_counter() - start, {"variables": n, "rows": len(rows)}
     )
-
-
-def _solution(values: np.ndarray) -> highspy.HighsSolution:
-    s = highspy.HighsSolution()
-    s.col_value = list(values)
-    s.value_valid = True
-    return s

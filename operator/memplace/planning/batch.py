@@ -128,7 +128,7 @@ def plan_batch(
     strategy: str = "optimal",
     threshold: float = CONSOLIDATION_THRESHOLD,
     time_limit_s: float = TIME_LIMIT_S,
-    solver: str = "cp-sat",
+    solver: str = "highs",
 ) -> BatchResult:
     """Plans for every request, in (namespace, name) order, by ``strategy``."""
     from .plan import plan_cluster

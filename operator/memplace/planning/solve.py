@@ -6,10 +6,11 @@ per pool, its free room. This module chooses, lexicographically:
 
 1. the most placed, weighted by priority so that a deployment is never left out to place any
    number of lower-priority ones (level weights: each exceeds the total of all levels below);
-2. then the least total cost per hour, where moving a running placement to an option that
-   saves no more than the consolidation threshold costs more than any sum of costs (so it
-   happens only when stage 1 needs it, to place something);
-3. then the planner's own rank order as the tie-break (it prefers the running placement at
+2. then the fewest moves of running placements to options that save no more than the
+   consolidation threshold (so such a move happens only when stage 1 needs it, to place
+   something);
+3. then the least total cost per hour;
+4. then the planner's own rank order as the tie-break (it prefers the running placement at
    equal cost), earlier deployments first, so that equal-cost answers are the same every run.
 
 Capacity is modelled per pool by necessary conditions that are linear (exact node packing
@@ -19,11 +20,14 @@ GPUs-per-replica size G, replicas of ≥ G GPUs against the pool's G-sized holes
 the chosen options onto nodes with its own ``PoolCapacity`` and repairs any the packing
 refuses, so the conditions being necessary rather than exact never yields a wrong plan.
 
-Solvers: OR-Tools CP-SAT (the default: integer objective, exact, deterministic with one
-worker) and HiGHS (``highspy``), kept for ``bench/plan_quality.py``'s comparison. Each stage
-runs under its share of ``time_limit_s``; a stage that ends without proof keeps its best
-solution (``Solution.optimal`` False); none at all gives ``Solution.status`` "none" and the
-caller falls back to greedy.
+Each stage is solved with the earlier stages' optima as constraints (and the previous answer
+as the starting solution). Solvers: HiGHS (``highspy``, the default: on one core its LP
+bounds prove these knapsack-like models optimal in a fraction of a second, where CP-SAT with
+one worker often cannot close the gap in minutes; see ``bench/plan_quality.py``) and OR-Tools
+CP-SAT, kept for that comparison. Each stage runs under its share of ``time_limit_s``
+(``STAGE_SHARES``); a stage that ends without proof keeps its best solution
+(``Solution.optimal`` False); none at all gives ``Solution.status`` "none" and the caller
+falls back to greedy.
 """
 
 from __future__ import annotations
@@ -31,7 +35,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Item", "Option", "Room", "Solution", "level_weights", "solve"]
+__all__ = [
+    "SOLVERS",
+    "STAGE_SHARES",
+    "Item",
+    "Option",
+    "Room",
+    "Solution",
+    "level_weights",
+    "solve",
+]
+
+SOLVERS = ("highs", "cp-sat")
+STAGE_SHARES = (0.4, 0.1, 0.3, 0.2)
+"""The share of the time limit each stage may use (the last takes what is left)."""
 
 COST_UNIT = 1e-4
 """Costs are integers in units of $0.0001/h: the precision the plans print (``per_hour``
@@ -107,21 +124,20 @@ def level_weights(priorities: Sequence[int]) -> dict[int, int]:
     return weights
 
 
-def _move_costs(items: Sequence[Item], threshold: float) -> tuple[list[list[int]], int]:
-    """Per item and option, the integer cost the second stage minimises (see the docstring)."""
-    plain = [[round(o.cost / COST_UNIT) for o in item.options] for item in items]
-    penalty = sum(max(costs, default=0) for costs in plain) + 1
-    out = []
-    for item, costs in zip(items, plain, strict=True):
+def _costs_and_moves(
+    items: Sequence[Item], threshold: float
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Per item and option: its integer cost, and 1 where taking it moves a running placement
+    for a saving of no more than the threshold (a move only stage 1 may ask for)."""
+    costs = [[round(o.cost / COST_UNIT) for o in item.options] for item in items]
+    moves = []
+    for item, row in zip(items, costs, strict=True):
         if item.current is None:
-            out.append(costs)
+            moves.append([0] * len(row))
             continue
-        stay = costs[item.current]
-        limit = stay * (1.0 - threshold)
-        out.append(
-            [c if j == item.current or c < limit else c + penalty for j, c in enumerate(costs)]
-        )
-    return out, penalty
+        limit = row[item.current] * (1.0 - threshold)
+        moves.append([int(j != item.current and c >= limit) for j, c in enumerate(row)])
+    return costs, moves
 
 
 def _rows(
@@ -158,28 +174,41 @@ def solve(
     *,
     threshold: float = 0.10,
     time_limit_s: float = 1.0,
-    solver: str = "cp-sat",
+    solver: str = "highs",
 ) -> Solution:
     """Choose one option (or none) per item, lexicographically as the module says."""
-    if solver == "highs":
-        from ._solve_highs import solve_highs
+    if solver == "cp-sat":
+        from ._solve_cpsat import solve_cpsat
 
-        return solve_highs(items, rooms, threshold, time_limit_s)
-    from ._solve_cpsat import solve_cpsat
+        return solve_cpsat(items, rooms, threshold, time_limit_s)
+    if solver != "highs":
+        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
+    from ._solve_highs import solve_highs
 
-    return solve_cpsat(items, rooms, threshold, time_limit_s)
+    return solve_highs(items, rooms, threshold, time_limit_s)
+
+
+Stage = tuple[list[int], int]
+"""One objective: a coefficient per cell (item, option) in ``cells`` order, and +1 to maximise
+or -1 to minimise."""
 
 
 def model_parts(
     items: Sequence[Item], rooms: Mapping[str, Room], threshold: float
-) -> tuple[list[int], list[list[int]], list[list[int]], list]:
-    """What both backends build from: level weight per item, stage-2 cost per option, the
-    tie-break rank per option, the capacity rows."""
+) -> tuple[list[tuple[int, int]], list[Stage], list]:
+    """What both backends build from: the cells (item, option), the objectives in
+    lexicographic order (placed by priority, moves below the threshold, cost, tie-break) and
+    the capacity rows."""
     weights = level_weights([item.priority for item in items])
-    per_item = [weights[item.priority] for item in items]
-    costs, _ = _move_costs(items, threshold)
-    # earlier items (in the caller's order) weigh more, so that among equal costs the earlier
-    # deployment gets its better-ranked option, as the greedy order would give it
+    costs, moves = _costs_and_moves(items, threshold)
+    cells = [(i, j) for i, item in enumerate(items) for j in range(len(item.options))]
     n = len(items)
-    ranks = [[j * (n - i) for j in range(len(item.options))] for i, item in enumerate(items)]
-    return per_item, costs, ranks, _rows(items, rooms)
+    stages: list[Stage] = [
+        ([weights[items[i].priority] for i, _ in cells], +1),
+        ([moves[i][j] for i, j in cells], -1),
+        ([costs[i][j] for i, j in cells], -1),
+        # earlier items (the caller's order) weigh more, so that among equal costs the earlier
+        # deployment gets its better-ranked option, as the greedy order would give it
+        ([j * (n - i) for i, j in cells], -1),
+    ]
+    return cells, stages, _rows(items, rooms)
