@@ -125,7 +125,7 @@ def scale(args) -> int:
 
     batch.solve = timed
     start = time.perf_counter()
-    result = plan_batch(requests, cluster, solver=args.solver)
+    result = plan_batch(requests, cluster, solver=args.solver, time_limit_s=args.time_limit)
     total = time.perf_counter() - start
     s = seen["solution"]
     greedy = score(plan_cluster(requests, cluster), requests)
@@ -135,6 +135,7 @@ def scale(args) -> int:
                 "deployments": args.scale,
                 "solver": args.solver,
                 "solverSeconds": round(s.seconds, 3),
+                "timeLimit": args.time_limit,
                 "status": s.status,
                 **s.stats,
                 "planBatchSeconds": round(total, 3),
@@ -152,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--solver", choices=("cp-sat", "highs"), default="highs")
     parser.add_argument("--scale", type=int, help="time the solver at this many deployments")
+    parser.add_argument(
+        "--time-limit", type=float, default=batch.TIME_LIMIT_S, help="the solver's, with --scale"
+    )
     args = parser.parse_args(argv)
     return scale(args) if args.scale else quality(args)
 

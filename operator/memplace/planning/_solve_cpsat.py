@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from ortools.sat.python import cp_model
 
-from .solve import STAGE_SHARES, Item, Room, Solution, model_parts
+from .solve import STAGE_SHARES, Item, Room, Solution, first_fit, model_parts
 
 _STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible"}
 
@@ -38,8 +38,12 @@ def solve_cpsat(
     at = {cell: k for k, cell in enumerate(cells)}
     for terms, bound in rows:
         model.add(sum(c * x[at[(i, j)]] for i, j, c in terms) <= bound)
+    start_from = first_fit(items, rows)
+    for (i, j), v in zip(cells, x, strict=True):
+        model.add_hint(v, start_from[i] == j)
     solver, status, placed = None, "optimal", 0
-    for n, ((coefficients, sense), share) in enumerate(zip(stages, STAGE_SHARES, strict=True)):
+    for n, (name, coefficients, sense) in enumerate(stages):
+        share = STAGE_SHARES[name]
         objective = sum(c * v for c, v in zip(coefficients, x, strict=True) if c)
         if sense > 0:
             model.maximize(objective)

@@ -13,7 +13,7 @@ import highspy
 import numpy as np
 from highspy._core import _Highs
 
-from .solve import STAGE_SHARES, Item, Room, Solution, model_parts
+from .solve import STAGE_SHARES, Item, Room, Solution, first_fit, model_parts
 
 _INF = highspy.kHighsInf
 
@@ -63,8 +63,14 @@ def solve_highs(
     n = len(cells)
     h = _model(cells, rows, items)
     every = np.arange(n, dtype=np.int32)
-    values, status, placed = None, "optimal", 0
-    for s, ((coefficients, sense), share) in enumerate(zip(stages, STAGE_SHARES, strict=True)):
+    start_from = first_fit(items, rows)
+    values = np.zeros(n)
+    for k, (i, j) in enumerate(cells):
+        if start_from[i] == j:
+            values[k] = 1.0
+    status, placed, solved = "optimal", 0, False
+    for s, (name, coefficients, sense) in enumerate(stages):
+        share = STAGE_SHARES[name]
         c = np.array(coefficients, dtype=float) * (-1.0 if sense > 0 else 1.0)  # HiGHS minimises
         h.changeColsCost(n, every, c)
         left = time_limit_s - (time.perf_counter() - start)
@@ -72,25 +78,24 @@ def solve_highs(
             "time_limit",
             max(0.01, left if s == len(stages) - 1 else min(left, time_limit_s * share)),
         )
-        if values is not None:
-            solution = highspy.HighsSolution()
-            solution.col_value = list(values)
-            solution.value_valid = True
-            h.setSolution(solution)
+        solution = highspy.HighsSolution()  # the last answer (first fit before stage 1)
+        solution.col_value = list(values)
+        solution.value_valid = True
+        h.setSolution(solution)
         h.run()
         stage_status = _status(h)
         if stage_status == "none":
-            if values is None:
+            if not solved:
                 return Solution([None] * len(items), "none", seconds=time.perf_counter() - start)
             status = "feasible"
             break
         values = np.array(h.getSolution().col_value)
+        solved = True
         if stage_status != "optimal":
             status = "feasible"
         value = round(float(np.dot(c, values)))
         placed = -value if s == 0 else placed
         h.addRow(-_INF, value + 0.5, n, every, c)  # keep this stage's optimum
-    assert values is not None
     chosen: list[int | None] = [None] * len(items)
     for (i, j), v in zip(cells, values, strict=True):
         if v > 0.5:

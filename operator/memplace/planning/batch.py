@@ -31,7 +31,7 @@ from memplace.api import Alternative
 
 from .inventory import Cluster, PoolCapacity
 from .plan import DeploymentRequest, Plan, _decide, _Invalid, _Ranked, _released, _static
-from .solve import Item, Option, Room, Solution, solve
+from .solve import OPTIONS_KEPT, Item, Option, Room, Solution, solve
 
 __all__ = ["STRATEGIES", "BatchResult", "plan_batch"]
 
@@ -41,8 +41,9 @@ CONSOLIDATION_THRESHOLD = 0.10
 cost (or when the move is needed to place something): the default of
 ``--consolidation-threshold``, after Karpenter's consolidation, which replaces a node only for
 a cheaper one (karpenter.sh docs, "Disruption": consolidation)."""
-TIME_LIMIT_S = 2.0
-"""The solver's time limit per batch; past it, the best solution found so far is used."""
+TIME_LIMIT_S = 1.0
+"""The solver's time limit per batch; past it, the best solution found so far is used (it
+starts from the first-fit plan, so that is never worse than greedy on the solver's model)."""
 HOLDERS_SHOWN = 3
 """How many holders a NoCapacity reason names before "+N more"."""
 
@@ -73,7 +74,27 @@ def _options(ranking: Any, request: DeploymentRequest, cluster: Cluster) -> list
         shared = capacity.sharing and gpus == 1
         out.append(Option(i, pool, max(gpus, 1), resident, replicas, cost, shared))
     out.sort(key=lambda o: o.key)
-    return out
+    return _undominated(out)
+
+
+def _undominated(options: list[Option]) -> list[Option]:
+    """``options`` (cheapest first) less each one that another kept option of the same pool
+    beats: no dearer, the same GPUs per replica, no more replicas and (where GPUs are shared
+    by bytes) no more bytes per GPU: it could only use more room for no gain."""
+    kept: list[Option] = []
+    front: dict[tuple[str, int, bool], list[Option]] = {}
+    for o in options:
+        rivals = front.setdefault((o.pool, o.slots, o.shared), [])
+        if any(
+            r.cost <= o.cost + 1e-9
+            and r.replicas <= o.replicas
+            and (not o.shared or r.resident <= o.resident)
+            for r in rivals
+        ):
+            continue
+        rivals.append(o)
+        kept.append(o)
+    return kept
 
 
 def _room(capacity: PoolCapacity) -> Room:
@@ -150,6 +171,12 @@ def plan_batch(
             continue
         options = _options(ranking, request, state)
         current = _current_option(options, ranking, request)
+        if len(options) > OPTIONS_KEPT:  # the cheapest, and the running placement
+            kept = options[:OPTIONS_KEPT]
+            if current is not None and current >= OPTIONS_KEPT:
+                kept.append(options[current])
+                current = len(kept) - 1
+            options = kept
         items.append(Item(tuple(options), request.spec.priority, current))
     rooms = {pool.name: _room(state.capacity(pool.name)) for pool in state.pools}
     solution = solve(items, rooms, threshold=threshold, time_limit_s=time_limit_s, solver=solver)
