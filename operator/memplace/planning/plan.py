@@ -87,7 +87,7 @@ from .feasibility import (
     tensor_parallel_refusal,
     within_budget,
 )
-from .inventory import Cluster
+from .inventory import GENERIC_CPU, Cluster
 from .latency import estimate_speed
 from .memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes, weights_source
 from .precision import quality_loss
@@ -478,7 +478,7 @@ def _bases(
     arch_ids = {id(v): _arch_id(memo, v.architecture) for v in variants}
     learned: dict[ProfileKey, Factors] = dict(applicable)
     prints = {id(v): _fingerprint(memo, v.architecture) for v in variants} if learned else {}
-    pools = [p for p in cluster.pools if not (p.cpu_only and p.instance is None)]
+    pools = cluster.pools  # every CPU-only pool has an instance (generic when unknown)
     out: list[_Base] = []
     groups: dict[tuple, _Group] = {}
     tp_memo: dict[tuple[int, int], frozenset[str]] = {}
@@ -884,9 +884,19 @@ def _estimate_status(e: Evaluation, calibration: CalibrationStatus | None = None
     )
 
 
+CPU_ASSUMED = "CPU speed assumed: instance type not in the catalogue"
+
+
+def _assumed_cpu(c: Any) -> bool:
+    """Whether ``c`` serves on CPUs sized by the generic constants (``inventory``)."""
+    return c.tier == "cpu" and getattr(c.pool.instance, "cpu", None) == GENERIC_CPU
+
+
 def _alternative(e: Evaluation, code: str, reason: str, memo: dict) -> Alternative:
     """The Alternative for ``e`` losing for ``reason``: one object per distinct value."""
     c = e.candidate
+    if _assumed_cpu(c):
+        reason = f"{reason} ({CPU_ASSUMED})"
     fields = (
         c.pool.name,
         c.pool.gpu_name,
@@ -930,6 +940,8 @@ def _what(e: Evaluation) -> str:
     if c.tier == "cpu":
         node = c.pool.instance.id if c.pool.instance is not None else "CPU"
         where = f"{e.replicas} × {node} node"
+        if _assumed_cpu(c):
+            where += f" ({CPU_ASSUMED})"
     else:
         where = f"{e.replicas} × {c.gpus} {c.pool.gpu_name}"
         if c.tier == "offload":
