@@ -142,3 +142,32 @@ def test_adding_capacity_never_lowers_what_the_optimal_strategy_places(seed, ext
     before = score(plan_batch(requests, smaller).plans, requests)[0]
     after = score(plan_batch(requests, larger).plans, requests)[0]
     assert after >= before
+
+
+def test_a_target_from_the_batch_is_kept_by_a_single_replan_while_it_has_room():
+    from memplace.planning.plan import DeploymentRequest, plan_deployment
+
+    cluster = build_cluster(nodes=l4_nodes(2) + a100_nodes(1))
+    cheapest = plan_deployment(request("chat"), cluster)
+    dearer = next(
+        a for a in cheapest.alternatives if a.code == "MoreExpensive" and a.pool == "a100"
+    )
+    target = PlacementStatus(
+        pool=dearer.pool,
+        gpu_model=dearer.gpu_model,
+        precision=dearer.precision,
+        kv_cache_dtype=dearer.kv_cache_dtype,
+        tier=dearer.tier,
+        variant=dearer.variant,
+        gpus_per_replica=dearer.gpus_per_replica,
+        replicas=dearer.replicas,
+    )
+    r = request("chat")
+    with_target = DeploymentRequest(r.namespace, r.name, r.spec, target=target)
+    plan = plan_deployment(with_target, cluster)
+    assert plan.placement.pool == "a100" and plan.placement.replicas == dearer.replicas
+    assert plan.alternatives[0].code == "ReservedForBatch"  # the cheaper one, said why
+    # a target that is not a feasible candidate is ignored: the cheapest wins
+    gone = target.model_copy(update={"replicas": 99})
+    plan = plan_deployment(DeploymentRequest(r.namespace, r.name, r.spec, target=gone), cluster)
+    assert plan.placement.pool == cheapest.placement.pool

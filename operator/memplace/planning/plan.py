@@ -118,6 +118,11 @@ class DeploymentRequest:
     itself, where the shell could read its safetensors headers: its bytes are the weights at
     its native precision, and its format sets that precision."""
 
+    target: PlacementStatus | None = None
+    """A placement the batch planner chose for this deployment (``batch``; the operator's
+    batched re-plans and consolidation): taken when it is still feasible and has room, so that
+    one deployment's re-plan keeps to the batch's answer; else the cheapest, as without it."""
+
     @property
     def owner(self) -> tuple[str, str]:
         return (self.namespace, self.name)
@@ -988,6 +993,8 @@ def _decide(
         return answers[key]
 
     chosen, full = cheapest(ranking, room)
+    if choice is None and request.target is not None:
+        choice = _target_index(ranking, request.target)
     passed_over = None
     if choice is not None and choice not in full and choice != chosen:
         passed_over, chosen = chosen, choice
@@ -1074,6 +1081,20 @@ def _decide(
         message=message,
         funnel=tuple(steps),
     )
+
+
+def _target_index(ranking: Ranking, target: PlacementStatus) -> int | None:
+    """The ranking index of the feasible candidate that is ``target``, replicas included."""
+    ranked = ranking.ranked
+    for i in ranking.feasible:
+        if isinstance(ranked, _Ranked):
+            at, replicas, _ = ranked.rows[i]
+            c = ranked.bases[at].candidate
+        else:  # pragma: no cover - the planner's rankings are _Ranked
+            c, replicas = ranked[i].candidate, ranked[i].replicas
+        if replicas == target.replicas and is_current(c, target):
+            return i
+    return None
 
 
 def _passed_over(
