@@ -31,7 +31,7 @@ import kopf
 from memplace.api import PlacementPoolSpec
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, indexed, inputs, kube, moves, owned, render
+from . import consolidate, events, indexed, inputs, kube, moves, owned, render
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -142,6 +142,7 @@ async def plan_and_apply(
             variant_configs=variant_configs,
             calibration=indexed.calibration(indexes),
             checkpoints=checkpoints,
+            target=consolidate.target_for(state, key, generation),
         )
         with PLAN_DURATION.time():
             plan = plan_deployment(request, cluster)

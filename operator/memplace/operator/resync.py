@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +32,19 @@ import kopf
 from memplace.api import MODEL_DEPLOYMENT, PLACEMENT_POOL
 from memplace.planning.inventory import build_cluster
 
-from . import events, indexed, inputs, kube, measured, moves, owned, peering, poolstatus, reconcile
+from . import (
+    consolidate,
+    events,
+    indexed,
+    inputs,
+    kube,
+    measured,
+    moves,
+    owned,
+    peering,
+    poolstatus,
+    reconcile,
+)
 from . import status as mdstatus
 from .metrics import ERRORS
 from .state import Key, State
@@ -78,6 +91,16 @@ async def _resync_forever(
         except Exception:
             ERRORS.labels("unexpected").inc()
             logger.exception("Writing PlacementPool statuses failed; will retry.")
+        try:
+            why = consolidate.due(state, indexes, time.monotonic())
+            if why is not None and indexes.get("models"):
+                async with state.planning:
+                    await consolidate.refresh(state, indexes, settings, logger, why)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            ERRORS.labels("unexpected").inc()
+            logger.exception("The batch re-plan failed; each deployment re-plans on its own.")
         for key, store in list((indexes.get("models") or {}).items()):
             body = next(iter(store), None)
             if body is None:
