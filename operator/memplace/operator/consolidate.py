@@ -9,12 +9,13 @@ has room (``DeploymentRequest.target``), through the usual path, so that every m
 usual no-gap move (``moves``: the new Deployment Ready before the old one goes, one per
 ``--min-move-interval``).
 
-Disruption budget, after Karpenter's (``disruption.budgets``: at most N nodes disrupted at
+At startup no running deployment is moved (a restart alone starts no move). Disruption
+budget, after Karpenter's (``disruption.budgets``: at most N nodes disrupted at
 once): at most ``--disruption-budget`` running deployments get a target other than where they
 run per batch; the others keep their place as their target. Moves that place something of
 higher priority go first, then the largest savings. Deployments not running yet are not
 disruptions: each gets its batch placement. A deployment with a move in flight is left out of
-the batch, and its room (old and new) stays held.
+the batch, and its room (old and new) stays held; so is an Invalid one.
 
 ``select`` is the pure half (tested alone); ``refresh`` gathers the inputs and applies it.
 """
@@ -111,6 +112,7 @@ async def refresh(
     running: dict[Key, tuple[PlacementStatus, float | None]] = {}
     generations: dict[Key, Any] = {}
     in_batch: set[Key] = set()
+    unplaced: set[Key] = set()
     for key, store in list((indexes.get("models") or {}).items()):
         body = next(iter(store), None)
         if body is None:
@@ -118,6 +120,8 @@ async def refresh(
         status = body.get("status") or {}
         if status.get("move"):
             continue  # its old and new room stay held
+        if status.get("phase") == "Invalid":
+            continue  # not retried until its spec or inputs change (``reconcile``)
         try:
             spec = inputs.parse_spec(body.get("spec") or {})
             config = await inputs.model_config(spec, key[0], api, state.settings, state.configs)
@@ -133,6 +137,8 @@ async def refresh(
         if entry is not None:
             cost = (status.get("cost") or {}).get("perHour")
             running[key] = (entry.placement, float(cost) if cost is not None else None)
+        elif status.get("phase") == "Unschedulable":
+            unplaced.add(key)
         generations[key] = (body.get("metadata") or {}).get("generation")
         in_batch.add(key)
         requests.append(
@@ -159,11 +165,16 @@ async def refresh(
     )
     s = state.settings
     result = plan_batch(requests, cluster, threshold=s.consolidation_threshold)
-    targets, moved = select(result.plans, running, s.disruption_budget, s.consolidation_threshold)
+    # a restart alone never starts a move (``reconcile``'s safety rules): at startup the
+    # running deployments keep their place, and only the others take the batch's answer
+    budget = 0 if why == "startup" else s.disruption_budget
+    targets, moved = select(result.plans, running, budget, s.consolidation_threshold)
     state.targets = {key: (generations[key], t) for key, t in targets.items()}
     for key, target in targets.items():
-        if not _same(running.get(key, (None,))[0], target):
-            state.fingerprints.pop(key, None)  # re-planned this pass, towards its target
+        # re-planned this pass, towards its target: a running one the batch moves, or an
+        # Unschedulable one the batch places (one without a status yet is its handler's)
+        if key in running and not _same(running[key][0], target) or key in unplaced:
+            state.fingerprints.pop(key, None)
     solver = result.solution
     logger.info(
         f"Batch re-plan ({why}): {len(requests)} deployments, "
