@@ -152,7 +152,6 @@ def test_the_factor_is_always_within_the_bounds_and_the_ratios_seen(ratios: list
     assert state is not None
     assert FACTOR_MIN - 1e-4 <= state.factor <= FACTOR_MAX + 1e-4
     window = state.recent_ratios
-
     def clamp(x: float) -> float:
         return min(FACTOR_MAX, max(FACTOR_MIN, x))
 
