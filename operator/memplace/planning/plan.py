@@ -25,6 +25,10 @@ the shapes and rankings calibrated ones, keyed by the factors that apply to them
 Every memo table is a bounded LRU (``_Lru``; the ``…_KEPT`` constants), and a ranking keeps its
 candidates as rows of ints (``_Ranked``): an ``Evaluation`` is built only for a candidate a plan
 shows or a check explains, so a big plan leaves few long-lived objects for the garbage collector.
+
+Batch: ``batch.plan_batch`` decides many deployments together (a solver over the candidates
+ranked here, ``solve``) and builds each plan with ``_decide`` given its choice; the greedy
+``plan_cluster`` stays as its fallback and as ``--strategy greedy``.
 """
 
 from __future__ import annotations
