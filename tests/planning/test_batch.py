@@ -25,12 +25,14 @@ def score(plans, requests):
     )
 
 
+@pytest.mark.parametrize("solver", ["highs", "cp-sat"])
 @pytest.mark.parametrize("seed", range(6))
-def test_the_optimal_strategy_matches_brute_force_on_small_instances(seed):
+def test_the_optimal_strategy_matches_brute_force_on_small_instances(seed, solver):
     requests, cluster = small_instance(seed, 5)
     exact = brute_force(requests, cluster, limit=2_000_000)
     assert exact is not None
-    placed, cost = score(plan_batch(requests, cluster).plans, requests)
+    result = plan_batch(requests, cluster, solver=solver, time_limit_s=10.0)
+    placed, cost = score(result.plans, requests)
     assert placed == exact[0]
     assert cost == pytest.approx(exact[1], abs=1e-3 * len(requests))
 
