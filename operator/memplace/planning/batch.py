@@ -119,25 +119,31 @@ def _current_option(
     return None
 
 
-def _holders(plan: Plan, state: Cluster, priority: Mapping[tuple[str, str], int]) -> Plan:
-    """``plan`` with each NoCapacity alternative naming who holds that pool."""
+def _holders(
+    plan: Plan,
+    held: Mapping[str, list[tuple[str, str]]],
+    members: Mapping[str, set[tuple[str, str]]],
+    priority: Mapping[tuple[str, str], int],
+) -> Plan:
+    """``plan`` with each NoCapacity alternative naming who holds that pool (``held``: per
+    pool, its holders by priority, highest first)."""
     changed = False
     alts: list[Alternative] = []
+    me = (plan.namespace, plan.name)
     for a in plan.alternatives:
-        if a.code == "NoCapacity" and a.pool and state.pool(a.pool) is not None:
-            owners = [o for o in state.capacity(a.pool).owners if o != (plan.namespace, plan.name)]
-            if owners:
-                owners.sort(key=lambda o: (-priority.get(o, 0), o))
-                named = [
-                    f"{ns}/{name} (priority {priority[(ns, name)]})"
-                    if (ns, name) in priority
-                    else f"{ns}/{name} (outside this plan)"
-                    for ns, name in owners[:HOLDERS_SHOWN]
-                ]
-                more = len(owners) - HOLDERS_SHOWN
-                held = ", ".join(named) + (f" +{more} more" if more > 0 else "")
-                a = a.model_copy(update={"reason": f"{a.reason}; held by {held}"})
-                changed = True
+        owners = held.get(a.pool or "", ()) if a.code == "NoCapacity" else ()
+        shown = [o for o in owners[: HOLDERS_SHOWN + 1] if o != me][:HOLDERS_SHOWN]
+        if shown:
+            named = [
+                f"{ns}/{name} (priority {priority[(ns, name)]})"
+                if (ns, name) in priority
+                else f"{ns}/{name} (outside this plan)"
+                for ns, name in shown
+            ]
+            more = len(owners) - len(shown) - (me in members.get(a.pool or "", ()))
+            held_by = ", ".join(named) + (f" +{more} more" if more > 0 else "")
+            a = a.model_copy(update={"reason": f"{a.reason}; held by {held_by}"})
+            changed = True
         alts.append(a)
     return dataclasses.replace(plan, alternatives=tuple(alts)) if changed else plan
 
@@ -163,13 +169,22 @@ def plan_batch(
     for request in ordered:
         _released(state, request.owner, in_place=True)
     items: list[Item] = []
+    shared_options: dict[int, list[Option]] = {}
+    rankings: list[Any] = []
     for request in ordered:
         try:
             ranking = _static(request, state).ranking
         except _Invalid:
             items.append(Item((), request.spec.priority))
             continue
-        options = _options(ranking, request, state)
+        # deployments with the same spec share the ranking, and so their options
+        shared = request.current is None and not request.full_pools
+        options = shared_options.get(id(ranking)) if shared else None
+        if options is None:
+            options = _options(ranking, request, state)
+            if shared:
+                shared_options[id(ranking)] = options
+                rankings.append(ranking)  # keeps the id() unique while the table lives
         current = _current_option(options, ranking, request)
         if len(options) > OPTIONS_KEPT:  # the cheapest, and the running placement
             kept = options[:OPTIONS_KEPT]
@@ -202,5 +217,10 @@ def plan_batch(
         _released(state, request.owner, in_place=True)
         choice = picked[i].key if i in picked else None
         plans[i] = _decide(request, state, consume=True, choice=choice)
-    out = [_holders(plans[i], state, priority) for i in range(len(ordered))]
+    held = {
+        pool.name: sorted(state.capacity(pool.name).owners, key=lambda o: (-priority.get(o, 0), o))
+        for pool in state.pools
+    }
+    members = {pool: set(owners) for pool, owners in held.items()}
+    out = [_holders(plans[i], held, members, priority) for i in range(len(ordered))]
     return BatchResult(out, solution)
