@@ -144,31 +144,33 @@ def _costs_and_moves(
     return costs, moves
 
 
-def _rows(
-    items: Sequence[Item], rooms: Mapping[str, Room]
-) -> list[tuple[list[tuple[int, int, int]], int]]:
-    """The capacity rows: ([(item, option, coefficient)], bound)."""
+def _rows(items: Sequence[Item], rooms: Mapping[str, Room], labelled: bool = False) -> list:
+    """The capacity rows: ([(item, option, coefficient)], bound), and the pool when
+    ``labelled``; options in pools not in ``rooms`` take no row (nothing constrains them)."""
     rows = []
     by_pool: dict[str, list[tuple[int, int, Option]]] = {}
     for i, item in enumerate(items):
         for j, o in enumerate(item.options):
             by_pool.setdefault(o.pool, []).append((i, j, o))
     for pool, members in sorted(by_pool.items()):
-        room = rooms[pool]
+        room = rooms.get(pool)
+        if room is None:
+            continue
+        label = (pool,) if labelled else ()
         whole = [(i, j, o) for i, j, o in members if not o.shared]
         shared = [(i, j, o) for i, j, o in members if o.shared]
         if shared:
             terms = [(i, j, o.replicas * o.resident) for i, j, o in shared]
             terms += [(i, j, o.replicas * o.slots * room.gpu_bytes) for i, j, o in whole]
-            rows.append((terms, room.free_bytes))
+            rows.append((terms, room.free_bytes, *label))
         if whole:
             terms = [(i, j, o.replicas * o.slots) for i, j, o in whole]
-            rows.append((terms, sum(room.whole_per_node)))
+            rows.append((terms, sum(room.whole_per_node), *label))
             for size in sorted({o.slots for _, _, o in whole if o.slots > 1}):
                 terms = [
                     (i, j, o.replicas * (o.slots // size)) for i, j, o in whole if o.slots >= size
                 ]
-                rows.append((terms, room.holes(size)))
+                rows.append((terms, room.holes(size), *label))
     return rows
 
 
@@ -180,16 +182,54 @@ def solve(
     time_limit_s: float = 1.0,
     solver: str = "highs",
 ) -> Solution:
-    """Choose one option (or none) per item, lexicographically as the module says."""
-    if solver == "cp-sat":
-        from ._solve_cpsat import solve_cpsat
+    """Choose one option (or none) per item, lexicographically as the module says.
 
-        return solve_cpsat(items, rooms, threshold, time_limit_s)
-    if solver != "highs":
+    Only the contested part goes to the solver: a pool whose rows hold even if every item took
+    its largest option there (``_contested``) constrains nothing, and an item whose options are
+    all in such pools takes its own best option (most placed, fewest moves, least cost, rank:
+    the stages restricted to it). The objectives add up over independent parts, so the
+    lexicographic optimum of the whole is the union of the parts' optima."""
+    if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
-    from ._solve_highs import solve_highs
+    contested = _contested(items, rooms)
+    hard = [i for i, item in enumerate(items) if any(o.pool in contested for o in item.options)]
+    chosen: list[int | None] = [_own_best(item, threshold) for item in items]
+    if not hard:
+        return Solution(chosen, "optimal", stats={"variables": 0, "rows": 0, "contested": 0})
+    sub = [items[i] for i in hard]
+    sub_rooms = {pool: room for pool, room in rooms.items() if pool in contested}
+    if solver == "cp-sat":
+        from ._solve_cpsat import solve_cpsat as backend
+    else:
+        from ._solve_highs import solve_highs as backend
+    found = backend(sub, sub_rooms, threshold, time_limit_s)
+    if found.status == "none":
+        return found if len(hard) == len(items) else Solution([None] * len(items), "none")
+    for i, j in zip(hard, found.chosen, strict=True):
+        chosen[i] = j
+    found.stats["contested"] = len(hard)
+    return Solution(chosen, found.status, found.placed_weight, found.seconds, found.stats)
 
-    return solve_highs(items, rooms, threshold, time_limit_s)
+
+def _contested(items: Sequence[Item], rooms: Mapping[str, Room]) -> set[str]:
+    """The pools where the items' largest options together could exceed a capacity row."""
+    out = set()
+    for terms, bound, pool in _rows(items, rooms, labelled=True):
+        largest: dict[int, int] = {}
+        for i, _, c in terms:
+            if c > largest.get(i, 0):
+                largest[i] = c
+        if sum(largest.values()) > bound:
+            out.add(pool)
+    return out
+
+
+def _own_best(item: Item, threshold: float) -> int | None:
+    """An item's best option alone: fewest moves, least cost, then rank."""
+    if not item.options:
+        return None
+    (costs,), (moves,) = _costs_and_moves([item], threshold)
+    return min(range(len(item.options)), key=lambda j: (moves[j], costs[j], j))
 
 
 Stage = tuple[str, list[int], int]
