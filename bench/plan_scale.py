@@ -1,6 +1,7 @@
 """Planner scale benchmark: a synthetic cluster and workload, planned once, timed.
 
     python bench/plan_scale.py --deployments 10000 --nodes 5000 --pools 20 --seed 1
+    python bench/plan_scale.py ... --workload uniform --strategy optimal
 
 Prints one JSON line: deployments, nodes, pools, profiles, seconds (building the cluster and
 planning every deployment with ``plan_cluster``, one core), placed, unschedulable, calibrated
@@ -34,6 +35,7 @@ from memplace.api import (  # noqa: E402
     PerformanceProfileStatus,
 )
 from memplace.planning.architecture import architecture_from_parameters  # noqa: E402
+from memplace.planning.batch import plan_batch  # noqa: E402
 from memplace.planning.calibration import Calibration, ProfileKey, fingerprint, record  # noqa: E402
 from memplace.planning.catalogue import default_catalogue  # noqa: E402
 from memplace.planning.inventory import Node, build_cluster  # noqa: E402
@@ -122,36 +124,61 @@ def profiles(count: int, catalogue, rng: random.Random) -> Calibration:
     return Calibration(drawn)
 
 
+def _spec(rng: random.Random, demands=DEMANDS, models=MODELS) -> ModelDeploymentSpec:
+    total, active = rng.choice(models)
+    ctx, conc, prompt = rng.choice(SHAPES)
+    ttft, tpot = rng.choice(SLOS)
+    return ModelDeploymentSpec.model_validate(
+        {
+            "model": {"name": f"m-{total:.0e}", "parameters": total, "activeParameters": active},
+            "workload": {
+                "contextTokens": ctx,
+                "concurrency": conc,
+                "promptTokens": prompt,
+                "outputTokensPerSecond": rng.choice(demands),
+            },
+            "slo": {"timeToFirstTokenMs": ttft, "timePerOutputTokenMs": tpot},
+            "quality": {"maxLoss": rng.choice(BUDGETS)},
+            "placement": {"tiers": rng.choice(TIERS)},
+            "priority": rng.choice(PRIORITIES),
+        }
+    )
+
+
+PRIORITIES = (0, 0, 0, 0, 1, 10)
+"""Most deployments at the default priority, some above it (production, then critical)."""
+FLEET_DEMANDS = (0, 0, 20, 50, 100, 200, 400)
+"""Output tokens/s per deployment in the fleet workload: most serve modest traffic."""
+FLEET_MODELS = MODELS[:8]
+"""The fleet workload's models: up to 120B (a 235B MoE is rare in a fleet of 10,000)."""
+
+
 def workload(
-    count: int, rng: random.Random, calibration: Calibration | None = None
+    count: int,
+    rng: random.Random,
+    calibration: Calibration | None = None,
+    kind: str = "fleet",
 ) -> list[DeploymentRequest]:
-    requests = []
-    for i in range(count):
-        total, active = rng.choice(MODELS)
-        ctx, conc, prompt = rng.choice(SHAPES)
-        ttft, tpot = rng.choice(SLOS)
-        spec = ModelDeploymentSpec.model_validate(
-            {
-                "model": {
-                    "name": f"m-{total:.0e}",
-                    "parameters": total,
-                    "activeParameters": active,
-                },
-                "workload": {
-                    "contextTokens": ctx,
-                    "concurrency": conc,
-                    "promptTokens": prompt,
-                    "outputTokensPerSecond": rng.choice(DEMANDS),
-                },
-                "slo": {"timeToFirstTokenMs": ttft, "timePerOutputTokenMs": tpot},
-                "quality": {"maxLoss": rng.choice(BUDGETS)},
-                "placement": {"tiers": rng.choice(TIERS)},
-            }
+    """``fleet`` (default): a platform's fleet. A catalogue of services (count ÷ 8 specs), each
+    deployed several times across namespaces (teams, regions, canaries), the popular ones more
+    (Zipf weights 1/rank), with modest demand: most deployments are placeable and many share a
+    model, as in a real fleet. ``uniform``: every deployment drawn on its own, demand up to
+    1,000 tokens/s, 235B models included (the earlier benchmark: ~60 % unschedulable, which
+    measures the failure path)."""
+    if kind == "uniform":
+        return [
+            DeploymentRequest(f"ns-{i % 97:02d}", f"d-{i:06d}", _spec(rng), calibration=calibration)
+            for i in range(count)
+        ]
+    services = [_spec(rng, FLEET_DEMANDS, FLEET_MODELS) for _ in range(max(1, count // 8))]
+    weights = [1.0 / (rank + 1) for rank in range(len(services))]
+    drawn = rng.choices(range(len(services)), weights=weights, k=count)
+    return [
+        DeploymentRequest(
+            f"ns-{i % 97:02d}", f"s{k:05d}-{i:06d}", services[k], calibration=calibration
         )
-        requests.append(
-            DeploymentRequest(f"ns-{i % 97:02d}", f"d-{i:06d}", spec, calibration=calibration)
-        )
-    return requests
+        for i, k in enumerate(drawn)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,13 +191,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dump", type=Path, help="also write every plan to this file, one JSON line each"
     )
+    parser.add_argument(
+        "--workload", choices=("fleet", "uniform"), default="fleet", help="see workload()"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("greedy", "optimal"),
+        default="greedy",
+        help="plan_cluster (greedy) or plan_batch (optimal: the solver, 1 s limit)",
+    )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     nodes, catalogue = cluster(args.nodes, args.pools, rng)
     calibration = profiles(args.profiles, catalogue, rng) if args.profiles else None
-    requests = workload(args.deployments, rng, calibration)
+    requests = workload(args.deployments, rng, calibration, args.workload)
     start = time.perf_counter()
-    plans = plan_cluster(requests, build_cluster(nodes=nodes, catalogue=catalogue))
+    built = build_cluster(nodes=nodes, catalogue=catalogue)
+    solver = None
+    if args.strategy == "greedy":
+        plans = plan_cluster(requests, built)
+    else:
+        result = plan_batch(requests, built)
+        plans, solver = result.plans, result.solution
     seconds = time.perf_counter() - start
     phases = [p.phase for p in plans]
     if args.dump is not None:
@@ -186,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
                 "nodes": args.nodes,
                 "pools": args.pools,
                 "profiles": args.profiles,
+                "workload": args.workload,
+                "strategy": args.strategy,
                 "seconds": round(seconds, 3),
+                "solverSeconds": round(solver.seconds, 3) if solver else None,
+                "solverStatus": solver.status if solver else None,
+                "distinctSpecs": len({r.spec.model_dump_json() for r in requests}),
                 "placed": phases.count("Placed"),
                 "unschedulable": phases.count("Unschedulable"),
                 "calibrated": sum(

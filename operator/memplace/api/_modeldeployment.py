@@ -117,6 +117,8 @@ RejectionCode = Literal[
     "EngineUnsupported",
     "NoCapacity",
     "MoreExpensive",
+    "KeptRunning",
+    "ReservedForBatch",
     "NoPrice",
     "Invalid",
     "AdaptersNeedBase",
@@ -135,6 +137,10 @@ RejectionCode = Literal[
 - `EngineUnsupported`: `spec.runtime.engine` cannot serve this precision or tier.
 - `NoCapacity`: the pool has too few GPUs (or nodes) free for the replicas needed.
 - `MoreExpensive`: feasible, but a cheaper feasible placement won.
+- `KeptRunning`: cheaper, but by no more than the consolidation threshold: the running
+  placement stays (the batch planner, `--consolidation-threshold`).
+- `ReservedForBatch`: cheaper and free, but the batch planner gave its room to another
+  deployment that could not be placed without it.
 - `NoPrice`: no price is known for the pool, so it cannot be ranked.
 - `Invalid`: the spec (or the model's config) cannot be planned at all.
 - `AdaptersNeedBase`: a variant cannot serve LoRA adapters trained on the base model.
@@ -340,6 +346,12 @@ class ModelDeploymentSpec(ApiModel):
     """Allowed tiers and pools."""
     runtime: RuntimeSpec = _defaulted(RuntimeSpec)
     """The serving engine and container."""
+    priority: int = 0
+    """When capacity is short, higher priority places first: the planner never leaves a
+    deployment out to place any number of lower-priority ones, and moves a running one only to
+    place something of higher priority or to save more than the consolidation threshold.
+    Deployments of equal priority (default 0) are placed to place as many as possible, then
+    at the least total cost."""
     adapters: Annotated[list[AdapterSpec], ListType("map", ("name",))] = Field(
         default_factory=list, max_length=256
     )

@@ -5,7 +5,7 @@ ModelDeployments, PlacementPools, Nodes (also as the ``List`` that ``kubectl get
 yaml`` prints), NodeMemoryReports, ConfigMaps (for ``spec.model.configMapRef``) and
 PerformanceProfiles (``kubectl get performanceprofiles -o yaml``: their learned factors calibrate
 the estimates, as in the operator). Other kinds are skipped with a notice on stderr. It plans
-every deployment exactly as the operator does (``memplace.planning.plan.plan_cluster``) and
+every deployment exactly as the operator does (``memplace.planning.batch.plan_batch``) and
 prints a table, or ``-o json`` / ``-o yaml``: one entry per deployment with ``namespace``,
 ``name``, ``phase`` and the status fields; ``-o manifests`` prints the Deployments and Services
 the operator would apply for every placed deployment (the same rendering code), as YAML.
@@ -36,6 +36,8 @@ from memplace.cli.table import Column, render
 
 __all__ = ["register"]
 
+SHOWN = 4
+"""Alternatives printed under a placed deployment; the rest are counted ("+N more")."""
 PHASES = {"unschedulable": "Unschedulable", "invalid": "Invalid"}
 # Objects a user applies beside ModelDeployments (examples/), which planning does not need.
 QUIET_KINDS = {("Namespace", "v1"), ("Kustomization", "kustomize.config.k8s.io")}
@@ -68,7 +70,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="exit 1 if a deployment ends in one of these (comma-separated: unschedulable,invalid)",
     )
     parser.add_argument("--now", help="RFC 3339 time to judge report freshness against")
+    parser.add_argument(
+        "--strategy",
+        choices=("optimal", "greedy"),
+        default="optimal",
+        help="optimal: the batch as a whole (most placed by priority, then least cost); "
+        "greedy: each deployment in (namespace, name) order takes its cheapest room",
+    )
+    parser.add_argument(
+        "--consolidation-threshold",
+        type=_share,
+        default=0.10,
+        metavar="SHARE",
+        help="a running placement (status.placement) moves only to save more than this share "
+        "of its cost, or to place something of higher priority (default 0.10)",
+    )
     parser.set_defaults(handler=run)
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.1 or 10%)") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return value
 
 
 def _phases(text: str) -> frozenset[str]:
@@ -268,9 +295,10 @@ def _now(text: str | None, reports: list[tuple[str, Any]]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from memplace.planning.batch import plan_batch
     from memplace.planning.calibration import Calibration
     from memplace.planning.inventory import build_cluster
-    from memplace.planning.plan import Plan, plan_cluster
+    from memplace.planning.plan import Plan
 
     inputs = _read(args.paths)
     if not inputs.deployments:
@@ -289,7 +317,13 @@ def run(args: argparse.Namespace) -> int:
     for ns, name, doc in inputs.deployments:
         made = _request(ns, name, doc, inputs, calibration)
         (invalid if isinstance(made, Plan) else requests).append(made)
-    plans = sorted(plan_cluster(requests, cluster) + invalid, key=lambda p: (p.namespace, p.name))
+    planned = plan_batch(
+        requests,
+        cluster,
+        strategy=args.strategy,
+        threshold=args.consolidation_threshold,
+    ).plans
+    plans = sorted(planned + invalid, key=lambda p: (p.namespace, p.name))
 
     if args.output in ("table", "wide"):
         if plans:
@@ -444,9 +478,12 @@ def _report(plans: list[Any], cluster: Any, width: int | None, quiet: bool) -> s
             why = f" ({a.reason}: {a.message})" if a.state == "Rejected" else ""
             line = f"  adapter {a.name} (rank {a.rank}, {a.memory or '?'}): {a.state}{why}"
             out += _wrap(line, width, "      ")
-        shown = p.alternatives if p.phase != "Placed" else p.alternatives[:4]
+        shown = p.alternatives if p.phase != "Placed" else p.alternatives[:SHOWN]
         for a in shown:
             out += _wrap(f"  - {_alternative(a)}: {a.code}: {a.reason}", width, "      ")
+        if len(p.alternatives) > len(shown):
+            more = len(p.alternatives) - len(shown)
+            out += _wrap(f"  +{more} more (-o yaml lists every one)", width, "      ")
     for x in cluster.excluded:
         out += ["", *_wrap(f"Pool {x.name} left out ({x.code}): {x.reason}", width, "  ")]
     for notice in cluster.notices:

@@ -137,6 +137,28 @@ def register(subparsers: Any) -> None:
         "annotations, or neither; auto: a PodMonitor when the cluster serves that CRD "
         "(default: auto)",
     )
+    batch = parser.add_argument_group("batched re-plans (every deployment placed as a whole)")
+    batch.add_argument(
+        "--consolidate-every",
+        metavar="DURATION",
+        help="also re-plan every deployment as a batch this often, to consolidate "
+        "(default: only at startup and when capacity changes)",
+    )
+    batch.add_argument(
+        "--consolidation-threshold",
+        type=float,
+        default=0.10,
+        metavar="SHARE",
+        help="a running placement moves only to save more than this share of its cost, or to "
+        "place something of higher priority (default: 0.10)",
+    )
+    batch.add_argument(
+        "--disruption-budget",
+        type=int,
+        default=1,
+        metavar="N",
+        help="at most N running deployments get a new place per batch re-plan (default: 1)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     parser.set_defaults(handler=run)
 
@@ -160,6 +182,11 @@ def run(args: argparse.Namespace) -> int:
         measure_interval_seconds=_positive(args.measure_interval, "--measure-interval"),
         measure_window=_window(args.measure_window),
         scrape=args.scrape,
+        consolidate_every_seconds=parse_duration(args.consolidate_every)
+        if args.consolidate_every
+        else None,
+        consolidation_threshold=args.consolidation_threshold,
+        disruption_budget=args.disruption_budget,
     )
     preflight.check(args.kubeconfig, clusterwide=not args.namespaces)
     operator_settings.configure(settings)

@@ -121,6 +121,18 @@ def fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
     return hash(repr(parts))
 
 
+def capacity_fingerprint(indexes: Mapping[str, Any]) -> int:
+    """A hash of the capacity alone (pools, nodes, reports; not placements): what a batch
+    re-plan (``consolidate``) follows."""
+    now = datetime.datetime.now(datetime.UTC)
+    parts = (
+        sorted((n, repr(s)) for n, s in pools(indexes)),
+        sorted(repr(node) for node in values(indexes.get("nodes"))),
+        sorted((n, _report_essence(r, now)) for n, r in planning_reports(indexes)),
+    )
+    return hash(repr(parts))
+
+
 def _report_essence(report: Any, now: datetime.datetime) -> str:
     """What the planner reads from a report: whether it is fresh, and its memory figures.
 

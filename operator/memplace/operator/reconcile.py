@@ -30,7 +30,19 @@ import kopf
 
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
-from . import events, indexed, inputs, kube, manifests, modeladapters, moves, owned, render, scrape
+from . import (
+    consolidate,
+    events,
+    indexed,
+    inputs,
+    kube,
+    manifests,
+    modeladapters,
+    moves,
+    owned,
+    render,
+    scrape,
+)
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -146,6 +158,7 @@ async def plan_and_apply(
             calibration=indexed.calibration(indexes),
             checkpoints=checkpoints,
             model_adapters=listed,
+            target=consolidate.target_for(state, key, generation),
         )
         with PLAN_DURATION.time():
             plan = plan_deployment(request, cluster)

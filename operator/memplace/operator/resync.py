@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ from memplace.api import MODEL_DEPLOYMENT, PLACEMENT_POOL
 from memplace.planning.inventory import build_cluster
 
 from . import (
+    consolidate,
     events,
     indexed,
     inputs,
@@ -97,6 +99,16 @@ async def _resync_forever(
         except Exception:
             ERRORS.labels("unexpected").inc()
             logger.exception("Writing ModelAdapter statuses failed; will retry.")
+        try:
+            why = consolidate.due(state, indexes, time.monotonic())
+            if why is not None and indexes.get("models"):
+                async with state.planning:
+                    await consolidate.refresh(state, indexes, settings, logger, why)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            ERRORS.labels("unexpected").inc()
+            logger.exception("The batch re-plan failed; each deployment re-plans on its own.")
         for key, store in list((indexes.get("models") or {}).items()):
             body = next(iter(store), None)
             if body is None:

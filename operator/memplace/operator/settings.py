@@ -54,6 +54,15 @@ class Settings:
     scrape: str = "auto"
     """How Prometheus finds the model pods (``--scrape``): ``auto`` (a PodMonitor when the CRD
     is served, else pod annotations), ``podmonitor``, ``annotations`` or ``none``."""
+    # Batched re-plans (``consolidate``): at startup, on capacity changes, and periodically.
+    consolidate_every_seconds: float | None = None
+    """Re-plan every deployment as a batch this often (consolidation); None: only at startup
+    and when capacity changes."""
+    consolidation_threshold: float = 0.10
+    """A running placement moves only to save more than this share of its cost (or to place
+    something of higher priority)."""
+    disruption_budget: int = 1
+    """At most this many running deployments are given a new place per batch re-plan."""
 
 
 _current = Settings()

@@ -43,10 +43,16 @@ class State:
     """How Prometheus finds the pods, ``--scrape`` with ``auto`` settled (``scrape.resolve``)."""
     watches: dict[Key, Any] = field(default_factory=dict)
     """What the measurement loop remembers per deployment between windows (``measure.Watch``)."""
+    targets: dict[Key, tuple[Any, Any]] = field(default_factory=dict)
+    """Per deployment, (generation, placement) the last batch re-plan chose (``consolidate``)."""
+    batch_capacity: int | None = None
+    """The capacity fingerprint of the last batch re-plan; None: none yet (startup)."""
+    batch_time: float = 0.0
+    """When the last batch re-plan ran (``time.monotonic``)."""
 
     def forget(self, key: Key) -> None:
         """Drop what is kept about a deleted ModelDeployment, its metrics included."""
         self.metrics.forget(*key)
-        for table in (self.recent, self.fingerprints, self.full_pools, self.watches):
+        for table in (self.recent, self.fingerprints, self.full_pools, self.watches, self.targets):
             table.pop(key, None)
         self.recent.pop(inputs.successor_key(key), None)

@@ -31,6 +31,7 @@ __all__ = [
     "cheapest",
     "has_room",
     "index",
+    "is_current",
     "no_capacity",
     "rank",
     "rank_key",
@@ -50,26 +51,30 @@ def rank_key(e: Evaluation, current: Any = None) -> tuple:
 def candidate_rank_key(c: Any, per_hour: float, replicas: int, current: Any = None) -> tuple:
     """The order of the module docstring, from the candidate, its cost and its replicas (what
     the planner ranks on without building an ``Evaluation``)."""
-    is_current = current is not None and (
-        current.pool == c.pool.name
-        and current.precision == c.precision.id
-        and (current.kv_cache_dtype or c.kv.id) == c.kv.id
-        and current.tier == c.tier
-        and current.gpus_per_replica == c.gpus
-        and current.variant == c.variant.name
-    )
     return (
         round(per_hour, 6),
         replicas * max(c.gpus, 1),
         -c.precision.weight_bits,
         -c.kv.bits,
         TIER_ORDER.get(c.tier, 9),
-        not is_current,
+        not is_current(c, current),
         c.pool.name,
         c.gpus,
         c.variant.name or "",
         c.precision.id,
         c.kv.id,
+    )
+
+
+def is_current(c: Any, current: Any) -> bool:
+    """Whether candidate ``c`` is the running placement ``current`` (a PlacementStatus)."""
+    return current is not None and (
+        current.pool == c.pool.name
+        and current.precision == c.precision.id
+        and (current.kv_cache_dtype or c.kv.id) == c.kv.id
+        and current.tier == c.tier
+        and current.gpus_per_replica == c.gpus
+        and current.variant == c.variant.name
     )
 
 

@@ -772,6 +772,21 @@ def _build_pool(
     memory = _most_common(n.memory_bytes for n in group.nodes) or (
         instance.memory_bytes if instance else 0
     )
+    assumed: list[str] = []
+    if gpu is None and instance is None:
+        if not vcpus or not memory:
+            return ExcludedPool(
+                group.name,
+                "Invalid",
+                f"CPU-only, instance type {itype!r} not in the catalogue and its nodes report no "
+                "allocatable CPU or memory: nothing to size CPU serving from",
+            )
+        instance = generic_cpu_instance(itype or group.name, vcpus, memory, float(price))
+        assumed.append(
+            f"pool {group.name}: CPU speed assumed: instance type {instance.id} not in the "
+            f"catalogue ({vcpus:g} vCPUs: {instance.cpu_memory_bandwidth_bytes_per_s / 1e9:.0f} "
+            f"GB/s, {instance.cpu_bf16_tflops:g} bf16 TFLOPS as a generic server)"
+        )
     fresh = {n.name: reports[n.name] for n in group.nodes if _fresh(reports.get(n.name), now)}
     gpu_mem, notes = _pool_gpu_memory(group, gpu, fresh)
     gpu_memory = gpu_mem.total_bytes if gpu_mem is not None else 0
@@ -825,7 +840,47 @@ def _build_pool(
         disk_bytes_per_node=disk,
         measured=any(fresh.get(n.name) is not None and fresh[n.name].gpus for n in schedulable),
     )
-    return pool, usable, notes
+    return pool, usable, notes + assumed
+
+
+GENERIC_CPU = "generic"
+"""The ``InstanceType.cpu`` of a CPU-only pool whose instance type the catalogue lacks."""
+GENERIC_BANDWIDTH_PER_VCPU = 204.8e9 / 96
+"""DRAM bandwidth per vCPU of a generic server (bytes/s): the catalogue's slowest per-core
+class, AMD EPYC Rome/Milan (``data/instances.yaml`` ``cpus:``): 8 channels × DDR4-3200 × 8
+bytes = 204.8 GB/s per 48-core socket, 2 threads per core (AMD EPYC 7002/7003 product pages).
+About 2.1 GB/s per vCPU: a low but safe figure; name the instance type in the catalogue, or its
+pool's price alone cannot tell a faster CPU."""
+GENERIC_BF16_FLOPS_PER_VCPU = 2.5e9 * 32 / 2
+"""Peak bf16 FLOP/s per vCPU of a generic server: EPYC Rome's AVX2 rate (2 FMA units × 8 fp32
+lanes × 2 = 32 FLOPs per cycle per core, no bf16 units) at 2.5 GHz, 2 threads per core
+(the catalogue's ``epyc-rome`` entry and its source)."""
+
+
+def generic_cpu_instance(name: str, vcpus: float, memory: int, price: float) -> Any:
+    """An ``InstanceType`` for a CPU-only pool the catalogue does not know, sized from its nodes'
+    allocatable CPU and memory with the generic per-vCPU constants above."""
+    from .catalogue import InstanceType
+
+    return InstanceType(
+        id=name,
+        cloud="unknown",
+        region="unknown",
+        gpu=None,
+        gpu_count=0,
+        vcpus=int(vcpus),
+        memory_bytes=int(memory),
+        local_nvme_bytes=0,
+        price_per_hour=price,
+        price_date="",
+        cpu_memory_bandwidth_bytes_per_s=vcpus * GENERIC_BANDWIDTH_PER_VCPU,
+        cpu_bf16_tflops=round(vcpus * GENERIC_BF16_FLOPS_PER_VCPU / 1e12, 3),
+        source=(
+            "generic server: instance type not in the catalogue; "
+            "GENERIC_BANDWIDTH_PER_VCPU and GENERIC_BF16_FLOPS_PER_VCPU (planning/inventory.py)"
+        ),
+        cpu=GENERIC_CPU,
+    )
 
 
 def _pool_gpu_memory(

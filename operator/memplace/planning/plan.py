@@ -25,6 +25,10 @@ the shapes and rankings calibrated ones, keyed by the factors that apply to them
 Every memo table is a bounded LRU (``_Lru``; the ``…_KEPT`` constants), and a ranking keeps its
 candidates as rows of ints (``_Ranked``): an ``Evaluation`` is built only for a candidate a plan
 shows or a check explains, so a big plan leaves few long-lived objects for the garbage collector.
+
+Batch: ``batch.plan_batch`` decides many deployments together (a solver over the candidates
+ranked here, ``solve``) and builds each plan with ``_decide`` given its choice; the greedy
+``plan_cluster`` stays as its fallback and as ``--strategy greedy``.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from .choose import (
     cheapest,
     has_room,
     index,
+    is_current,
     no_capacity,
 )
 from .cost import cost_per_million_tokens, replica_cost
@@ -87,7 +92,7 @@ from .feasibility import (
     tensor_parallel_refusal,
     within_budget,
 )
-from .inventory import Cluster
+from .inventory import GENERIC_CPU, Cluster
 from .latency import estimate_speed
 from .memory import estimate_memory, offload_bytes_needed, usable_gpu_bytes, weights_source
 from .precision import quality_loss
@@ -121,6 +126,11 @@ class DeploymentRequest:
     """``lora.Listed``: the ModelAdapters naming this deployment as their base."""
     lora: Any = None
     """``adapters.LoraSlots`` the plan sizes in (set by ``lora.decide``, not by callers)."""
+
+    target: PlacementStatus | None = None
+    """A placement the batch planner chose for this deployment (``batch``; the operator's
+    batched re-plans and consolidation): taken when it is still feasible and has room, so that
+    one deployment's re-plan keeps to the batch's answer; else the cheapest, as without it."""
 
     @property
     def owner(self) -> tuple[str, str]:
@@ -490,7 +500,7 @@ def _bases(
     arch_ids = {id(v): _arch_id(memo, v.architecture) for v in variants}
     learned: dict[ProfileKey, Factors] = dict(applicable)
     prints = {id(v): _fingerprint(memo, v.architecture) for v in variants} if learned else {}
-    pools = [p for p in cluster.pools if not (p.cpu_only and p.instance is None)]
+    pools = cluster.pools  # every CPU-only pool has an instance (generic when unknown)
     out: list[_Base] = []
     groups: dict[tuple, _Group] = {}
     tp_memo: dict[tuple[int, int], frozenset[str]] = {}
@@ -905,9 +915,19 @@ def _estimate_status(
     )
 
 
+CPU_ASSUMED = "CPU speed assumed: instance type not in the catalogue"
+
+
+def _assumed_cpu(c: Any) -> bool:
+    """Whether ``c`` serves on CPUs sized by the generic constants (``inventory``)."""
+    return c.tier == "cpu" and getattr(c.pool.instance, "cpu", None) == GENERIC_CPU
+
+
 def _alternative(e: Evaluation, code: str, reason: str, memo: dict) -> Alternative:
     """The Alternative for ``e`` losing for ``reason``: one object per distinct value."""
     c = e.candidate
+    if _assumed_cpu(c):
+        reason = f"{reason} ({CPU_ASSUMED})"
     fields = (
         c.pool.name,
         c.pool.gpu_name,
@@ -951,6 +971,8 @@ def _what(e: Evaluation) -> str:
     if c.tier == "cpu":
         node = c.pool.instance.id if c.pool.instance is not None else "CPU"
         where = f"{e.replicas} × {node} node"
+        if _assumed_cpu(c):
+            where += f" ({CPU_ASSUMED})"
     else:
         where = f"{e.replicas} × {c.gpus} {c.pool.gpu_name}"
         if c.tier == "offload":
@@ -970,7 +992,13 @@ def _unschedulable_message(steps: Sequence[tuple[str, int]]) -> str:
     return f"no placement: {', '.join(parts)}"
 
 
-def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan:
+def _decide(
+    request: DeploymentRequest, cluster: Cluster, consume: bool, choice: int | None = None
+) -> Plan:
+    """The plan for ``request``: its cheapest feasible candidate with room, or ``choice`` (a
+    ranking index the batch solver picked, ``batch``) when that has room; a cheaper one with
+    room that the choice passed over is listed first among the alternatives, with why. A base
+    with LoRA adapters is decided with them (``lora``), without a batch choice."""
     if request.lora is None and lora.has_adapters(request):
         return lora.decide(request, lambda r: _decide(r, cluster, consume), _separately(cluster))
     try:
@@ -994,10 +1022,22 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
         return answers[key]
 
     chosen, full = cheapest(ranking, room)
+    if choice is None and request.target is not None:
+        choice = _target_index(ranking, request.target)
+    passed_over = None
+    if choice is not None and choice not in full and choice != chosen:
+        passed_over, chosen = chosen, choice
     alts = [
         _alternative(e, why.code, why.message, cluster.memo)
         for e, why in alternatives(ranking, chosen, full)
     ]
+    if passed_over is not None:
+        alts.insert(
+            0,
+            _passed_over(
+                ranking.ranked[passed_over], ranking.ranked[chosen], request, cluster.memo
+            ),
+        )
     allowed = static.requirements.pools
     alts += [
         Alternative(pool=x.name, reason=x.reason, code=x.code)
@@ -1005,6 +1045,8 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
         if not allowed or x.name in allowed
     ]
     alts += static.variant_problems
+    # rules that only restate the spec come last: the options worth reading come first
+    alts.sort(key=lambda a: a.code == "PoolNotAllowed")
     steps = list(static.steps)
     steps[-1] = (steps[-1][0], len(ranking.feasible) - len(full))
 
@@ -1073,6 +1115,43 @@ def _decide(request: DeploymentRequest, cluster: Cluster, consume: bool) -> Plan
 def _separately(cluster: Cluster) -> Any:
     """Plans that take no room: what one deployment per fine-tune would cost (``lora``)."""
     return lambda request: _decide(request, cluster, consume=False)
+
+
+def _target_index(ranking: Ranking, target: PlacementStatus) -> int | None:
+    """The ranking index of the feasible candidate that is ``target``, replicas included."""
+    ranked = ranking.ranked
+    for i in ranking.feasible:
+        if isinstance(ranked, _Ranked):
+            at, replicas, _ = ranked.rows[i]
+            c = ranked.bases[at].candidate
+        else:  # pragma: no cover - the planner's rankings are _Ranked
+            c, replicas = ranked[i].candidate, ranked[i].replicas
+        if replicas == target.replicas and is_current(c, target):
+            return i
+    return None
+
+
+def _passed_over(
+    cheaper: Evaluation, chosen: Evaluation, request: DeploymentRequest, memo: dict
+) -> Alternative:
+    """Why the batch took ``chosen`` over a cheaper candidate that had room: the running
+    placement stays (the saving is below the consolidation threshold), or the room is left to
+    another deployment of the batch that could not be placed without it."""
+    saving = chosen.per_hour - cheaper.per_hour
+    share = saving / chosen.per_hour if chosen.per_hour > 0 else 0.0
+    if request.current is not None and is_current(chosen.candidate, request.current):
+        code = "KeptRunning"
+        reason = (
+            f"${cheaper.per_hour:.2f}/h, saves ${saving:.2f}/h ({share:.0%}), not more than the "
+            "consolidation threshold: the running placement stays"
+        )
+    else:
+        code = "ReservedForBatch"
+        reason = (
+            f"${cheaper.per_hour:.2f}/h, ${saving:.2f}/h less, but its room places another "
+            "deployment of the batch"
+        )
+    return _alternative(cheaper, code, reason, memo)
 
 
 def _released(cluster: Cluster, owner: tuple[str, str], in_place: bool) -> Cluster:

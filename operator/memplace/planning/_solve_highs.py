@@ -1,0 +1,105 @@
+"""``solve``'s HiGHS backend (``highspy``): the same stages as a MILP on one ``Highs`` model.
+
+Each stage sets the objective, solves from the previous answer, then bounds that objective by
+its optimum for the stages after it. One thread, a fixed seed and a zero MIP gap, so that
+"optimal" means what it says and the same input gives the same answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import highspy
+import numpy as np
+from highspy._core import _Highs
+
+from .solve import STAGE_SHARES, Item, Room, Solution, first_fit, model_parts
+
+_INF = highspy.kHighsInf
+
+
+def _model(cells: list, rows: list, items: Sequence[Item]) -> _Highs:
+    # the bare model class: ``highspy.Highs()`` enables callbacks before any option can be
+    # set, which prints HiGHS's banner on stdout (ERGO-Code/HiGHS#1702: output_flag must be
+    # false before any other call), and ``memplace plan -o json`` must print only JSON
+    h = _Highs()
+    h.setOptionValue("output_flag", False)
+    for name, value in (
+        ("mip_rel_gap", 0.0),
+        ("mip_abs_gap", 0.0),
+        ("threads", 1),
+        ("random_seed", 0),
+    ):
+        h.setOptionValue(name, value)
+    n = len(cells)
+    empty = np.array([], dtype=np.int32)
+    h.addCols(n, np.zeros(n), np.zeros(n), np.ones(n), 0, empty, empty, np.array([]))
+    h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.ones(n, dtype=np.uint8))
+    per_item: dict[int, list[int]] = {}
+    for k, (i, _) in enumerate(cells):
+        per_item.setdefault(i, []).append(k)
+    for ks in per_item.values():
+        if len(ks) > 1:
+            h.addRow(-_INF, 1.0, len(ks), np.array(ks, dtype=np.int32), np.ones(len(ks)))
+    at = {cell: k for k, cell in enumerate(cells)}
+    for terms, bound in rows:
+        idx = np.array([at[(i, j)] for i, j, _ in terms], dtype=np.int32)
+        values = np.array([float(c) for _, _, c in terms])
+        h.addRow(-_INF, float(bound), len(idx), idx, values)
+    return h
+
+
+def _status(h: _Highs) -> str:
+    if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+        return "optimal"
+    return "feasible" if h.getInfo().primal_solution_status == 2 else "none"
+
+
+def solve_highs(
+    items: Sequence[Item], rooms: Mapping[str, Room], threshold: float, time_limit_s: float
+) -> Solution:
+    start = time.perf_counter()
+    cells, stages, rows = model_parts(items, rooms, threshold)
+    n = len(cells)
+    h = _model(cells, rows, items)
+    every = np.arange(n, dtype=np.int32)
+    start_from = first_fit(items, rows)
+    values = np.zeros(n)
+    for k, (i, j) in enumerate(cells):
+        if start_from[i] == j:
+            values[k] = 1.0
+    status, placed, solved = "optimal", 0, False
+    for s, (name, coefficients, sense) in enumerate(stages):
+        share = STAGE_SHARES[name]
+        c = np.array(coefficients, dtype=float) * (-1.0 if sense > 0 else 1.0)  # HiGHS minimises
+        h.changeColsCost(n, every, c)
+        left = time_limit_s - (time.perf_counter() - start)
+        h.setOptionValue(
+            "time_limit",
+            max(0.01, left if s == len(stages) - 1 else min(left, time_limit_s * share)),
+        )
+        solution = highspy.HighsSolution()  # the last answer (first fit before stage 1)
+        solution.col_value = list(values)
+        solution.value_valid = True
+        h.setSolution(solution)
+        h.run()
+        stage_status = _status(h)
+        if stage_status == "none":
+            if not solved:
+                return Solution([None] * len(items), "none", seconds=time.perf_counter() - start)
+            status = "feasible"
+            break
+        values = np.array(h.getSolution().col_value)
+        solved = True
+        if stage_status != "optimal":
+            status = "feasible"
+        value = round(float(np.dot(c, values)))
+        placed = -value if s == 0 else placed
+        h.addRow(-_INF, value + 0.5, n, every, c)  # keep this stage's optimum
+    chosen: list[int | None] = [None] * len(items)
+    for (i, j), v in zip(cells, values, strict=True):
+        if v > 0.5:
+            chosen[i] = j
+    return Solution(
+        chosen, status, placed, time.perf_counter() - start, {"variables": n, "rows": len(rows)}
+    )

@@ -1,0 +1,226 @@
+"""Batch placement: many deployments against finite capacity, decided together.
+
+``plan_cluster`` (greedy) lets each deployment in (namespace, name) order take its cheapest
+option, even when that leaves a later one with nothing. ``plan_batch`` with the ``optimal``
+strategy asks ``solve`` for one option per deployment over the planner's own feasible
+candidates (the checks and their explanations are untouched: the solver only chooses among
+what ``plan`` ranked), then builds every plan with ``plan._decide`` given that choice:
+
+1. release every deployment of the batch (each is being replanned);
+2. per deployment, its options: the first (cheapest) ranked candidate of each room key
+   (pool, GPUs per replica, bytes per GPU, replicas), i.e. every distinct way it can take room,
+   cheapest first; pools it found full (``full_pools``) left out;
+3. ``solve``: most placed by priority, then least cost, moves only as the threshold allows;
+4. pack the choices onto nodes (largest replicas first) with the pools' own ``PoolCapacity``;
+5. decide each deployment, highest priority first, with its own room released and its choice
+   preferred (one the packing refused, or the solver left out, takes the cheapest room left:
+   the greedy repair);
+6. every ``NoCapacity`` names who holds the pool, at what priority.
+
+When the solver has nothing in time the plans are ``plan_cluster``'s, and each says so in its
+message. Same input, same output: the solver runs one worker with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from memplace.api import Alternative
+
+from .inventory import Cluster, PoolCapacity
+from .plan import DeploymentRequest, Plan, _decide, _Invalid, _Ranked, _released, _static
+from .solve import OPTIONS_KEPT, Item, Option, Room, Solution, solve
+
+__all__ = ["STRATEGIES", "BatchResult", "plan_batch"]
+
+STRATEGIES = ("optimal", "greedy")
+CONSOLIDATION_THRESHOLD = 0.10
+"""A running placement moves to a cheaper one only when that saves more than this share of its
+cost (or when the move is needed to place something): the default of
+``--consolidation-threshold``, after Karpenter's consolidation, which replaces a node only for
+a cheaper one (karpenter.sh docs, "Disruption": consolidation)."""
+TIME_LIMIT_S = 1.0
+"""The solver's time limit per batch; past it, the best solution found so far is used (it
+starts from the first-fit plan, so that is never worse than greedy on the solver's model)."""
+HOLDERS_SHOWN = 3
+"""How many holders a NoCapacity reason names before "+N more"."""
+
+
+@dataclasses.dataclass
+class BatchResult:
+    plans: list[Plan]
+    solution: Solution | None
+    """None for the greedy strategy."""
+    fallback: bool = False
+    """The solver found nothing in time: the plans are greedy."""
+
+
+def _options(ranking: Any, request: DeploymentRequest, cluster: Cluster) -> list[Option]:
+    ranked = ranking.ranked
+    out = []
+    for key, indices in ranking.by_room.items():
+        pool, gpus, resident, replicas = key
+        if pool in request.full_pools or replicas <= 0:
+            continue
+        i = indices[0]
+        if isinstance(ranked, _Ranked):
+            at, reps, _ = ranked.rows[i]
+            cost = ranked.bases[at].per_replica * reps
+        else:  # pragma: no cover - the planner's rankings are _Ranked
+            cost = ranked[i].per_hour
+        capacity = cluster.capacity(pool)
+        shared = capacity.sharing and gpus == 1
+        out.append(Option(i, pool, max(gpus, 1), resident, replicas, cost, shared))
+    out.sort(key=lambda o: o.key)
+    return _undominated(out)
+
+
+def _undominated(options: list[Option]) -> list[Option]:
+    """``options`` (cheapest first) less each one that another kept option of the same pool
+    beats: no dearer, the same GPUs per replica, no more replicas and (where GPUs are shared
+    by bytes) no more bytes per GPU: it could only use more room for no gain."""
+    kept: list[Option] = []
+    front: dict[tuple[str, int, bool], list[Option]] = {}
+    for o in options:
+        rivals = front.setdefault((o.pool, o.slots, o.shared), [])
+        if any(
+            r.cost <= o.cost + 1e-9
+            and r.replicas <= o.replicas
+            and (not o.shared or r.resident <= o.resident)
+            for r in rivals
+        ):
+            continue
+        rivals.append(o)
+        kept.append(o)
+    return kept
+
+
+def _room(capacity: PoolCapacity) -> Room:
+    free = sum(b for node in capacity.free for b in node) if capacity.sharing else 0
+    gpu_bytes = max((b for node in capacity.usable for b in node), default=0)
+    return Room(tuple(capacity.whole_count), free, gpu_bytes)
+
+
+def _current_option(
+    options: Sequence[Option], ranking: Any, request: DeploymentRequest
+) -> int | None:
+    if request.current is None:
+        return None
+    from .choose import is_current
+
+    for j, o in enumerate(options):
+        ranked = ranking.ranked
+        at = ranked.rows[o.key][0] if isinstance(ranked, _Ranked) else None
+        c = ranked.bases[at].candidate if at is not None else ranked[o.key].candidate
+        if is_current(c, request.current):
+            return j
+    return None
+
+
+def _holders(
+    plan: Plan,
+    held: Mapping[str, list[tuple[str, str]]],
+    members: Mapping[str, set[tuple[str, str]]],
+    priority: Mapping[tuple[str, str], int],
+) -> Plan:
+    """``plan`` with each NoCapacity alternative naming who holds that pool (``held``: per
+    pool, its holders by priority, highest first)."""
+    changed = False
+    alts: list[Alternative] = []
+    me = (plan.namespace, plan.name)
+    for a in plan.alternatives:
+        owners = held.get(a.pool or "", ()) if a.code == "NoCapacity" else ()
+        shown = [o for o in owners[: HOLDERS_SHOWN + 1] if o != me][:HOLDERS_SHOWN]
+        if shown:
+            named = [
+                f"{ns}/{name} (priority {priority[(ns, name)]})"
+                if (ns, name) in priority
+                else f"{ns}/{name} (outside this plan)"
+                for ns, name in shown
+            ]
+            more = len(owners) - len(shown) - (me in members.get(a.pool or "", ()))
+            held_by = ", ".join(named) + (f" +{more} more" if more > 0 else "")
+            a = a.model_copy(update={"reason": f"{a.reason}; held by {held_by}"})
+            changed = True
+        alts.append(a)
+    return dataclasses.replace(plan, alternatives=tuple(alts)) if changed else plan
+
+
+def plan_batch(
+    requests: Iterable[DeploymentRequest],
+    cluster: Cluster,
+    *,
+    strategy: str = "optimal",
+    threshold: float = CONSOLIDATION_THRESHOLD,
+    time_limit_s: float = TIME_LIMIT_S,
+    solver: str = "highs",
+) -> BatchResult:
+    """Plans for every request, in (namespace, name) order, by ``strategy``."""
+    from .plan import plan_cluster
+
+    ordered = sorted(requests, key=lambda r: (r.namespace, r.name))
+    if strategy == "greedy":
+        return BatchResult(plan_cluster(ordered, cluster), None)
+    if strategy != "optimal":
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    state = cluster.mutable_copy()
+    for request in ordered:
+        _released(state, request.owner, in_place=True)
+    items: list[Item] = []
+    shared_options: dict[int, list[Option]] = {}
+    rankings: list[Any] = []
+    for request in ordered:
+        try:
+            ranking = _static(request, state).ranking
+        except _Invalid:
+            items.append(Item((), request.spec.priority))
+            continue
+        # deployments with the same spec share the ranking, and so their options
+        shared = request.current is None and not request.full_pools
+        options = shared_options.get(id(ranking)) if shared else None
+        if options is None:
+            options = _options(ranking, request, state)
+            if shared:
+                shared_options[id(ranking)] = options
+                rankings.append(ranking)  # keeps the id() unique while the table lives
+        current = _current_option(options, ranking, request)
+        if len(options) > OPTIONS_KEPT:  # the cheapest, and the running placement
+            kept = options[:OPTIONS_KEPT]
+            if current is not None and current >= OPTIONS_KEPT:
+                kept.append(options[current])
+                current = len(kept) - 1
+            options = kept
+        items.append(Item(tuple(options), request.spec.priority, current))
+    rooms = {pool.name: _room(state.capacity(pool.name)) for pool in state.pools}
+    solution = solve(items, rooms, threshold=threshold, time_limit_s=time_limit_s, solver=solver)
+    if solution.status == "none":
+        plans = plan_cluster(ordered, cluster)
+        note = f" (greedy: the solver found no plan in {time_limit_s:g} s)"
+        return BatchResult(
+            [dataclasses.replace(p, message=p.message + note) for p in plans], solution, True
+        )
+
+    # pack the choices, largest replicas first, so that the big ones find whole nodes
+    picked = {i: items[i].options[j] for i, j in enumerate(solution.chosen) if j is not None}
+    for i in sorted(picked, key=lambda i: (-picked[i].slots, -picked[i].resident, i)):
+        o = picked[i]
+        gpus = 0 if state.pool(o.pool).cpu_only else o.slots
+        placed = state.capacity(o.pool).place(gpus, o.resident, o.replicas, owner=ordered[i].owner)
+        if placed is None:
+            del picked[i]  # the packing refused it: the greedy repair below decides it
+    priority = {r.owner: r.spec.priority for r in ordered}
+    plans: dict[int, Plan] = {}
+    for i in sorted(range(len(ordered)), key=lambda i: (-ordered[i].spec.priority, i)):
+        request = ordered[i]
+        _released(state, request.owner, in_place=True)
+        choice = picked[i].key if i in picked else None
+        plans[i] = _decide(request, state, consume=True, choice=choice)
+    held = {
+        pool.name: sorted(state.capacity(pool.name).owners, key=lambda o: (-priority.get(o, 0), o))
+        for pool in state.pools
+    }
+    members = {pool: set(owners) for pool, owners in held.items()}
+    out = [_holders(plans[i], held, members, priority) for i in range(len(ordered))]
+    return BatchResult(out, solution)

@@ -1,0 +1,296 @@
+"""The batch as one optimisation problem: one option per deployment, over plain data.
+
+The planner (``batch``) hands over, per deployment, its distinct feasible options (pool, GPUs
+per replica, bytes per GPU, replicas, cost: the planner's own candidates, one per room key) and,
+per pool, its free room. This module chooses, lexicographically:
+
+1. the most placed, weighted by priority so that a deployment is never left out to place any
+   number of lower-priority ones (level weights: each exceeds the total of all levels below);
+2. then the fewest moves of running placements to options that save no more than the
+   consolidation threshold (so such a move happens only when stage 1 needs it, to place
+   something);
+3. then the least total cost per hour;
+4. then the planner's own rank order as the tie-break (it prefers the running placement at
+   equal cost), earlier deployments first, so that equal-cost answers are the same every run.
+
+Capacity is modelled per pool by necessary conditions that are linear (exact node packing
+would need a variable per node): whole GPUs (slots, for CPU nodes) in total; for every
+GPUs-per-replica size G, replicas of ≥ G GPUs against the pool's G-sized holes
+(Σ floor(free_n ÷ G) over nodes); in pools that share GPUs, bytes. The planner then packs
+the chosen options onto nodes with its own ``PoolCapacity`` and repairs any the packing
+refuses, so the conditions being necessary rather than exact never yields a wrong plan.
+
+Each stage is solved with the earlier stages' optima as constraints (and the previous answer
+as the starting solution). Solvers: HiGHS (``highspy``, the default: on one core its LP
+bounds prove these knapsack-like models optimal in a fraction of a second, where CP-SAT with
+one worker often cannot close the gap in minutes; see ``bench/plan_quality.py``) and OR-Tools
+CP-SAT, kept for that comparison. Each stage runs under its share of ``time_limit_s``
+(``STAGE_SHARES``); a stage that ends without proof keeps its best solution
+(``Solution.optimal`` False); none at all gives ``Solution.status`` "none" and the caller
+falls back to greedy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "SOLVERS",
+    "STAGE_SHARES",
+    "Item",
+    "Option",
+    "Room",
+    "Solution",
+    "level_weights",
+    "solve",
+]
+
+SOLVERS = ("highs", "cp-sat")
+STAGE_SHARES = {"placed": 0.4, "moves": 0.1, "cost": 0.35, "tie": 0.15}
+"""The share of the time limit each stage may use (the last takes what is left)."""
+OPTIONS_KEPT = 16
+"""Options per deployment given to the solver, cheapest first (after dropping dominated ones,
+``batch``): with ~50 pools a deployment has hundreds, and the 17th-cheapest way to place one
+deployment almost never decides a batch; the cap keeps 1,000 deployments under a second."""
+
+COST_UNIT = 1e-4
+"""Costs are integers in units of $0.0001/h: the precision the plans print (``per_hour``
+rounded to 4 digits), so the exact integer objective sees every difference a plan shows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One distinct way to place one deployment."""
+
+    key: int
+    """The caller's handle (the planner's ranking index)."""
+    pool: str
+    slots: int
+    """GPUs per replica (1 for a CPU replica: it takes a node)."""
+    resident: int
+    """Bytes per GPU it holds (what a shared GPU gives up)."""
+    replicas: int
+    cost: float
+    """$/h for all its replicas."""
+    shared: bool = False
+    """Packed by bytes on a shared GPU (a one-GPU replica in a pool that shares GPUs)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One deployment: its options in the planner's rank order, its priority, and which option
+    (if any) is its running placement."""
+
+    options: tuple[Option, ...]
+    priority: int = 0
+    current: int | None = None
+    """Position in ``options`` of the running placement."""
+
+
+@dataclass(frozen=True)
+class Room:
+    """One pool's free room: untouched GPUs (slots) per node, and free bytes when it shares."""
+
+    whole_per_node: tuple[int, ...]
+    free_bytes: int = 0
+    gpu_bytes: int = 0
+    """Usable bytes of one GPU (what a whole-GPU replica takes from a shared pool's bytes)."""
+
+    def holes(self, size: int) -> int:
+        return sum(k // size for k in self.whole_per_node)
+
+
+@dataclass
+class Solution:
+    chosen: list[int | None]
+    """Per item, the position of its chosen option, or None (left out)."""
+    status: str
+    """``optimal``, ``feasible`` (time limit: best so far) or ``none`` (nothing in time)."""
+    placed_weight: int = 0
+    seconds: float = 0.0
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "optimal"
+
+
+def level_weights(priorities: Sequence[int]) -> dict[int, int]:
+    """Per priority, the weight of placing one deployment of it: 1 for the lowest level, and
+    each level above one more than everything below it together, so that placing one of a
+    higher priority always outweighs placing all of the lower ones."""
+    weights: dict[int, int] = {}
+    below = 0
+    for level in sorted(set(priorities)):
+        weights[level] = below + 1
+        below += weights[level] * sum(1 for p in priorities if p == level)
+    return weights
+
+
+def _costs_and_moves(
+    items: Sequence[Item], threshold: float
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Per item and option: its integer cost, and 1 where taking it moves a running placement
+    for a saving of no more than the threshold (a move only stage 1 may ask for)."""
+    costs = [[round(o.cost / COST_UNIT) for o in item.options] for item in items]
+    moves = []
+    for item, row in zip(items, costs, strict=True):
+        if item.current is None:
+            moves.append([0] * len(row))
+            continue
+        limit = row[item.current] * (1.0 - threshold)
+        moves.append([int(j != item.current and c >= limit) for j, c in enumerate(row)])
+    return costs, moves
+
+
+def _rows(items: Sequence[Item], rooms: Mapping[str, Room], labelled: bool = False) -> list:
+    """The capacity rows: ([(item, option, coefficient)], bound), and the pool when
+    ``labelled``; options in pools not in ``rooms`` take no row (nothing constrains them)."""
+    rows = []
+    by_pool: dict[str, list[tuple[int, int, Option]]] = {}
+    for i, item in enumerate(items):
+        for j, o in enumerate(item.options):
+            by_pool.setdefault(o.pool, []).append((i, j, o))
+    for pool, members in sorted(by_pool.items()):
+        room = rooms.get(pool)
+        if room is None:
+            continue
+        label = (pool,) if labelled else ()
+        whole = [(i, j, o) for i, j, o in members if not o.shared]
+        shared = [(i, j, o) for i, j, o in members if o.shared]
+        if shared:
+            terms = [(i, j, o.replicas * o.resident) for i, j, o in shared]
+            terms += [(i, j, o.replicas * o.slots * room.gpu_bytes) for i, j, o in whole]
+            rows.append((terms, room.free_bytes, *label))
+        if whole:
+            terms = [(i, j, o.replicas * o.slots) for i, j, o in whole]
+            rows.append((terms, sum(room.whole_per_node), *label))
+            for size in sorted({o.slots for _, _, o in whole if o.slots > 1}):
+                terms = [
+                    (i, j, o.replicas * (o.slots // size)) for i, j, o in whole if o.slots >= size
+                ]
+                rows.append((terms, room.holes(size), *label))
+    return rows
+
+
+def solve(
+    items: Sequence[Item],
+    rooms: Mapping[str, Room],
+    *,
+    threshold: float = 0.10,
+    time_limit_s: float = 1.0,
+    solver: str = "highs",
+) -> Solution:
+    """Choose one option (or none) per item, lexicographically as the module says.
+
+    Only the contested part goes to the solver: a pool whose rows hold even if every item took
+    its largest option there (``_contested``) constrains nothing, and an item whose options are
+    all in such pools takes its own best option (most placed, fewest moves, least cost, rank:
+    the stages restricted to it). The objectives add up over independent parts, so the
+    lexicographic optimum of the whole is the union of the parts' optima."""
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
+    contested = _contested(items, rooms)
+    hard = [i for i, item in enumerate(items) if any(o.pool in contested for o in item.options)]
+    chosen: list[int | None] = [_own_best(item, threshold) for item in items]
+    if not hard:
+        return Solution(chosen, "optimal", stats={"variables": 0, "rows": 0, "contested": 0})
+    sub = [items[i] for i in hard]
+    sub_rooms = {pool: room for pool, room in rooms.items() if pool in contested}
+    if solver == "cp-sat":
+        from ._solve_cpsat import solve_cpsat as backend
+    else:
+        from ._solve_highs import solve_highs as backend
+    found = backend(sub, sub_rooms, threshold, time_limit_s)
+    if found.status == "none":
+        return found if len(hard) == len(items) else Solution([None] * len(items), "none")
+    for i, j in zip(hard, found.chosen, strict=True):
+        chosen[i] = j
+    found.stats["contested"] = len(hard)
+    return Solution(chosen, found.status, found.placed_weight, found.seconds, found.stats)
+
+
+def _contested(items: Sequence[Item], rooms: Mapping[str, Room]) -> set[str]:
+    """The pools where the items' largest options together could exceed a capacity row."""
+    out = set()
+    for terms, bound, pool in _rows(items, rooms, labelled=True):
+        largest: dict[int, int] = {}
+        for i, _, c in terms:
+            if c > largest.get(i, 0):
+                largest[i] = c
+        if sum(largest.values()) > bound:
+            out.add(pool)
+    return out
+
+
+def _own_best(item: Item, threshold: float) -> int | None:
+    """An item's best option alone: fewest moves, least cost, then rank."""
+    if not item.options:
+        return None
+    (costs,), (moves,) = _costs_and_moves([item], threshold)
+    return min(range(len(item.options)), key=lambda j: (moves[j], costs[j], j))
+
+
+Stage = tuple[str, list[int], int]
+"""One objective: its name, a coefficient per cell (item, option) in ``cells`` order, and +1
+to maximise or -1 to minimise."""
+
+
+def model_parts(
+    items: Sequence[Item], rooms: Mapping[str, Room], threshold: float
+) -> tuple[list[tuple[int, int]], list[Stage], list]:
+    """What both backends build from: the cells (item, option), the objectives in
+    lexicographic order (placed by priority, moves below the threshold, cost, tie-break) and
+    the capacity rows."""
+    weights = level_weights([item.priority for item in items])
+    costs, moves = _costs_and_moves(items, threshold)
+    cells = [(i, j) for i, item in enumerate(items) for j in range(len(item.options))]
+    n = len(items)
+    stages: list[Stage] = [
+        ("placed", [weights[items[i].priority] for i, _ in cells], +1),
+        ("moves", [moves[i][j] for i, j in cells], -1),
+        ("cost", [costs[i][j] for i, j in cells], -1),
+        # earlier items (the caller's order) weigh more, so that among equal costs the earlier
+        # deployment gets its better-ranked option, as the greedy order would give it
+        ("tie", [j * (n - i) for i, j in cells], -1),
+    ]
+    stages = [stage for stage in stages if any(stage[1])]  # e.g. no running placement
+    return cells, stages, _rows(items, rooms)
+
+
+def first_fit(items: Sequence[Item], rows: list) -> list[int | None]:
+    """A starting solution: the items by priority, then smallest first (the share of the
+    pools' room their leanest option takes), each taking its first (cheapest) option that the
+    capacity rows still allow, then the leanest one. Smallest first is the classic greedy for
+    placing the most; the solver starts from it and improves the cost, and a best-so-far at
+    the time limit is never worse than it."""
+    used = [0] * len(rows)
+    by_cell: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for r, (terms, _) in enumerate(rows):
+        for i, j, c in terms:
+            by_cell.setdefault((i, j), []).append((r, c))
+
+    def share(i: int, j: int) -> float:
+        return sum(c / max(rows[r][1], 1) for r, c in by_cell.get((i, j), ()))
+
+    lean = [
+        min(range(len(item.options)), key=lambda j, i=i: (share(i, j), j), default=None)
+        for i, item in enumerate(items)
+    ]
+    order = sorted(
+        range(len(items)),
+        key=lambda i: (-items[i].priority, share(i, lean[i]) if lean[i] is not None else 0, i),
+    )
+    chosen: list[int | None] = [None] * len(items)
+    for i in order:
+        if lean[i] is None:
+            continue
+        for j in (*range(len(items[i].options)),):
+            need = by_cell.get((i, j), ())
+            if all(used[r] + c <= rows[r][1] for r, c in need):
+                for r, c in need:
+                    used[r] += c
+                chosen[i] = j
+                break
+    return chosen
