@@ -1113,8 +1113,12 @@ def _decide(
 
 
 def _separately(cluster: Cluster) -> Any:
-    """Plans that take no room: what one deployment per fine-tune would cost (``lora``)."""
-    return lambda request: _decide(request, cluster, consume=False)
+    """Plans that take no room: what one deployment per fine-tune would cost (``lora``), each
+    priced as if the base's own room were free (it has just taken it; a batch may have given
+    the rest away), so that the comparison does not depend on how full the cluster is."""
+    return lambda request: _decide(
+        request, _released(cluster, request.owner, in_place=False), consume=False
+    )
 
 
 def _target_index(ranking: Ranking, target: PlacementStatus) -> int | None:
