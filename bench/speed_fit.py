@@ -59,7 +59,12 @@ COARSE = [g for g in GRID if round(g * 100) % 5 == 0]
 OVERHEADS_S = [round(0.00025 * i, 5) for i in range(13)]  # 0 .. 3 ms
 REQUEST_OVERHEADS_S = [round(0.005 * i, 3) for i in range(17)]  # 0 .. 80 ms
 
-DECODE_METRICS = {"decode_tokens_per_s_per_sequence", "tpot_ms", "output_tokens_per_s"}
+DECODE_METRICS = {
+    "decode_tokens_per_s_per_sequence",
+    "tpot_ms",
+    "output_tokens_per_s",
+    "batch_latency_ms",
+}
 PREFILL_METRICS = {"prefill_tokens_per_s", "ttft_ms"}
 
 
@@ -189,6 +194,9 @@ def predict(cost: RowCost, eff: Efficiency) -> float:
     if row.metric == "output_tokens_per_s":
         run = cost.prefill_batch.seconds(eff) + row.output_tokens * tpot
         return row.batch * row.output_tokens / run
+    if row.metric == "batch_latency_ms":
+        # the batch's prefill yields each sequence's first token; the rest are decode steps
+        return (cost.prefill_batch.seconds(eff) + (row.output_tokens - 1) * tpot) * 1e3
     raise ValueError(f"row {row.id}: unknown metric {row.metric!r}")
 
 
