@@ -45,6 +45,16 @@ def test_the_dataset_covers_what_issue_9_asks_for():
     assert any(r.metric == "ttft_ms" for r in rows)
 
 
+def test_the_dataset_measures_tgi_and_vllm_on_the_gpus_people_rent():
+    """Coverage the fit needs beyond issue 9's minimum: TGI rows, vLLM decode rows in the
+    held-out split, quantised vLLM, and the cloud GPUs (A10G, L4, H200)."""
+    decode = [r for r in ROWS if r.metric in speed_fit.DECODE_METRICS]
+    assert any(r.engine == "tgi" for r in decode)
+    assert sum(r.engine == "vllm" and r.held_out for r in decode) >= 5
+    assert any(r.engine == "vllm" and r.weight_format == "int4" for r in decode)
+    assert {"A10G", "L4", "H200-SXM-141GB"} <= {r.gpu.id for r in decode}
+
+
 def test_every_row_names_a_known_source_a_config_and_a_positive_value():
     sources = yaml.safe_load((DATA / "sources.yaml").read_text())
     raw = _raw_rows()
@@ -133,8 +143,18 @@ def test_a_fitted_key_says_it_was_fitted():
 
 
 def test_an_engine_without_data_borrows_another_and_says_so():
-    eff = default_table().lookup("tgi", CATALOGUE.gpu("L4"), "bf16", 8)
-    assert "vllm/" in eff.source and "no fit for tgi/ada/bf16/batched" in eff.source
+    eff = default_table().lookup("custom", CATALOGUE.gpu("L4"), "bf16", 8)
+    assert "vllm/" in eff.source and "no fit for custom/ada/bf16/batched" in eff.source
+
+
+def test_tgi_has_entries_of_its_own_and_borrows_vllm_only_across_memory_kinds():
+    table = default_table()
+    assert table.lookup("tgi", CATALOGUE.gpu("A10G"), "bf16", 4).source.startswith(
+        "fitted tgi/ampere/bf16"
+    )
+    # no TGI row on HBM: vLLM's HBM entry is nearer than TGI's GDDR one
+    eff = table.lookup("tgi", CATALOGUE.gpu("H100-SXM5-80GB"), "bf16", 4)
+    assert "bandwidth from vllm/hopper-hbm/bf16" in eff.source
 
 
 def test_a_gpu_without_data_takes_the_nearest_architecture_of_the_same_memory_kind():
