@@ -30,8 +30,8 @@ nearness ranked as (same memory kind, the engine before its stand-ins, the regim
 the other, same format, nearest generation, nearest bits per weight). ``engine_fallbacks``
 names each engine's stand-in (TGI, measured here on an A10G only, borrows vLLM's entries
 elsewhere; llama.cpp has none: its kernels are its own). An entry fitted on fewer than
-``min_rows`` training rows is kept in the table for review but never used: one or two rows fit noise (a TTFT under load, a
-mean over a ShareGPT mix). Without any usable entry the global defaults apply.
+``min_rows`` training rows is kept in the table for review but never used: one or two rows
+fit noise (a TTFT under load, a mean over a ShareGPT mix). Without any usable entry the global defaults apply.
 """
 
 from __future__ import annotations
