@@ -31,7 +31,8 @@ the other, same format, nearest generation, nearest bits per weight). ``engine_f
 names each engine's stand-in (TGI, measured here on an A10G only, borrows vLLM's entries
 elsewhere; llama.cpp has none: its kernels are its own). An entry fitted on fewer than
 ``min_rows`` training rows is kept in the table for review but never used: one or two rows
-fit noise (a TTFT under load, a mean over a ShareGPT mix). Without any usable entry the global defaults apply.
+fit noise (a TTFT under load, a mean over a ShareGPT mix). Without any usable entry the global
+defaults apply.
 """
 
 from __future__ import annotations
