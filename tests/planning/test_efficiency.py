@@ -149,9 +149,9 @@ def test_an_engine_without_data_borrows_another_and_says_so():
 
 def test_tgi_has_entries_of_its_own_and_borrows_vllm_only_across_memory_kinds():
     table = default_table()
-    assert table.lookup("tgi", CATALOGUE.gpu("A10G"), "bf16", 4).source.startswith(
-        "fitted tgi/ampere/bf16"
-    )
+    own = table.lookup("tgi", CATALOGUE.gpu("A10G"), "bf16", 4)
+    assert "bandwidth from tgi/ampere/bf16" in own.source
+    assert own.bandwidth == table.entries[("tgi", "ampere", "bf16")].bandwidth
     # no TGI row on HBM: vLLM's HBM entry is nearer than TGI's GDDR one
     eff = table.lookup("tgi", CATALOGUE.gpu("H100-SXM5-80GB"), "bf16", 4)
     assert "bandwidth from vllm/hopper-hbm/bf16" in eff.source
@@ -164,6 +164,20 @@ def test_a_gpu_without_data_takes_the_nearest_architecture_of_the_same_memory_ki
     # no llama.cpp row on a B200: the nearest HBM generation (hopper), not a GDDR part
     eff = default_table().lookup("llamacpp", CATALOGUE.gpu("B200"), "gguf-q4_k_m", 1)
     assert "bandwidth from llamacpp/hopper-hbm/gguf-q4_k_m" in eff.source
+
+
+def test_ttft_at_one_prompt_length_sets_no_compute_fraction():
+    """TTFT rows at a single prompt length cannot tell prefill compute from the per-request
+    overhead; only rows spanning prompts TTFT_PROMPT_SPAN apart (or prefill/run throughput)
+    may set it, and per-token decode rows never do."""
+    rows = [r for r in ROWS if r.source == "llmperf-a10g-llama3-8b" and r.engine == "tgi"]
+    costs = [speed_fit.row_cost(r) for r in rows]
+    assert {r.metric for r in rows} == {"ttft_ms", "tpot_ms"}
+    assert speed_fit._compute_rows(costs) == []
+    trt = [r for r in ROWS if r.source == "trtllm-performance-md" and r.metric == "ttft_ms"]
+    trt = [r for r in trt if r.gpu.id == "L40S"]
+    assert {r.prompt_tokens for r in trt} == {128, 2048}
+    assert len(speed_fit._compute_rows([speed_fit.row_cost(r) for r in trt])) == 2
 
 
 def test_llamacpp_reaches_a_smaller_share_of_hbm_than_vllm_class_engines():
