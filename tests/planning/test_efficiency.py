@@ -165,6 +165,12 @@ def test_a_gpu_without_data_takes_the_nearest_architecture_of_the_same_memory_ki
     assert "bandwidth from llamacpp/hopper-hbm/gguf-q4_k_m" in eff.source
 
 
+def test_a_format_without_an_entry_borrows_one_of_its_own_kernel_kind():
+    # vLLM fp8 on an L4: no fp8 entry; the bf16 one (Tensor Cores as stored), not AWQ int4's
+    eff = default_table().lookup("vllm", CATALOGUE.gpu("L4"), "fp8", 8)
+    assert "bandwidth from vllm/ada/bf16" in eff.source
+
+
 def test_ttft_at_one_prompt_length_sets_no_compute_fraction():
     """TTFT rows at a single prompt length cannot tell prefill compute from the per-request
     overhead; only rows spanning prompts TTFT_PROMPT_SPAN apart (or prefill/run throughput)
