@@ -5,10 +5,10 @@
 For every row of tests/data/speed/measurements.csv it predicts the published metric with the
 shipped efficiency table (planning/data/efficiency.yaml, looked up exactly as estimate_speed
 does) and prints, per engine and overall, the median and p90 of |predicted / measured - 1|
-for decode rows (tokens/s per sequence, TPOT, run throughput) and prefill rows (prefill
-tokens/s, TTFT), split into the rows the table was fitted on and the held-out 30 %. The
-"former" columns use the constants the roofline had before the table (bandwidth 0.75, compute
-0.5, 1 ms per step, for every engine and GPU). Then the worst held-out rows.
+for decode rows (tokens/s per sequence, TPOT, run throughput, batch latency) and prefill
+rows (prefill tokens/s, TTFT), split into the rows the table was fitted on and the held-out
+30 %. The "former" columns use the constants the roofline had before the table (bandwidth
+0.75, compute 0.5, 1 ms per step, for every engine and GPU). Then the worst held-out rows.
 Target (issue 9): held-out decode median <= 15 %, p90 <= 35 %.
 """
 

@@ -8,8 +8,9 @@ per row. A fixed 30 % of the rows is held out: those whose id's SHA-256 is 0, 1 
 (``held_out``); the rest trains. For every key (engine, GPU architecture, weight format) the
 fit chooses the bandwidth fraction and one compute fraction per batch regime (single sequence,
 batched), and for every engine one per-step overhead, that minimise the summed squared log
-error of the key's training rows (bandwidth on decode rows, compute on the regime's rows), each
-row predicted by the same ``StepCost.seconds`` formula ``estimate_speed`` uses. The search is a
+error of the key's training rows (bandwidth on decode rows, compute on the regime's rows that
+can tell compute apart from fixed overheads: ``_compute_rows``), each row predicted by the same
+``StepCost.seconds`` formula ``estimate_speed`` uses. The search is a
 grid (fractions 0.05-1.00 in steps of 0.01, coarse 0.05 first; step overheads 0-3 ms in
 steps of 0.25 ms; per-request overheads, fitted only for engines with TTFT rows, 0-80 ms in
 steps of 5 ms), two rounds of coordinate descent, so the result is exact and repeatable: the test
@@ -59,8 +60,26 @@ COARSE = [g for g in GRID if round(g * 100) % 5 == 0]
 OVERHEADS_S = [round(0.00025 * i, 5) for i in range(13)]  # 0 .. 3 ms
 REQUEST_OVERHEADS_S = [round(0.005 * i, 3) for i in range(17)]  # 0 .. 80 ms
 
-DECODE_METRICS = {"decode_tokens_per_s_per_sequence", "tpot_ms", "output_tokens_per_s"}
+DECODE_METRICS = {
+    "decode_tokens_per_s_per_sequence",
+    "tpot_ms",
+    "output_tokens_per_s",
+    "batch_latency_ms",
+}
 PREFILL_METRICS = {"prefill_tokens_per_s", "ttft_ms"}
+PER_TOKEN_METRICS = {"decode_tokens_per_s_per_sequence", "tpot_ms", "batch_latency_ms"}
+TTFT_PROMPT_SPAN = 2
+"""Which rows may set a compute fraction. Prefill throughput and whole-run throughput always do.
+Per-token decode rows never do: at the batches measured (1 to 64) a step's FLOPs take a few
+percent of its memory time at the datasheet peak, so a compute fraction fitted on them stands
+in for per-step costs the roofline lacks (other requests' prefills interleaved by continuous
+batching, dequantisation in eager mode) and prefill estimates inherit it. TTFT rows do only
+where the key's rows of that regime span prompts at least ``TTFT_PROMPT_SPAN`` times apart:
+at one prompt length a TTFT cannot tell prefill compute from the per-request overhead (API,
+tokenisation, the client), which differs between measurement setups (vLLM at 233 tokens on an
+H100 59 ms, gpustack; 25 ms at ~200 tokens on an A100 40GB, ree2raz-inference-bench). Fitting
+compute there drove vllm/hopper-hbm/bf16 compute_batched to 0.06, a prefill 15 times slower
+than vLLM's. Unfitted fractions fall back to the nearest entry (efficiency.py)."""
 
 
 def held_out(row_id: str) -> bool:
@@ -189,6 +208,9 @@ def predict(cost: RowCost, eff: Efficiency) -> float:
     if row.metric == "output_tokens_per_s":
         run = cost.prefill_batch.seconds(eff) + row.output_tokens * tpot
         return row.batch * row.output_tokens / run
+    if row.metric == "batch_latency_ms":
+        # the batch's prefill yields each sequence's first token; the rest are decode steps
+        return (cost.prefill_batch.seconds(eff) + (row.output_tokens - 1) * tpot) * 1e3
     raise ValueError(f"row {row.id}: unknown metric {row.metric!r}")
 
 
@@ -221,12 +243,23 @@ def fitted_on(row: Row) -> bool:
     return not (row.metric == "ttft_ms" and row.batch > TTFT_QUEUEING_CONCURRENCY)
 
 
+def _compute_rows(costs: list[RowCost]) -> list[RowCost]:
+    """The rows of one key and regime that may set its compute fraction (see PER_TOKEN_METRICS)."""
+    ttft = [c.row.prompt_tokens for c in costs if c.row.metric == "ttft_ms"]
+    spans = bool(ttft) and max(ttft) >= TTFT_PROMPT_SPAN * max(1, min(ttft))
+    return [
+        c
+        for c in costs
+        if c.row.metric not in PER_TOKEN_METRICS and (c.row.metric != "ttft_ms" or spans)
+    ]
+
+
 def _fit_key(costs: list[RowCost], overhead: float, request: float, defaults: Efficiency):
-    """Bandwidth on the key's decode rows, compute per regime on that regime's rows."""
+    """Bandwidth on the key's decode rows, compute per regime on that regime's compute rows."""
     regimes = ("single", "batched")
     costs = [c for c in costs if fitted_on(c.row)]
     decode = [c for c in costs if c.row.metric in DECODE_METRICS]
-    split = {r: [c for c in costs if c.row.regime == r] for r in regimes}
+    split = {r: _compute_rows([c for c in costs if c.row.regime == r]) for r in regimes}
     bandwidth, compute = None, dict.fromkeys(regimes)
 
     def eff(b: float, computes: dict, r: str) -> Efficiency:

@@ -27,11 +27,13 @@ are keys too.
 
 A key without data falls back, and says so in ``Efficiency.source``: to the nearest entry,
 nearness ranked as (same memory kind, the engine before its stand-ins, the regime asked before
-the other, same format, nearest generation, nearest bits per weight). ``engine_fallbacks``
-names each engine's stand-in (TGI has no measurements here and borrows vLLM's; llama.cpp has
-none: its kernels are its own). An entry fitted on fewer than ``min_rows`` training rows is
-kept in the table for review but never used: one or two rows fit noise (a TTFT under load, a
-mean over a ShareGPT mix). Without any usable entry the global defaults apply.
+the other, same format, same kernel kind (weight-only int4 or not), nearest generation, nearest
+bits per weight). ``engine_fallbacks``
+names each engine's stand-in (TGI, measured here on an A10G only, borrows vLLM's entries
+elsewhere; llama.cpp has none: its kernels are its own). An entry fitted on fewer than
+``min_rows`` training rows is kept in the table for review but never used: one or two rows
+fit noise (a TTFT under load, a mean over a ShareGPT mix). Without any usable entry the global
+defaults apply.
 """
 
 from __future__ import annotations
@@ -202,7 +204,8 @@ class EfficiencyTable:
         return self.default_compute, "compute from the global default"
 
     def _distance(self, key, engines: list[str], arch: str, fmt: str, regime_rank: int):
-        """Nearness of an entry: memory kind, engine, regime, format, generation, bits."""
+        """Nearness of an entry: memory kind, engine, regime, format, kernel kind, generation,
+        bits."""
         k_engine, k_arch, k_fmt = key
         generations = [name for _, name in GENERATIONS]
         return (
@@ -210,12 +213,24 @@ class EfficiencyTable:
             engines.index(k_engine),
             regime_rank,
             k_fmt != fmt,
+            _dequantises(self.weight_format("", k_fmt))
+            != _dequantises(self.weight_format("", fmt)),
             abs(
                 generations.index(k_arch.removesuffix("-hbm"))
                 - generations.index(arch.removesuffix("-hbm"))
             ),
             abs(_bits(self.weight_format("", k_fmt)) - _bits(self.weight_format("", fmt))),
         )
+
+
+def _dequantises(fmt: WeightFormat) -> bool:
+    """Weight-only int4 (AWQ/GPTQ W4A16) unpacks its weights to 16 bits in the GEMM; bf16, fp16,
+    fp8 and int8 run on the Tensor Cores as stored. The two kinds reach different fractions of
+    the peak (vLLM on an L4: Qwen2.5-7B AWQ at 64 sequences takes 67.7 ms a token, the same
+    model in bf16 75.7 ms for four times the bytes; ree2raz-inference-bench), so a format
+    without an entry borrows one of its own kind before the nearest bits: fp8 on an L4 takes
+    bf16's entry, not AWQ's."""
+    return fmt.precision == "int4"
 
 
 def _bits(fmt: WeightFormat) -> float:
