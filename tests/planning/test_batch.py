@@ -97,9 +97,23 @@ def test_a_running_placement_stays_unless_the_saving_passes_the_threshold():
     assert kept.alternatives[0].pool == "l4"
 
 
+def _needing_all_eight_a100s(cluster):
+    """A priority-5 spec whose demand takes every A100 GPU of the cluster (found by the planner's
+    own estimates, so the test's premise survives a change of the speed model)."""
+    for demand in range(500, 20_000, 100):
+        big = spec(workload={"outputTokensPerSecond": demand}, priority=5)
+        plan = plan_batch([request("big", spec=big)], cluster).plans[0]
+        if plan.phase != "Placed":
+            break
+        p = plan.placement
+        if p.pool == "a100" and p.replicas * p.gpus_per_replica == 8:
+            return big
+    raise AssertionError("no demand takes exactly the 8 A100s")
+
+
 def test_a_running_placement_moves_when_that_places_something_of_higher_priority():
     cluster = build_cluster(nodes=l4_nodes(1) + a100_nodes(1))
-    big = spec(workload={"outputTokensPerSecond": 5200}, priority=5)  # all 8 A100s
+    big = _needing_all_eight_a100s(cluster)
     small = spec()
     alone = plan_batch([request("small", spec=small)], cluster).plans[0]
     # small runs on a100; big can only run on a100: small must move to l4 despite the threshold
