@@ -36,7 +36,7 @@ from typing import Any
 
 from memplace.api import MODEL_DEPLOYMENT
 
-from . import calibrate, events, inputs, kube, promql, scrape
+from . import calibrate, demand, demand_status, events, inputs, kube, promql, scrape
 from . import status as mdstatus
 from .measurement import Measurement, drifted, measured_fields, slo_verdict
 from .metrics import ERRORS
@@ -65,6 +65,8 @@ class Watch:
     """Its PodMonitor was created (``scrape``: only when the cluster has the CRD)."""
     sampled_at: datetime.datetime | None = None
     """When the last window was fed to the PerformanceProfile (one per window, not overlapping)."""
+    demand: Any = None
+    """The demand history (``planning.scaling.History``) of a ``demand: Measured`` deployment."""
     placement: Mapping[str, Any] | None = None
     """The placement the last window measured: after a move, a whole window passes before the
     next sample, so that no sample mixes the old placement's requests into the new one's."""
@@ -172,6 +174,7 @@ async def _measure_deployment(
         except Exception as error:  # noqa: BLE001 — measuring goes on without it
             logger.warning(f"No PodMonitor for {key[0]}/{key[1]}: {kube.message(error)}")
     fields: dict[str, Any] | None = None
+    measurement: Measurement | None = None
     if client is None:
         verdict = slo_verdict(None, spec.get("slo") or {}, no_prometheus=NO_PROMETHEUS)
     else:
@@ -186,6 +189,14 @@ async def _measure_deployment(
     changes: dict[str, Any] = {}
     if fields is not None and _sample_due(watch, now, state.settings.measure_window):
         changes = await _calibrate(state, key, body, indexes, api, fields, now, watch, logger)
+    if not changes:  # a calibration re-plan already used this window's demand
+        try:
+            changes = await demand.follow(
+                state, client, key, body, measurement, indexes, now, logger
+            )
+        except inputs.Waiting:
+            changes = {}  # an input the spec names went away: the resync loop reports it
+    verdict = demand_status.slo_override({**previous, **changes}, verdict)
     if fields is not None and _differs(previous.get("measured") or {}, fields):
         changes["measured"] = fields
     before = changes.get("conditions") or previous.get("conditions") or []

@@ -29,9 +29,11 @@ from typing import Any
 import kopf
 
 from memplace.api import PlacementPoolSpec
+from memplace.planning import scaling
 from memplace.planning.plan import DeploymentRequest, plan_deployment
+from memplace.planning.scaled_plan import plan_scaled
 
-from . import events, indexed, inputs, kube, moves, owned, render, scrape
+from . import demand_status, events, indexed, inputs, kube, moves, owned, render, scrape
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -109,6 +111,7 @@ async def plan_and_apply(
     fingerprint = indexed.fingerprint(indexes, key)
 
     fields: dict[str, Any]
+    scaled_fields: dict[str, Any] = {}  # status.demand, tier, cost.last24h (spec.scaling)
     cluster = None
     spec_model = None
     config = None
@@ -143,16 +146,31 @@ async def plan_and_apply(
             calibration=indexed.calibration(indexes),
             checkpoints=checkpoints,
         )
+        policy = scaling.Policy.from_spec(spec_model)
         with PLAN_DURATION.time():
-            plan = plan_deployment(request, cluster)
+            if policy is None:
+                plan = plan_deployment(request, cluster)
+            else:
+                decision = demand_status.decision_in(previous, policy)
+                scaled = plan_scaled(request, cluster, policy, decision)
+                plan = scaled.plan
         fields = dict(plan.status_fields())
+        if policy is not None and fields.get("phase") == "Placed":
+            scaled_fields = demand_status.status_fields(
+                state, key, previous, decision, scaled, fields
+            )
+            fields["cost"] = scaled_fields.pop("cost", fields.get("cost"))
+            wanted = scaled_fields["demand"].get("replicasWanted")
+            held = (previous.get("demand") or {}).get("replicasWanted")
+            if scaled.needed is not None and policy.max_replicas is not None and wanted != held:
+                events.too_few_replicas(body, scaled.needed, policy.max_replicas, decision.reason)
     except inputs.InvalidSpec as error:
         fields = {"phase": "Invalid", "message": str(error)}
 
     if fields.get("phase") == "Placed":
         try:
             chosen = _chosen_config(spec_model, fields, config, variant_configs)
-            return await _apply_placed(
+            applied = await _apply_placed(
                 state,
                 api,
                 body,
@@ -167,6 +185,7 @@ async def plan_and_apply(
                 indexes,
                 fingerprint,
             )
+            return {**applied, **{k: v for k, v in scaled_fields.items() if previous.get(k) != v}}
         except (render.RenderError, owned.Rejected) as error:  # a 422 is not retried: same object
             fields = {"phase": "Invalid", "message": str(error)}
 

@@ -43,10 +43,13 @@ class State:
     """How Prometheus finds the pods, ``--scrape`` with ``auto`` settled (``scrape.resolve``)."""
     watches: dict[Key, Any] = field(default_factory=dict)
     """What the measurement loop remembers per deployment between windows (``measure.Watch``)."""
+    costs: dict[Key, Any] = field(default_factory=dict)
+    """Per deployment, the cost per hour since when (``cost_history``): status.cost.last24h."""
 
     def forget(self, key: Key) -> None:
         """Drop what is kept about a deleted ModelDeployment, its metrics included."""
         self.metrics.forget(*key)
-        for table in (self.recent, self.fingerprints, self.full_pools, self.watches):
+        for table in (self.recent, self.fingerprints, self.full_pools, self.watches,
+                      self.costs):
             table.pop(key, None)
         self.recent.pop(inputs.successor_key(key), None)
