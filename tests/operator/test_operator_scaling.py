@@ -146,3 +146,52 @@ async def test_replicas_and_tier_follow_the_demand_down_to_cold_and_back(
         assert woken["tier"] == "hot" and woken["demand"]["source"] in ("wake", "measured")
         # Nothing served at zero replicas, so waking is applied in place, not as a move.
         assert len(events_for(cluster, "chat", "MoveStarted")) == 1
+
+
+async def test_max_replicas_below_the_demand_runs_the_max_slomet_false_and_warns(cluster, operator):
+    """Static demand too high for two replicas: two run, SLOMet=False, and a Warning says how
+    many the demand needs (no Prometheus: the verdict comes from the plan, not a measurement)."""
+    await add_pool(cluster, "a100", 30.0)
+    await cluster.create(md_url(), model_deployment(
+        "chat", workload={"contextTokens": 4096, "concurrency": 4, "outputTokensPerSecond": 3000},
+        scaling={"maxReplicas": 2}))
+    status = await eventually(lambda: status_of(cluster, "chat").get("demand") and
+                              status_of(cluster, "chat"), what="status.demand")
+    assert status["placement"]["replicas"] == 2
+    needed = status["demand"]["replicasWanted"]
+    assert needed > 2
+    [warning, *more] = await eventually(lambda: events_for(cluster, "chat", "TooFewReplicas"),
+                                 what="TooFewReplicas")
+    assert warning["type"] == "Warning"
+    assert not more, [w["message"] for w in more]
+    assert f"needs {needed} replicas, spec.scaling.maxReplicas is 2" in warning["message"]
+    met = await eventually(lambda: next((c for c in status_of(cluster, "chat")["conditions"]
+                                         if c["type"] == "SLOMet"), None), what="SLOMet")
+    assert (met["status"], met["reason"]) == ("False", "MaxReplicasTooLow")
+    assert f"needs {needed} replicas" in met["message"]
+
+
+async def test_prometheus_down_keeps_the_replicas_and_says_why(
+    cluster, start_operator, prometheus, fake_engine
+):
+    busy = fake_engine(tick=0.05, tokens_per_tick=10)
+    busy.set(NS, "chat-busy-0", running=4)
+    server = prometheus([busy.target])
+    async with start_operator(prometheus=PrometheusConfig(url=server.url, timeout_seconds=2),
+                              measure_window="3s"):
+        await add_pool(cluster, "a100", 30.0)
+        await cluster.create(md_url(), scaled_deployment(idleAfterSeconds=2, minReplicas=0,
+                                                         coldStart="allowed"))
+        await cluster.create(PODS, pod("chat-busy-0"))
+        measured = await eventually(
+            lambda: (status_of(cluster, "chat").get("demand") or {}).get("source") == "measured"
+            and status_of(cluster, "chat"), timeout=60, what="a measured demand")
+        await asyncio.to_thread(server.stop)
+        kept = await eventually(
+            lambda: "not measured" in (status_of(cluster, "chat").get("demand") or {}).get(
+                "reason", "") and status_of(cluster, "chat"), timeout=30, what="the reason")
+        assert "unreachable" in kept["demand"]["reason"]
+        await asyncio.sleep(3)  # past idleAfterSeconds: a failed query is not idleness
+        after = status_of(cluster, "chat")
+        assert after["placement"]["replicas"] == measured["placement"]["replicas"] > 0
+        assert after["tier"] == "hot"

@@ -160,9 +160,10 @@ async def plan_and_apply(
                 state, key, previous, decision, scaled, fields
             )
             fields["cost"] = scaled_fields.pop("cost", fields.get("cost"))
-            wanted = scaled_fields["demand"].get("replicasWanted")
-            held = (previous.get("demand") or {}).get("replicasWanted")
-            if scaled.needed is not None and policy.max_replicas is not None and wanted != held:
+            if scaled.needed is None:
+                state.too_few.pop(key, None)
+            elif policy.max_replicas is not None and state.too_few.get(key) != scaled.needed:
+                state.too_few[key] = scaled.needed
                 events.too_few_replicas(body, scaled.needed, policy.max_replicas, decision.reason)
     except inputs.InvalidSpec as error:
         fields = {"phase": "Invalid", "message": str(error)}

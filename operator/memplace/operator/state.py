@@ -45,11 +45,14 @@ class State:
     """What the measurement loop remembers per deployment between windows (``measure.Watch``)."""
     costs: dict[Key, Any] = field(default_factory=dict)
     """Per deployment, the cost per hour since when (``cost_history``): status.cost.last24h."""
+    too_few: dict[Key, int] = field(default_factory=dict)
+    """Per deployment, the replicas the last TooFewReplicas Warning said the demand needs: a
+    re-plan from a status not yet written back never warns twice."""
 
     def forget(self, key: Key) -> None:
         """Drop what is kept about a deleted ModelDeployment, its metrics included."""
         self.metrics.forget(*key)
         for table in (self.recent, self.fingerprints, self.full_pools, self.watches,
-                      self.costs):
+                      self.costs, self.too_few):
             table.pop(key, None)
         self.recent.pop(inputs.successor_key(key), None)
