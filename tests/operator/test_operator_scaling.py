@@ -11,6 +11,7 @@ the test sets it by which pods exist. Skips, saying why, without a prometheus bi
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from operator_support import (
@@ -26,6 +27,7 @@ from operator_support import (
 )
 from test_operator_moves import owned, pool_of, set_ready
 
+from memplace.operator.metrics import REGISTRY, Metrics
 from memplace.operator.prometheus import PrometheusConfig
 
 PODS = f"/api/v1/namespaces/{NS}/pods"
@@ -195,3 +197,24 @@ async def test_prometheus_down_keeps_the_replicas_and_says_why(
         after = status_of(cluster, "chat")
         assert after["placement"]["replicas"] == measured["placement"]["replicas"] > 0
         assert after["tier"] == "hot"
+
+
+def test_cost_over_time_metrics_accrue_the_cost_per_hour_and_follow_the_tier():
+    metrics = Metrics()
+    status = {"phase": "Ready", "tier": "hot", "cost": {"perHour": 3600.0, "last24h": 12.5},
+              "placement": {"pool": "l4", "precision": "fp8", "tier": "gpu", "replicas": 2}}
+    metrics.observe(NS, "chat", status)
+    time.sleep(0.2)
+    metrics.observe(NS, "chat", {**status, "tier": "cold", "cost": {"perHour": 0.0},
+                                 "placement": {**status["placement"], "replicas": 0}})
+    spent = REGISTRY.get_sample_value("memplace_cost_usd_total", {"namespace": NS, "name": "chat"})
+    assert 0.15 < spent < 5  # $1 per second for about 0.2 s
+    labels = {"namespace": NS, "name": "chat"}
+    assert REGISTRY.get_sample_value("memplace_replicas", {**labels, "heat": "cold"}) == 0
+    assert REGISTRY.get_sample_value("memplace_replicas", {**labels, "heat": "hot"}) is None
+    assert REGISTRY.get_sample_value("memplace_cost_last_24h_usd", labels) == 12.5
+    time.sleep(0.1)
+    metrics.accrue(NS, "chat")  # cold: nothing more is spent
+    assert REGISTRY.get_sample_value("memplace_cost_usd_total", labels) == spent
+    metrics.forget(NS, "chat")
+    assert REGISTRY.get_sample_value("memplace_cost_usd_total", labels) is None

@@ -210,6 +210,7 @@ async def _measure_deployment(
         state.fingerprints.pop(key, None)  # a re-plan's status may be lost: resync redoes it
     _post_events(watch, body, verdict, fields, state.settings.measure_window, now)
     state.metrics.observe_measured(key[0], key[1], placement, fields)
+    state.metrics.accrue(key[0], key[1])  # memplace_cost_usd_total grows every window
 
 
 def _sample_due(watch: Watch, now: datetime.datetime, window: str) -> bool:
