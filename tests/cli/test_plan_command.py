@@ -63,8 +63,11 @@ def test_json_lists_one_entry_per_deployment_with_the_status_fields(files, capsy
         "cost",
         "alternatives",
         "message",
+        "tier",
     }
     assert out[2]["placement"]["pool"] == "l4"
+    assert out[2]["tier"] == "hot"  # status.tier: in GPU memory, replicas running
+    assert "tier" not in out[1]  # nothing placed: no tier
 
 
 def test_an_invalid_deployment_is_listed_with_its_message_and_does_not_stop_the_others(

@@ -30,6 +30,7 @@ from typing import Any
 
 from memplace.cli import UsageError
 from memplace.cli.table import Column, render
+from memplace.planning.scaling import temperature
 
 __all__ = ["register"]
 
@@ -274,7 +275,10 @@ def run(args: argparse.Namespace) -> int:
         if plans:
             print(_report(plans, cluster, _width(args.output), quiet=args.quiet))
     else:
-        entries = [{"namespace": p.namespace, "name": p.name, **p.status_fields()} for p in plans]
+        entries = [
+            {"namespace": p.namespace, "name": p.name, **p.status_fields(), **_tier(p)}
+            for p in plans
+        ]
         if args.output == "json":
             import json
 
@@ -410,3 +414,10 @@ def _wrap(text: str, width: int | None, indent: str) -> list[str]:
     return textwrap.wrap(
         text, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
     ) or [""]
+
+
+def _tier(plan: Any) -> dict[str, str]:
+    """status.tier as the operator writes it: hot, warm or cold (``planning.scaling``)."""
+    if plan.placement is None:
+        return {}
+    return {"tier": temperature(plan.placement.tier, plan.placement.replicas)}

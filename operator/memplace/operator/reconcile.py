@@ -155,6 +155,9 @@ async def plan_and_apply(
                 scaled = plan_scaled(request, cluster, policy, decision)
                 plan = scaled.plan
         fields = dict(plan.status_fields())
+        if fields.get("phase") == "Placed" and fields.get("placement"):
+            placed_at = fields["placement"]
+            scaled_fields["tier"] = scaling.temperature(placed_at["tier"], placed_at["replicas"])
         if policy is not None and fields.get("phase") == "Placed":
             scaled_fields = demand_status.status_fields(
                 state, key, previous, decision, scaled, fields
