@@ -218,3 +218,42 @@ def test_cost_over_time_metrics_accrue_the_cost_per_hour_and_follow_the_tier():
     assert REGISTRY.get_sample_value("memplace_cost_usd_total", labels) == spent
     metrics.forget(NS, "chat")
     assert REGISTRY.get_sample_value("memplace_cost_usd_total", labels) is None
+
+
+async def test_with_keda_installed_memplace_owns_a_valid_scaled_object_and_leaves_replicas_to_it(
+    cluster, start_operator, prometheus, fake_engine
+):
+    import jsonschema
+    import kmock
+    from test_keda import schema
+
+    cluster.resources["keda.sh/v1alpha1/scaledobjects"] = kmock.ResourceInfo(
+        kind="ScaledObject", singular="scaledobject", namespaced=True,
+        verbs={"create", "delete", "get", "list", "patch", "watch"})
+    busy = fake_engine(tick=0.05, tokens_per_tick=10)
+    busy.set(NS, "chat-busy-0", running=4)
+    server = prometheus([busy.target])
+    async with start_operator(prometheus=PrometheusConfig(url=server.url, timeout_seconds=2),
+                              measure_window="3s", wake_query=WAKE):
+        await add_pool(cluster, "a100", 30.0)
+        await cluster.create(md_url(), scaled_deployment(minReplicas=0, coldStart="allowed",
+                                                         maxReplicas=5, idleAfterSeconds=60))
+        so = await eventually(
+            lambda: cluster.stored("keda.sh/v1alpha1/scaledobjects", NS, "chat"),
+            timeout=30, what="the ScaledObject")
+        jsonschema.validate(so, schema())
+        assert so["spec"]["scaleTargetRef"]["name"] == "chat"
+        assert (so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]) == (0, 5)
+        assert [t["name"] for t in so["spec"]["triggers"]] == ["demand", "wake"]
+        # KEDA's HPA scales the Deployment to 3: the operator's next apply keeps that.
+        await cluster.merge_patch(f"/apis/apps/v1/namespaces/{NS}/deployments/chat",
+                                  {"spec": {"replicas": 3}})
+        await cluster.create(PODS, pod("chat-busy-0"))
+        await cluster.merge_patch(md_url(name="chat"), {"spec": {"runtime": {
+            "engine": "vllm", "port": 8000, "args": ["--enable-prefix-caching"]}}})
+        applied = await eventually(lambda: "--enable-prefix-caching" in str(
+            cluster.stored(DEPLOYMENTS, NS, "chat")["spec"]["template"]) and cluster.stored(
+            DEPLOYMENTS, NS, "chat"), what="the edit applied")
+        assert applied["spec"]["replicas"] == 3
+        await asyncio.sleep(3)
+        assert not events_for(cluster, "chat", "Scaled")  # KEDA scales; memplace re-plans nothing

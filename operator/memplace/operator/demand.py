@@ -28,7 +28,7 @@ from typing import Any
 
 from memplace.planning import scaling
 
-from . import events, inputs, promql, reconcile
+from . import events, inputs, keda, promql, reconcile
 from .measurement import Measurement
 from .prometheus import Prometheus
 from .state import Key, State
@@ -52,8 +52,8 @@ async def follow(
         policy = scaling.Policy.from_spec(inputs.parse_spec(spec))
     except inputs.InvalidSpec:
         return {}  # the reconcile reports it
-    if policy is None or not policy.measured:
-        return {}
+    if policy is None or not policy.measured or keda.manages(state, spec):
+        return {}  # static, or KEDA's ScaledObject scales the replicas (``keda``)
     status = body.get("status") or {}
     held = status.get("demand") or {}
     watch = state.watches[key]

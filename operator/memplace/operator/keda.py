@@ -18,7 +18,12 @@ within its polling interval. :func:`scaled_object` renders the object memplace o
 The trigger metadata keys are those of KEDA's Prometheus scaler (``serverAddress``, ``query``,
 ``threshold``, ``activationThreshold``: kedacore/keda ``pkg/scalers/prometheus_scaler.go``); the
 object is checked against KEDA's published CRD schema in the tests
-(``tests/fixtures/keda/keda.sh_scaledobjects.yaml``). Pure: no API calls.
+(``tests/fixtures/keda/keda.sh_scaledobjects.yaml``).
+
+When :func:`present` finds KEDA and ``--prometheus-url`` is set, a ``spec.scaling`` deployment
+with ``coldStart: allowed`` is scaled by KEDA (:func:`manages`): the measurement loop keeps its
+ScaledObject pointed at the serving Deployment every window (:func:`ensure`, also after a move)
+and re-plans nothing for the demand, and every apply keeps the replicas KEDA set.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from typing import Any
 
 from memplace.planning import scaling
 
-from . import promql, render
+from . import kube, promql, render
+from .state import State
 
-__all__ = ["KEDA", "scaled_object"]
+__all__ = ["KEDA", "ensure", "manages", "present", "scaled_object"]
 
 KEDA = "keda.sh/v1alpha1"
 
@@ -94,3 +100,40 @@ def scaled_object(
             "triggers": triggers,
         },
     }
+
+
+def manages(state: State, spec: Mapping[str, Any]) -> bool:
+    """KEDA scales this deployment: KEDA found, Prometheus known, and a scaled spec that may go
+    cold (``coldStart: allowed``)."""
+    scaling_spec = spec.get("scaling") or {}
+    return bool(state.keda) and state.settings.prometheus is not None and (
+        scaling_spec.get("coldStart") == "allowed"
+    )
+
+
+async def present(state: State, api: kube.Kube) -> bool:
+    """Whether the cluster serves KEDA's ScaledObjects (discovery, once per operator run)."""
+    if state.keda is None:
+        try:
+            found = await api.get(f"/apis/{KEDA}")
+        except Exception:  # noqa: BLE001 — discovery refused or failing: no KEDA
+            found = None
+        names = {r.get("name") for r in (found or {}).get("resources") or []}
+        state.keda = "scaledobjects" in names
+    return state.keda
+
+
+async def ensure(api: kube.Kube, scaled: Mapping[str, Any], stored: Mapping[str, Any] | None
+                 ) -> None:
+    """Create the ScaledObject, or merge-patch its spec when it differs from ``stored``."""
+    meta = scaled["metadata"]
+    url = kube.path(KEDA, "scaledobjects", meta["namespace"])
+    if stored is None:
+        try:
+            await api.create(url, dict(scaled))
+            return
+        except kube.Conflict:
+            pass
+    elif stored.get("spec") == scaled["spec"]:
+        return
+    await api.merge_patch(f"{url}/{meta['name']}", {"spec": scaled["spec"]})

@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memplace.api import MODEL_DEPLOYMENT
+from memplace.planning import scaling
 
-from . import calibrate, demand, demand_status, events, inputs, kube, promql, scrape
+from . import calibrate, demand, demand_status, events, indexed, inputs, keda, kube, promql, scrape
 from . import status as mdstatus
 from .measurement import Measurement, drifted, measured_fields, slo_verdict
 from .metrics import ERRORS
@@ -173,6 +174,8 @@ async def _measure_deployment(
             raise
         except Exception as error:  # noqa: BLE001 — measuring goes on without it
             logger.warning(f"No PodMonitor for {key[0]}/{key[1]}: {kube.message(error)}")
+    if client is not None and await keda.present(state, api) and keda.manages(state, spec):
+        await _ensure_scaled_object(state, api, key, body, indexes, logger)
     fields: dict[str, Any] | None = None
     measurement: Measurement | None = None
     if client is None:
@@ -211,6 +214,32 @@ async def _measure_deployment(
     _post_events(watch, body, verdict, fields, state.settings.measure_window, now)
     state.metrics.observe_measured(key[0], key[1], placement, fields)
     state.metrics.accrue(key[0], key[1])  # memplace_cost_usd_total grows every window
+
+
+async def _ensure_scaled_object(
+    state: State, api: kube.Kube, key: Key, body: Mapping[str, Any],
+    indexes: Mapping[str, Any], logger: Any,
+) -> None:
+    """The deployment's KEDA ScaledObject, pointed at the Deployment that serves now."""
+    try:
+        policy = scaling.Policy.from_spec(inputs.parse_spec(body.get("spec") or {}))
+    except inputs.InvalidSpec:
+        return
+    if policy is None or state.settings.prometheus is None:
+        return
+    wanted = keda.scaled_object(
+        body, indexed.serving_name(indexes, key), body.get("status") or {}, policy,
+        prometheus_url=state.settings.prometheus.url, window=state.settings.measure_window,
+        wake_query=((body.get("spec") or {}).get("scaling") or {}).get("wakeQuery")
+        or state.settings.wake_query,
+    )
+    url = kube.path(keda.KEDA, "scaledobjects", key[0], key[1])
+    try:
+        await keda.ensure(api, wanted, await api.get(url))
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # noqa: BLE001 — measuring goes on; the next window retries
+        logger.warning(f"No ScaledObject for {key[0]}/{key[1]}: {kube.message(error)}")
 
 
 def _sample_due(watch: Watch, now: datetime.datetime, window: str) -> bool:

@@ -33,7 +33,7 @@ from memplace.planning import scaling
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 from memplace.planning.scaled_plan import plan_scaled
 
-from . import demand_status, events, indexed, inputs, kube, moves, owned, render, scrape
+from . import demand_status, events, indexed, inputs, keda, kube, moves, owned, render, scrape
 from . import status as mdstatus
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
@@ -281,6 +281,9 @@ async def _apply_placed(
         deployment, service = _render(
             body, spec_model, fields, cluster, chosen, name=target, pod_annotations=annotations
         )
+        if serving is not None and keda.manages(state, body.get("spec") or {}):
+            # KEDA's HPA owns the replica count: an apply keeps the one it set.
+            deployment["spec"]["replicas"] = (serving.get("spec") or {}).get("replicas", 1)
         selects = ((serving or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
         if selects:  # what the serving Deployment selects, also one rendered before it had
             service["spec"]["selector"] = dict(selects)  # a workload label: no upgrade gap

@@ -40,6 +40,8 @@ class State:
     measure_task: asyncio.Task[None] | None = None
     """The measurement loop (``measure``), once started."""
     scrape_mode: Any = None
+    keda: bool | None = None
+    """Whether the cluster serves KEDA's ScaledObjects (``keda.present``), once per run."""
     """How Prometheus finds the pods, ``--scrape`` with ``auto`` settled (``scrape.resolve``)."""
     watches: dict[Key, Any] = field(default_factory=dict)
     """What the measurement loop remembers per deployment between windows (``measure.Watch``)."""
