@@ -30,7 +30,7 @@ from typing import Any
 
 from memplace.cli import UsageError
 from memplace.cli.table import Column, render
-from memplace.planning.scaling import temperature
+from memplace.planning.scaling import Policy, planning_spec, static_decision, temperature
 
 __all__ = ["register"]
 
@@ -225,6 +225,9 @@ def _request(ns: str, name: str, doc: dict, inputs: _Inputs, calibration: Any) -
         if vconfig is not None:
             variant_configs[variant.name] = vconfig
     current = deployment.status.placement if deployment.status is not None else None
+    policy = Policy.from_spec(spec)
+    if policy is not None:  # spec.scaling: the static demand with headroom, as the operator
+        spec = planning_spec(spec, static_decision(policy), policy)
     return DeploymentRequest(
         ns, name, spec, config, current, frozenset(), variant_configs, calibration
     )

@@ -27,8 +27,9 @@ def decision_in(status: Mapping[str, Any], policy: scaling.Policy) -> scaling.De
     held = status.get("demand") or {}
     planned = held.get("plannedTokensPerSecond")
     if not policy.measured or planned is None:
-        reason = "spec.workload.outputTokensPerSecond" if not policy.measured else NO_HISTORY
-        return scaling.Decision(policy.static_planned, "static", reason, False)
+        if policy.measured:
+            return scaling.static_decision(policy, NO_HISTORY)
+        return scaling.static_decision(policy)
     source = held.get("source") or "measured"
     return scaling.Decision(float(planned), source, held.get("reason") or "", source == "idle")
 

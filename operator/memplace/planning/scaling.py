@@ -42,6 +42,7 @@ __all__ = [
     "planning_spec",
     "replicas_needed",
     "start",
+    "static_decision",
     "step",
     "temperature",
 ]
@@ -140,6 +141,13 @@ class Decision:
     reason: str
     idle: bool
     """Plan ``minReplicas`` (0 = cold) rather than at least one replica."""
+
+
+def static_decision(
+    policy: Policy, reason: str = "spec.workload.outputTokensPerSecond"
+) -> Decision:
+    """The static demand with its headroom: what is planned before anything is measured."""
+    return Decision(policy.static_planned, "static", reason, False)
 
 
 def start(policy: Policy, at: float, planned: float | None = None) -> History:
