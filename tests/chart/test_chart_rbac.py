@@ -24,6 +24,7 @@ OPERATOR_RULES = {
     ("", "namespaces"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("monitoring.coreos.com", "podmonitors"): {"create"},  # prometheus.scrape: auto (default)
+    ("keda.sh", "scaledobjects"): {"get", "create", "patch"},  # spec.scaling under KEDA (keda.py)
 }
 PEERING_RULES = {("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"}}
 AGENT_RULES = {

@@ -64,8 +64,11 @@ def test_json_lists_one_entry_per_deployment_with_the_status_fields(files, capsy
         "alternatives",
         "message",
         "adapters",
+        "tier",
     }
     assert out[2]["placement"]["pool"] == "l4"
+    assert out[2]["tier"] == "hot"  # status.tier: in GPU memory, replicas running
+    assert "tier" not in out[1]  # nothing placed: no tier
 
 
 def test_an_invalid_deployment_is_listed_with_its_message_and_does_not_stop_the_others(
@@ -172,3 +175,26 @@ def test_a_malformed_performance_profile_is_a_usage_error(tmp_path, capsys):
     )
     assert main(["plan", str(tmp_path)]) == 2
     assert "PerformanceProfile/p: spec.architecture" in capsys.readouterr().err
+
+
+def test_a_scaled_deployment_is_planned_as_the_operator_plans_it(tmp_path, capsys):
+    """spec.scaling: the static demand with targetUtilization's headroom (what the operator
+    plans before anything is measured), so a PR preview shows the replicas it will run."""
+    (tmp_path / "nodes.yaml").write_text(NODES)
+    body = {"apiVersion": "memplace.io/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "chat", "namespace": "ml"},
+            "spec": {"model": {"name": "m", "parameters": 8e9},
+                     "workload": {"contextTokens": 4096, "concurrency": 4,
+                                  "outputTokensPerSecond": 100},
+                     "placement": {"tiers": ["gpu"]}}}
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(json.dumps(body))
+    assert main(["plan", str(tmp_path / "nodes.yaml"), str(plain), "-o", "json"]) == 0
+    [unscaled] = json.loads(capsys.readouterr().out)
+    body["spec"]["scaling"] = {"targetUtilization": 0.5}
+    plain.write_text(json.dumps(body))
+    assert main(["plan", str(tmp_path / "nodes.yaml"), str(plain), "-o", "json"]) == 0
+    [scaled] = json.loads(capsys.readouterr().out)
+    per_replica = scaled["estimate"]["outputTokensPerSecondPerReplica"]
+    assert scaled["placement"]["replicas"] * per_replica * 0.5 >= 100
+    assert scaled["placement"]["replicas"] > unscaled["placement"]["replicas"]

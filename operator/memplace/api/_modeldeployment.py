@@ -13,12 +13,14 @@ Model tree::
     │   ├── slo: SloSpec
     │   ├── quality: QualitySpec
     │   ├── placement: PlacementSpec
-    │   └── runtime: RuntimeSpec ── env: [EnvVar]
+    │   ├── runtime: RuntimeSpec ── env: [EnvVar]
+    │   └── scaling: ScalingSpec
     └── status: ModelDeploymentStatus
         ├── placement: PlacementStatus
         ├── estimate: EstimateStatus
         ├── measured: MeasuredStatus
         ├── cost: CostStatus
+        ├── demand: DemandStatus
         ├── alternatives: [Alternative]
         └── conditions: [Condition]
 """
@@ -50,6 +52,7 @@ __all__ = [
     "CalibrationStatus",
     "ConfigMapRef",
     "CostStatus",
+    "DemandStatus",
     "Engine",
     "EnvVar",
     "EstimateErrorStatus",
@@ -70,7 +73,9 @@ __all__ = [
     "QualitySpec",
     "RejectionCode",
     "RuntimeSpec",
+    "ScalingSpec",
     "SloSpec",
+    "Temperature",
     "Tier",
     "WeightsSource",
     "WorkloadSpec",
@@ -94,6 +99,11 @@ KvCacheDtype = Literal["bf16", "fp16", "fp8"]
 
 Tier = Literal["gpu", "offload", "cpu"]
 """Where weights live: all in GPU memory, partly in host RAM or disk, or served by CPUs."""
+
+Temperature = Literal["hot", "warm", "cold"]
+"""status.tier, by traffic: hot (served from GPU memory), warm (served from the offload or CPU
+tier: weights partly or wholly outside GPU memory) and cold (zero replicas; the Service and the
+plan stay, and traffic or KEDA wakes it)."""
 
 Engine = Literal["vllm", "llamacpp", "tgi", "custom"]
 """The serving runtime."""
@@ -325,6 +335,71 @@ class RuntimeSpec(ApiModel):
     """Extra environment variables for the serving container."""
 
 
+# HPA's defaults, which spec.scaling follows: "scaleUp: stabilizationWindowSeconds: 0" and
+# "scaleDown: stabilizationWindowSeconds: 300" (Kubernetes docs, "Horizontal Pod Autoscaling",
+# section "Default Behavior", https://kubernetes.io/docs/tasks/run-application/
+# horizontal-pod-autoscale/#default-behavior).
+HPA_SCALE_UP_STABILIZATION_SECONDS = 0
+HPA_SCALE_DOWN_STABILIZATION_SECONDS = 300
+
+
+class ScalingSpec(ApiModel):
+    """How replicas, and with them the tier, follow the demand. Unset: the replicas serve
+    spec.workload.outputTokensPerSecond within spec.workload's replica bounds, as before."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxReplicas) || !has(self.minReplicas)"
+                    " || self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must not exceed maxReplicas",
+                },
+                {
+                    "rule": "!has(self.minReplicas) || self.minReplicas > 0"
+                    " || (has(self.coldStart) && self.coldStart == 'allowed')",
+                    "message": "minReplicas 0 needs coldStart: allowed",
+                },
+            ]
+        }
+    )
+
+    demand: Literal["Static", "Measured"] = "Static"
+    """Static: spec.workload.outputTokensPerSecond. Measured: the generated tokens per second
+    Prometheus measures on the pods (the static value stays the floor until there is history)."""
+    min_replicas: NonNegativeInt = 1
+    """Fewest replicas, whatever the demand; 0 lets an idle model go cold (needs coldStart:
+    allowed)."""
+    max_replicas: PositiveInt | None = None
+    """Most replicas; when the demand needs more, they stay here, SLOMet is False and a Warning
+    says how many the demand needs. Unset: as many as the demand needs."""
+    target_utilization: float = Field(default=0.7, gt=0, le=1)
+    """Share of a replica's estimated throughput the demand may fill (0.7 leaves 30 % headroom):
+    replicas = ceil(demand ÷ (throughput per replica × targetUtilization))."""
+    scale_up_stabilization_seconds: NonNegativeInt = HPA_SCALE_UP_STABILIZATION_SECONDS
+    """A rise takes effect at the lowest demand seen over this long (HPA's default: 0)."""
+    scale_down_stabilization_seconds: NonNegativeInt = HPA_SCALE_DOWN_STABILIZATION_SECONDS
+    """A fall takes effect at the highest demand seen over this long (HPA's default: 300)."""
+    idle_after_seconds: PositiveInt | None = None
+    """No requests (no tokens generated, none running or waiting) for this long: replicas go to
+    minReplicas, 0 = cold. Unset: never idle."""
+    cold_start: Literal["allowed", "forbidden"] = "forbidden"
+    """Whether the model may go to zero replicas, and so make its first request wait for a cold
+    start (status.demand.coldStartSeconds says how long)."""
+    wake_query: str | None = None
+    """PromQL whose value above 0 wakes a cold model when KEDA is not installed, e.g. the
+    gateway's request rate for the Service; `{namespace}` and `{name}` are replaced. Unset: the
+    operator's --wake-query."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScalingSpec:
+        if self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        if self.min_replicas == 0 and self.cold_start != "allowed":
+            raise ValueError("minReplicas 0 needs coldStart: allowed")
+        return self
+
+
 def _defaulted(factory: type[ApiModel]) -> Any:
     """An optional section: absent means all its defaults (also applied by the API server)."""
     return Field(default_factory=factory, json_schema_extra={"default": {}})
@@ -346,6 +421,8 @@ class ModelDeploymentSpec(ApiModel):
     """Allowed tiers and pools."""
     runtime: RuntimeSpec = _defaulted(RuntimeSpec)
     """The serving engine and container."""
+    scaling: ScalingSpec | None = None
+    """How replicas and tier follow the demand; unset = the static demand of spec.workload."""
     priority: int = 0
     """When capacity is short, higher priority places first: the planner never leaves a
     deployment out to place any number of lower-priority ones, and moves a running one only to
@@ -532,6 +609,32 @@ class CostStatus(ApiModel):
     separate_per_hour: NonNegativeFloat | None = None
     """LoRA: what one deployment per fine-tune would cost per hour (the base alone, plus a copy
     of the base per loaded adapter, each for its own demand), to show the saving."""
+    last24h: NonNegativeFloat | None = None
+    """Estimated cost of the last 24 hours: the replicas this operator saw running, each
+    stretch at its placement's price per replica-hour (since the operator started, if later)."""
+
+
+class DemandStatus(ApiModel):
+    """The demand the replicas follow (spec.scaling), and why they are what they are."""
+
+    source: Literal["static", "measured", "idle", "wake"]
+    """Where tokensPerSecond came from: the spec (static, also the floor with no history), the
+    measurement, no requests for idleAfterSeconds (idle), or the wake-up query (wake)."""
+    tokens_per_second: NonNegativeFloat | None = None
+    """The last measured output tokens per second, all replicas together."""
+    window: str | None = None
+    """The window the measurement covers, a Prometheus duration."""
+    planned_tokens_per_second: NonNegativeFloat
+    """The demand the placement is sized for: the stabilised demand ÷ targetUtilization."""
+    replicas_wanted: NonNegativeInt | None = None
+    """Replicas that demand needs on the running placement, before maxReplicas."""
+    reason: str
+    """Why, for people: e.g. `measured 420 tok/s over 5m (scale-down held 300s)`."""
+    cold_start_seconds: NonNegativeFloat | None = None
+    """Expected time to serve the first request from zero replicas: the weights ÷ the assumed
+    load bandwidth (the assumption is in reason and the docs), loading only."""
+    last_active_time: Timestamp | None = None
+    """When requests were last seen (RFC 3339)."""
 
 
 class Alternative(ApiModel):
@@ -599,6 +702,10 @@ class ModelDeploymentStatus(ApiModel):
     """What the running replicas measured (engine metrics, GPU memory) once they run."""
     cost: CostStatus | None = None
     """What the chosen placement costs."""
+    demand: DemandStatus | None = None
+    """The demand the replicas follow, when spec.scaling is set."""
+    tier: Temperature | None = None
+    """hot (GPU-resident), warm (offload or CPU tier) or cold (zero replicas)."""
     alternatives: list[Alternative] | None = None
     """The next few candidates and why each lost."""
     adapters: list[AdapterStatus] | None = None

@@ -166,6 +166,7 @@ RESOURCES: tuple[CrdSource, ...] = (
                 "Precision", "string", ".status.placement.precision", "Weight precision."
             ),
             PrinterColumn("Tier", "string", ".status.placement.tier", "Where weights live."),
+            PrinterColumn("Heat", "string", ".status.tier", "hot, warm or cold, by traffic."),
             PrinterColumn("Pool", "string", ".status.placement.pool", "The PlacementPool."),
             PrinterColumn(
                 "GPUs", "integer", ".status.placement.gpusPerReplica", "GPUs per replica."

@@ -33,6 +33,7 @@ from typing import Any
 
 from memplace.cli import UsageError
 from memplace.cli.table import Column, render
+from memplace.planning.scaling import Policy, planning_spec, static_decision, temperature
 
 __all__ = ["register"]
 
@@ -264,6 +265,9 @@ def _request(ns: str, name: str, doc: dict, inputs: _Inputs, calibration: Any) -
             variant_configs[variant.name] = vconfig
     current = deployment.status.placement if deployment.status is not None else None
     inputs.configs[(ns, name)] = config
+    policy = Policy.from_spec(spec)
+    if policy is not None:  # spec.scaling: the static demand with headroom, as the operator
+        spec = planning_spec(spec, static_decision(policy), policy)
     return DeploymentRequest(
         ns,
         name,
@@ -331,7 +335,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.output == "manifests":
         _manifests(plans, inputs, cluster)
     else:
-        entries = [{"namespace": p.namespace, "name": p.name, **p.status_fields()} for p in plans]
+        entries = [
+            {"namespace": p.namespace, "name": p.name, **p.status_fields(), **_tier(p)}
+            for p in plans
+        ]
         if args.output == "json":
             import json
 
@@ -531,3 +538,10 @@ def _wrap(text: str, width: int | None, indent: str) -> list[str]:
     return textwrap.wrap(
         text, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
     ) or [""]
+
+
+def _tier(plan: Any) -> dict[str, str]:
+    """status.tier as the operator writes it: hot, warm or cold (``planning.scaling``)."""
+    if plan.placement is None:
+        return {}
+    return {"tier": temperature(plan.placement.tier, plan.placement.replicas)}

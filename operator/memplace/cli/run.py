@@ -159,6 +159,21 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="at most N running deployments get a new place per batch re-plan (default: 1)",
     )
+    measuring.add_argument(
+        "--wake-query",
+        metavar="PROMQL",
+        help="PromQL whose value above 0 wakes a cold model (spec.scaling, coldStart: "
+        "allowed), e.g. the gateway's request rate for its Service; {namespace} and {name} "
+        "are replaced; spec.scaling.wakeQuery overrides it",
+    )
+    measuring.add_argument(
+        "--load-bandwidth",
+        default="0.31",
+        metavar="GB_PER_S",
+        help="the rate weights are assumed to load at on a cold start, in GB/s, for "
+        "status.demand.coldStartSeconds (default: 0.31, vLLM's safetensors loader from an "
+        "AWS gp3 SSD)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     parser.set_defaults(handler=run)
 
@@ -187,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
         else None,
         consolidation_threshold=args.consolidation_threshold,
         disruption_budget=args.disruption_budget,
+        wake_query=args.wake_query or None,
+        load_bytes_per_second=_bandwidth(args.load_bandwidth),
     )
     preflight.check(args.kubeconfig, clusterwide=not args.namespaces)
     operator_settings.configure(settings)
@@ -244,6 +261,17 @@ def _positive(text: str, flag: str) -> float:
     if seconds <= 0:
         raise UsageError(f"{flag} must be positive, not {text!r}")
     return seconds
+
+
+def _bandwidth(text: str) -> float:
+    """``--load-bandwidth`` in GB/s, as bytes per second."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise UsageError(f"--load-bandwidth must be a positive number of GB/s, not {text!r}")
+    return value * 1e9
 
 
 def _window(text: str) -> str:

@@ -24,6 +24,10 @@ SLOAtRisk       Warning  the measured p95 missed the SLO in two consecutive wind
                          per streak)
 EstimateDrift   Normal   a measured figure differs from the estimate by more than 25 %
                          (once per figure, until it comes back)
+Scaled          Normal   the demand (spec.scaling) changed the replicas or the tier: from,
+                         to, and the demand that drove it
+TooFewReplicas  Warning  the demand needs more replicas than spec.scaling.maxReplicas: how
+                         many it needs (once per figure)
 ==============  =======  ==================================================================
 """
 
@@ -49,7 +53,9 @@ __all__ = [
     "pool_full",
     "replanned",
     "slo_at_risk",
+    "scaled",
     "summary",
+    "too_few_replicas",
     "unschedulable",
     "unschedulable_message",
 ]
@@ -67,6 +73,8 @@ REASONS = (
     "MoveDeferred",
     "SLOAtRisk",
     "EstimateDrift",
+    "Scaled",
+    "TooFewReplicas",
 )
 GIB = 1024**3
 
@@ -206,3 +214,24 @@ def estimate_drift_message(ratios: Mapping[str, float], window: str) -> str:
 
 def estimate_drift(body: Any, ratios: Mapping[str, float], window: str) -> None:
     kopf.info(body, reason="EstimateDrift", message=estimate_drift_message(ratios, window))
+
+
+def scaled(body: Any, old: Mapping[str, Any], new: Mapping[str, Any], demand: str) -> None:
+    """``2 -> 0 replicas (hot -> cold) on l4: no requests for 600s …``."""
+    before, after = old.get("replicas"), new.get("replicas")
+    kopf.info(
+        body,
+        reason="Scaled",
+        message=f"{before} -> {after} replicas ({old.get('heat')} -> {new.get('heat')}) on "
+        f"{new.get('pool')}: {demand}",
+    )
+
+
+def too_few_replicas(body: Any, needed: int, ceiling: int, demand: str) -> None:
+    kopf.warn(
+        body,
+        reason="TooFewReplicas",
+        message=f"the demand needs {needed} replicas, spec.scaling.maxReplicas is {ceiling}: "
+        f"running {ceiling}, the SLO is not met ({demand})",
+    )
+

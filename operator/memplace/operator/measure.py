@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memplace.api import MODEL_DEPLOYMENT
+from memplace.planning import scaling
 
-from . import calibrate, events, inputs, kube, promql, scrape
+from . import calibrate, demand, demand_status, events, indexed, inputs, keda, kube, promql, scrape
 from . import status as mdstatus
 from .measurement import Measurement, drifted, measured_fields, slo_verdict
 from .metrics import ERRORS
@@ -65,6 +66,8 @@ class Watch:
     """Its PodMonitor was created (``scrape``: only when the cluster has the CRD)."""
     sampled_at: datetime.datetime | None = None
     """When the last window was fed to the PerformanceProfile (one per window, not overlapping)."""
+    demand: Any = None
+    """The demand history (``planning.scaling.History``) of a ``demand: Measured`` deployment."""
     placement: Mapping[str, Any] | None = None
     """The placement the last window measured: after a move, a whole window passes before the
     next sample, so that no sample mixes the old placement's requests into the new one's."""
@@ -171,7 +174,10 @@ async def _measure_deployment(
             raise
         except Exception as error:  # noqa: BLE001 — measuring goes on without it
             logger.warning(f"No PodMonitor for {key[0]}/{key[1]}: {kube.message(error)}")
+    if client is not None and await keda.present(state, api) and keda.manages(state, spec):
+        await _ensure_scaled_object(state, api, key, body, indexes, logger)
     fields: dict[str, Any] | None = None
+    measurement: Measurement | None = None
     if client is None:
         verdict = slo_verdict(None, spec.get("slo") or {}, no_prometheus=NO_PROMETHEUS)
     else:
@@ -186,6 +192,14 @@ async def _measure_deployment(
     changes: dict[str, Any] = {}
     if fields is not None and _sample_due(watch, now, state.settings.measure_window):
         changes = await _calibrate(state, key, body, indexes, api, fields, now, watch, logger)
+    if not changes:  # a calibration re-plan already used this window's demand
+        try:
+            changes = await demand.follow(
+                state, client, key, body, measurement, indexes, now, logger
+            )
+        except inputs.Waiting:
+            changes = {}  # an input the spec names went away: the resync loop reports it
+    verdict = demand_status.slo_override({**previous, **changes}, verdict)
     if fields is not None and _differs(previous.get("measured") or {}, fields):
         changes["measured"] = fields
     before = changes.get("conditions") or previous.get("conditions") or []
@@ -199,6 +213,33 @@ async def _measure_deployment(
         state.fingerprints.pop(key, None)  # a re-plan's status may be lost: resync redoes it
     _post_events(watch, body, verdict, fields, state.settings.measure_window, now)
     state.metrics.observe_measured(key[0], key[1], placement, fields)
+    state.metrics.accrue(key[0], key[1])  # memplace_cost_usd_total grows every window
+
+
+async def _ensure_scaled_object(
+    state: State, api: kube.Kube, key: Key, body: Mapping[str, Any],
+    indexes: Mapping[str, Any], logger: Any,
+) -> None:
+    """The deployment's KEDA ScaledObject, pointed at the Deployment that serves now."""
+    try:
+        policy = scaling.Policy.from_spec(inputs.parse_spec(body.get("spec") or {}))
+    except inputs.InvalidSpec:
+        return
+    if policy is None or state.settings.prometheus is None:
+        return
+    wanted = keda.scaled_object(
+        body, indexed.serving_name(indexes, key), body.get("status") or {}, policy,
+        prometheus_url=state.settings.prometheus.url, window=state.settings.measure_window,
+        wake_query=((body.get("spec") or {}).get("scaling") or {}).get("wakeQuery")
+        or state.settings.wake_query,
+    )
+    url = kube.path(keda.KEDA, "scaledobjects", key[0], key[1])
+    try:
+        await keda.ensure(api, wanted, await api.get(url))
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # noqa: BLE001 — measuring goes on; the next window retries
+        logger.warning(f"No ScaledObject for {key[0]}/{key[1]}: {kube.message(error)}")
 
 
 def _sample_due(watch: Watch, now: datetime.datetime, window: str) -> bool:

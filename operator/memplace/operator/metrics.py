@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,25 @@ COST = Gauge(
     "memplace_placement_cost_per_hour",
     "Placement cost in USD per hour.",
     PLACEMENT_LABELS,
+    registry=REGISTRY,
+)
+SPEND = Counter(
+    "memplace_cost_usd",
+    "What a deployment has cost since the operator started, in USD: its cost per hour "
+    "integrated over time (increase(memplace_cost_usd_total[24h]) is the last day's cost).",
+    ("namespace", "name"),
+    registry=REGISTRY,
+)
+COST_LAST_24H = Gauge(
+    "memplace_cost_last_24h_usd",
+    "status.cost.last24h: the estimated cost of the last 24 hours (spec.scaling).",
+    ("namespace", "name"),
+    registry=REGISTRY,
+)
+REPLICAS = Gauge(
+    "memplace_replicas",
+    "Replicas of a deployment's placement, labelled hot, warm or cold (status.tier).",
+    ("namespace", "name", "heat"),
     registry=REGISTRY,
 )
 GPU_MEMORY = Gauge(
@@ -119,7 +139,10 @@ class Metrics:
         self._series: dict[tuple[str, str], tuple[str, ...]] = {}
         self._server: Any = None
         self._measured: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
+        self._spending: dict[tuple[str, str], tuple[float, float]] = {}  # (per hour, since)
         COST.clear()  # a new run rebuilds every series from the cluster
+        for gauge in (SPEND, COST_LAST_24H, REPLICAS):
+            gauge.clear()
         GPU_MEMORY.clear()
         for gauge in (*_GAUGES_MEASURED, ESTIMATE_ERROR):
             gauge.clear()
@@ -138,10 +161,29 @@ class Metrics:
             self._server.server_close()
             self._server = None
 
+    def accrue(self, namespace: str, name: str, per_hour: float | None = None) -> None:
+        """Add what the deployment cost since the last call to ``memplace_cost_usd_total``;
+        ``per_hour`` (when given) is its cost from now on."""
+        key, now = (namespace, name), time.monotonic()
+        with self._lock:
+            rate, since = self._spending.get(key, (0.0, now))
+            if rate > 0 and now > since:
+                SPEND.labels(namespace, name).inc(rate * (now - since) / 3600.0)
+            self._spending[key] = (rate if per_hour is None else per_hour, now)
+
     def observe(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Record a deployment's phase, cost and estimate from its (new) status."""
         key = (namespace, name)
         placement = status.get("placement") or {}
+        cost = status.get("cost") or {}
+        self.accrue(namespace, name, float(cost.get("perHour") or 0.0) if placement else 0.0)
+        if cost.get("last24h") is not None:
+            COST_LAST_24H.labels(namespace, name).set(cost["last24h"])
+        if status.get("tier"):
+            for heat in ("hot", "warm", "cold"):
+                with contextlib.suppress(KeyError):
+                    REPLICAS.remove(namespace, name, heat)
+            REPLICAS.labels(namespace, name, status["tier"]).set(placement.get("replicas") or 0)
         with self._lock:
             self._phases[key] = str(status.get("phase") or "Pending")
             self._count()
@@ -209,6 +251,12 @@ class Metrics:
             if old is not None:
                 _remove(old)
             self._drop_measured((namespace, name))
+            self._spending.pop((namespace, name), None)
+            for gauge, labels in ((SPEND, ()), (COST_LAST_24H, ()), *(
+                (REPLICAS, (heat,)) for heat in ("hot", "warm", "cold")
+            )):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, name, *labels)
 
     def _drop_measured(
         self, key: tuple[str, str], keep: list[tuple[Gauge, tuple[str, ...]]] = ()

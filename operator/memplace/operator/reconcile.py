@@ -28,13 +28,17 @@ from typing import Any
 
 import kopf
 
+from memplace.planning import scaling
 from memplace.planning.plan import DeploymentRequest, plan_deployment
+from memplace.planning.scaled_plan import plan_scaled
 
 from . import (
     consolidate,
+    demand_status,
     events,
     indexed,
     inputs,
+    keda,
     kube,
     manifests,
     modeladapters,
@@ -120,6 +124,7 @@ async def plan_and_apply(
     fingerprint = indexed.fingerprint(indexes, key)
 
     fields: dict[str, Any]
+    scaled_fields: dict[str, Any] = {}  # status.demand, tier, cost.last24h (spec.scaling)
     cluster = None
     spec_model = None
     config = None
@@ -160,17 +165,36 @@ async def plan_and_apply(
             model_adapters=listed,
             target=consolidate.target_for(state, key, generation),
         )
+        policy = scaling.Policy.from_spec(spec_model)
         with PLAN_DURATION.time():
-            plan = plan_deployment(request, cluster)
+            if policy is None:
+                plan = plan_deployment(request, cluster)
+            else:
+                decision = demand_status.decision_in(previous, policy)
+                scaled = plan_scaled(request, cluster, policy, decision)
+                plan = scaled.plan
         fields = dict(plan.status_fields())
         lora = plan.lora
+        if fields.get("phase") == "Placed" and fields.get("placement"):
+            placed_at = fields["placement"]
+            scaled_fields["tier"] = scaling.temperature(placed_at["tier"], placed_at["replicas"])
+        if policy is not None and fields.get("phase") == "Placed":
+            scaled_fields = demand_status.status_fields(
+                state, key, previous, decision, scaled, fields
+            )
+            fields["cost"] = scaled_fields.pop("cost", fields.get("cost"))
+            if scaled.needed is None:
+                state.too_few.pop(key, None)
+            elif policy.max_replicas is not None and state.too_few.get(key) != scaled.needed:
+                state.too_few[key] = scaled.needed
+                events.too_few_replicas(body, scaled.needed, policy.max_replicas, decision.reason)
     except inputs.InvalidSpec as error:
         fields = {"phase": "Invalid", "message": str(error)}
 
     if fields.get("phase") == "Placed":
         try:
             chosen = _chosen_config(spec_model, fields, config, variant_configs)
-            changes = await _apply_placed(
+            applied = await _apply_placed(
                 state,
                 api,
                 body,
@@ -190,7 +214,7 @@ async def plan_and_apply(
             fields = {"phase": "Invalid", "message": str(error)}
         else:
             await modeladapters.write_statuses(api, indexes, key, fields)
-            return changes
+            return {**applied, **{k: v for k, v in scaled_fields.items() if previous.get(k) != v}}
 
     state.fingerprints[key] = fingerprint
     await modeladapters.write_statuses(api, indexes, key, fields)
@@ -290,6 +314,9 @@ async def _apply_placed(
             lora=lora,
             pod_annotations=annotations,
         )
+        if serving is not None and keda.manages(state, body.get("spec") or {}):
+            # KEDA's HPA owns the replica count: an apply keeps the one it set.
+            deployment["spec"]["replicas"] = (serving.get("spec") or {}).get("replicas", 1)
         selects = ((serving or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
         if selects:  # what the serving Deployment selects, also one rendered before it had
             service["spec"]["selector"] = dict(selects)  # a workload label: no upgrade gap

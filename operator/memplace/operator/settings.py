@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from memplace.planning.scaling import LOAD_BYTES_PER_SECOND
+
 from .prometheus import PrometheusConfig
 
 __all__ = ["Settings", "configure", "current"]
@@ -51,6 +53,11 @@ class Settings:
     """How often each placed deployment is measured (``--measure-interval``)."""
     measure_window: str = "5m"
     """The window each measurement covers, a Prometheus duration (``--measure-window``)."""
+    wake_query: str | None = None
+    """PromQL whose value above 0 wakes a cold model (``--wake-query``), when KEDA does not;
+    ``{namespace}`` and ``{name}`` are replaced; spec.scaling.wakeQuery overrides it."""
+    load_bytes_per_second: float = LOAD_BYTES_PER_SECOND
+    """The bandwidth weights are assumed to load at, for status.demand.coldStartSeconds."""
     scrape: str = "auto"
     """How Prometheus finds the model pods (``--scrape``): ``auto`` (a PodMonitor when the CRD
     is served, else pod annotations), ``podmonitor``, ``annotations`` or ``none``."""

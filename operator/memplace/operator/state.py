@@ -40,6 +40,8 @@ class State:
     measure_task: asyncio.Task[None] | None = None
     """The measurement loop (``measure``), once started."""
     scrape_mode: Any = None
+    keda: bool | None = None
+    """Whether the cluster serves KEDA's ScaledObjects (``keda.present``), once per run."""
     """How Prometheus finds the pods, ``--scrape`` with ``auto`` settled (``scrape.resolve``)."""
     watches: dict[Key, Any] = field(default_factory=dict)
     """What the measurement loop remembers per deployment between windows (``measure.Watch``)."""
@@ -49,10 +51,16 @@ class State:
     """The capacity fingerprint of the last batch re-plan; None: none yet (startup)."""
     batch_time: float = 0.0
     """When the last batch re-plan ran (``time.monotonic``)."""
+    costs: dict[Key, Any] = field(default_factory=dict)
+    """Per deployment, the cost per hour since when (``cost_history``): status.cost.last24h."""
+    too_few: dict[Key, int] = field(default_factory=dict)
+    """Per deployment, the replicas the last TooFewReplicas Warning said the demand needs: a
+    re-plan from a status not yet written back never warns twice."""
 
     def forget(self, key: Key) -> None:
         """Drop what is kept about a deleted ModelDeployment, its metrics included."""
         self.metrics.forget(*key)
-        for table in (self.recent, self.fingerprints, self.full_pools, self.watches, self.targets):
+        for table in (self.recent, self.fingerprints, self.full_pools, self.watches,
+                      self.targets, self.costs, self.too_few):
             table.pop(key, None)
         self.recent.pop(inputs.successor_key(key), None)
