@@ -33,6 +33,7 @@ from memplace.planning.plan import DeploymentRequest, plan_deployment
 
 from . import events, indexed, inputs, kube, moves, owned, render, scrape
 from . import status as mdstatus
+from .capacity import Stamp
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
 
@@ -106,10 +107,10 @@ async def plan_and_apply(
     previous = inputs._plain(status or {})
     generation = meta.get("generation")
     running = inputs.placed_entry(previous)
-    fingerprint = indexed.fingerprint(indexes, key)
 
     fields: dict[str, Any]
     cluster = None
+    fingerprint = state.ledger.stamp()
     spec_model = None
     config = None
     variant_configs: dict[str, dict[str, Any]] = {}
@@ -124,14 +125,8 @@ async def plan_and_apply(
         checkpoints = await inputs.model_checkpoints(
             spec_model, config, variant_configs, state.settings, logger
         )
-        cluster = inputs.build_planning_cluster(
-            indexed.pools(indexes),
-            indexed.values(indexes.get("nodes")),
-            indexed.planning_reports(indexes),
-            indexed.placed(state, indexes),
-            exclude=key,
-            now=datetime.datetime.now(datetime.UTC),
-        )
+        cluster = indexed.planning_cluster(state, indexes, key)
+        fingerprint = state.ledger.stamp()
         request = DeploymentRequest(
             namespace,
             name,
@@ -210,7 +205,7 @@ async def _apply_placed(
     trigger: str,
     key: Key,
     indexes: Mapping[str, Any],
-    fingerprint: int,
+    fingerprint: Stamp,
 ) -> dict[str, Any]:
     """Apply a feasible plan: in place, as a move (``moves``), or not yet; the status fields."""
     namespace, name = key

@@ -2,9 +2,9 @@
 
 The indexes (``@kopf.index``) are rebuilt from the cluster on start and the running placement
 is read back from ``status``. What lives only here (which pools stuck pods marked full, the
-last inventory fingerprint, the placements decided since the indexes last caught up) is
-rebuilt by observation after a restart, so a crash loses nothing that matters: the next
-reconcile re-plans and finds the Deployment already matching.
+stamp of each deployment's last plan, the planning Cluster, the placements decided since the
+indexes last caught up) is rebuilt by observation after a restart, so a crash loses nothing
+that matters: the next reconcile re-plans and finds the Deployment already matching.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import inputs
+from .capacity import Ledger, Stamp
 from .metrics import Metrics
 from .settings import Settings
 
@@ -29,7 +30,12 @@ class State:
     metrics: Metrics
     planning: asyncio.Lock = field(default_factory=asyncio.Lock)
     recent: dict[Key, inputs.Placed | None] = field(default_factory=dict)
-    fingerprints: dict[Key, int] = field(default_factory=dict)
+    fingerprints: dict[Key, Stamp] = field(default_factory=dict)
+    """What the cluster looked like when each deployment was last planned (``Ledger.stamp``);
+    none: re-plan it on the next resync pass."""
+    ledger: Ledger = field(default_factory=Ledger)
+    """The one planning Cluster, its reservations moved on placement, release and capacity
+    events (``capacity``)."""
     full_pools: dict[Key, frozenset[str]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics_port: int | None = None
