@@ -18,8 +18,10 @@ two pools, ``a100`` (20 nodes × 8 A100-80GB) and ``l4`` (200 nodes × 1 L4), an
   time, each timed from its create to its ``Placed`` Event;
 - ``peakRssMiB``: the operator process's VmHWM.
 
-Nothing is asserted: these are figures to compare before and after a change, on one machine
-under the same load (say what else was running).
+``--source DIR`` runs the operator from another checkout (``git archive REV operator | tar -x
+-C DIR``) under the same bench, for a before/after pair. Nothing is asserted: these are
+figures to compare before and after a change, on one machine under the same load (say what
+else was running).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def _placed_event(cluster: Cluster, namespace: str, name: str) -> bool:
 
 
 def _is_write(request: kmock.Request) -> bool:
-    return str(request.method).upper() not in READS
+    return str(getattr(request.method, "value", request.method)).upper() not in READS
 
 
 def _rss_mib(pid: int) -> float:
@@ -97,7 +99,8 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def one(n: int, probes: int, quiet: float, timeout: float) -> dict[str, Any]:
+async def one(n: int, probes: int, quiet: float, timeout: float,
+              source: str | None) -> dict[str, Any]:
     cluster = Cluster()
     cluster.resources.load_bundled()
     for resource, info in (MEMPLACE_RESOURCES | KOPF_RESOURCES).items():
@@ -108,6 +111,8 @@ async def one(n: int, probes: int, quiet: float, timeout: float) -> dict[str, An
             kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", str(cluster.url).rstrip("/"),
                                           cluster.operator_token)
             operator = OperatorProcess(kubeconfig, Path(tmp) / "operator.log", "--resync", "1s")
+            if source:  # another checkout's operator (a "before" figure), same bench
+                operator.env["PYTHONPATH"] = str(Path(source) / "operator")
             operator.start()
             try:
                 return await _measure(cluster, operator, n, probes, quiet, timeout)
@@ -192,9 +197,12 @@ def main() -> None:
     parser.add_argument("--quiet", type=float, default=5.0,
                         help="seconds without an operator write that count as idle")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--source", metavar="DIR",
+                        help="run the operator from this checkout (default: this one)")
     args = parser.parse_args()
     for n in args.deployments:
-        print(json.dumps(asyncio.run(one(n, args.probes, args.quiet, args.timeout))), flush=True)
+        figures = asyncio.run(one(n, args.probes, args.quiet, args.timeout, args.source))
+        print(json.dumps(figures), flush=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ __all__ = ["OperatorProcess", "write_kubeconfig"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
 def write_kubeconfig(path: Path, server: str, token: str) -> Path:
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "emulator",

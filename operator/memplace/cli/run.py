@@ -85,6 +85,13 @@ def register(subparsers: Any) -> None:
         "that deployment (default: 10m)",
     )
     parser.add_argument(
+        "--input-timeout",
+        default="10m",
+        metavar="DURATION",
+        help="a new deployment waiting this long for a ConfigMap or config source its spec "
+        "names is marked Invalid; until then it is Pending and retried (default: 10m)",
+    )
+    parser.add_argument(
         "--resync",
         default="15s",
         metavar="DURATION",
@@ -163,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig  # for anything else that reads it
     settings = operator_settings.Settings(  # every flag is checked before the cluster
         stuck_after_seconds=stuck_after,
+        input_timeout_seconds=_positive(args.input_timeout, "--input-timeout"),
         resync_seconds=resync,
         metrics_port=args.metrics_port,
         min_move_interval_seconds=parse_duration(args.min_move_interval),

@@ -164,10 +164,22 @@ async def _resync_one(
                 )
         except inputs.Waiting as waiting:
             generation = body["metadata"].get("generation")
-            pending = reconcile.pending_status(state, key, previous, generation, waiting)
+            given_up = reconcile.waited_out(state, key, body, previous, generation, waiting)
+            if given_up is not None:
+                if given_up:
+                    await _write_status(state, api, key, body, given_up, logger)
+                return
+            pending = reconcile.pending_status(state, key, previous, generation, waiting, body)
             if pending:
                 await _write_status(state, api, key, body, pending, logger)
             raise
+        except kube.APIError as error:
+            generation = body["metadata"].get("generation")
+            refused = reconcile.api_error_status(state, key, body, previous, generation, error)
+            if refused:
+                await _write_status(state, api, key, body, refused, logger)
+            state.fingerprints.pop(key, None)  # retried next pass
+            raise kopf.TemporaryError(f"API error: {kube.message(error)}") from error
     else:
         new_status = _refresh_readiness(state, key, body, indexes)
     now_measured = measured.per_replica(indexed.pod_uids(indexes, key), indexed.reports(indexes))

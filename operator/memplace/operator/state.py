@@ -38,6 +38,8 @@ class State:
     events (``capacity``)."""
     full_pools: dict[Key, frozenset[str]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    waiting: dict[Key, tuple[str, Any]] = field(default_factory=dict)
+    """What each Pending deployment waits for and since when (``reconcile.waited``)."""
     metrics_port: int | None = None
     kopf_settings: Any = None
     resync_task: asyncio.Task[None] | None = None
@@ -53,6 +55,6 @@ class State:
     def forget(self, key: Key) -> None:
         """Drop what is kept about a deleted ModelDeployment, its metrics included."""
         self.metrics.forget(*key)
-        for table in (self.recent, self.fingerprints, self.full_pools, self.watches):
+        for table in (self.recent, self.fingerprints, self.full_pools, self.watches, self.waiting):
             table.pop(key, None)
         self.recent.pop(inputs.successor_key(key), None)
