@@ -3,7 +3,8 @@
     python bench/operator_burst.py --deployments 100 300 1000
 
 For each N, a fresh emulator (``tests/conftest.Cluster``: KMock with the metadata stamps) holds
-two pools, ``a100`` (20 nodes × 8 A100-80GB) and ``l4`` (200 nodes × 1 L4), and a fresh
+the burst's pools, ``a100`` (20 nodes × 8 A100-80GB) and ``l4`` (200 nodes × 1 L4), and the
+probes' pool ``probe`` (25 L4s), and a fresh
 ``memplace run`` process (``tests/operator/operator_process``: kubeconfig login, ``--resync
 1s``) watches it. All N are created concurrently; the bench then prints one JSON line:
 
@@ -17,6 +18,9 @@ two pools, ``a100`` (20 nodes × 8 A100-80GB) and ``l4`` (200 nodes × 1 L4), an
   ``callsPerPlaced``: apiCalls ÷ deployments placed;
 - ``placedEventP50Ms`` / ``P95Ms``: once idle, ``--probes`` more deployments applied one at a
   time, each timed from its create to its ``Placed`` Event;
+- ``operatorCpuSeconds``: CPU the operator process used from the first create until idle (on a
+  loaded machine the emulator, not the operator, may set the pace: this says what the operator
+  itself cost);
 - ``peakRssMiB``: the operator process's VmHWM.
 
 ``--source DIR`` runs the operator from another checkout (``git archive REV operator | tar -x
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -77,6 +82,8 @@ class BenchCluster(Cluster):
 
 
 KEPT_REQUESTS = 256
+PROBES_ROOM = 25
+"""Nodes of pool ``probe``, kept for the probes (the burst may fill the other pools)."""
 TERMINAL = {"Placed", "Ready", "Unschedulable", "Invalid"}
 SIZES = (1.0e9, 4.0e9, 8.0e9, 14.0e9, 32.0e9, 70.0e9)
 """Parameters of the burst's models, in turn: some fit an L4, some need A100s."""
@@ -89,8 +96,12 @@ async def _inventory(cluster: Cluster) -> None:
     for index in range(200):
         await cluster.create(NODES_URL, gpu_node(
             f"l4-node-{index}", "l4", gpus=1, product="NVIDIA-L4", memory_mib=23034))
+    for index in range(PROBES_ROOM):
+        await cluster.create(NODES_URL, gpu_node(
+            f"probe-node-{index}", "probe", gpus=1, product="NVIDIA-L4", memory_mib=23034))
     await cluster.create(POOLS_URL, pool("a100", 30.0))
     await cluster.create(POOLS_URL, pool("l4", 0.9, model="L4", gpus=1))
+    await cluster.create(POOLS_URL, pool("probe", 5.0, model="L4", gpus=1))
 
 
 def _phases(cluster: Cluster, namespace: str) -> list[str | None]:
@@ -115,6 +126,12 @@ def _placed_event(cluster: Cluster, namespace: str, name: str) -> bool:
 
 def _is_write(request: kmock.Request) -> bool:
     return str(getattr(request.method, "value", request.method)).upper() not in READS
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc/PID/stat`` fields 14, 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mib(pid: int) -> float:
@@ -157,8 +174,11 @@ async def _measure(cluster: BenchCluster, operator: OperatorProcess, n: int, pro
         md = model_deployment(f"model-{index:04d}", parameters=SIZES[index % len(SIZES)])
         md["metadata"]["namespace"] = ns
         md["spec"]["workload"]["minReplicas"] = 1 + index % 2
+        md["spec"]["placement"] = {"pools": ["a100", "l4"]}
         objects.append(md)
     before, writes_before = cluster.calls, cluster.writes
+    assert operator.process is not None
+    cpu_before = _cpu_seconds(operator.process.pid)
     start = time.monotonic()
     await asyncio.gather(*(cluster.create(md_url(ns), md) for md in objects))
     terminal = None
@@ -175,12 +195,14 @@ async def _measure(cluster: BenchCluster, operator: OperatorProcess, n: int, pro
         phases = _phases(cluster, ns)
         return {"deployments": n, "terminalSeconds": f"> {timeout:g}",
                 "terminalByThen": sum(p in TERMINAL for p in phases),
+                "operatorCpuSeconds": round(_cpu_seconds(operator.process.pid) - cpu_before, 1),
                 "apiCalls": cluster.calls - before - n,
                 "peakRssMiB": round(_rss_mib(operator.process.pid), 1)}  # type: ignore[union-attr]
     async with asyncio.timeout(timeout):
         while time.monotonic() - max(cluster.last_write, start + terminal) < quiet:
             await asyncio.sleep(0.2)
     last_write = max(cluster.last_write, start)
+    cpu = _cpu_seconds(operator.process.pid) - cpu_before
     phases = _phases(cluster, ns)
     placed = sum(p in ("Placed", "Ready") for p in phases)
     api_calls = cluster.calls - before - n  # less the bench's own creates
@@ -189,7 +211,7 @@ async def _measure(cluster: BenchCluster, operator: OperatorProcess, n: int, pro
     latencies = []
     for index in range(probes):
         name = f"probe-{index:02d}"
-        md = model_deployment(name, parameters=1.0e9)
+        md = model_deployment(name, parameters=1.0e9, placement={"pools": ["probe"]})
         md["metadata"]["namespace"] = "probe"
         t0 = time.monotonic()
         await cluster.create(md_url("probe"), md)
@@ -210,6 +232,7 @@ async def _measure(cluster: BenchCluster, operator: OperatorProcess, n: int, pro
         "apiCalls": api_calls,
         "writes": writes,
         "callsPerPlaced": round(api_calls / max(placed, 1), 2),
+        "operatorCpuSeconds": round(cpu, 1),
         "placedEventP50Ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
         "placedEventP95Ms": round(latencies[int(len(latencies) * 0.95)], 1) if latencies
         else None,
