@@ -169,3 +169,9 @@ def test_only_what_a_change_can_affect_is_replanned():
     index["nodes"]["a100-node-9"] = [inputs.node_entry(gpu_node("a100-node-9", "a100"))]
     sync(ledger, index, dict(held))
     assert resync.replan_reason(state, ("ml", "on-a100"), on_a100) == "pool a100 changed"
+
+    state.fingerprints[("ml", "on-a100")] = ledger.stamp()
+    index["pools"]["h100"] = [PlacementPoolSpec.model_validate(pool("h100", 20.0)["spec"])]
+    index["nodes"]["h100-node-0"] = [inputs.node_entry(gpu_node("h100-node-0", "h100"))]
+    sync(ledger, index, dict(held))
+    assert resync.replan_reason(state, ("ml", "on-a100"), on_a100) == "a pool was added"

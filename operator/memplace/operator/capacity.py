@@ -16,8 +16,8 @@ keeps one Cluster and moves it:
 
 A plan records a ``Stamp`` (the versions of the pools it could use and ``freed``) and the
 resync loop re-plans only what a change can affect (``resync.replan_reason``): an Unschedulable
-or Invalid deployment once room was freed, a placed one when its own pool changed. Another
-deployment taking room re-plans nobody.
+or Invalid deployment once room was freed, a placed one when its own pool changed or a pool
+was added (a new option). Another deployment taking room re-plans nobody.
 
 A change is detected by the identity of the index entries: Kopf's index builds a new entry on
 every watch event of its object, and the ledger holds the entries it last saw (so their ids
@@ -50,6 +50,8 @@ class Stamp:
     """Every pool's version then."""
     freed: int
     """``Ledger.freed`` then."""
+    present: frozenset[str] = frozenset()
+    """The pools there were then (a new pool is a new option for every deployment)."""
 
 
 @dataclass
@@ -102,7 +104,10 @@ class Ledger:
         return self.cluster
 
     def stamp(self) -> Stamp:
-        return Stamp(tuple(sorted(self.pool_versions.items())), self.freed)
+        return Stamp(tuple(sorted(self.pool_versions.items())), self.freed, frozenset(self._pools))
+
+    def pool_added_since(self, stamp: Stamp) -> bool:
+        return bool(set(self._pools) - stamp.present)
 
     def pool_changed_since(self, stamp: Stamp, pool: str) -> bool:
         then = dict(stamp.pools).get(pool)

@@ -195,9 +195,10 @@ def replan_reason(state: State, key: Key, previous: Mapping[str, Any]) -> str | 
     Only what a change can affect is re-planned: one never planned in this run (or whose
     status write was lost: no stamp), an Unschedulable one once room was freed anywhere, an
     Invalid one once a pool changed, and a placed one when its own pool changed (its nodes,
-    their reports or its price). Another deployment taking room re-plans nobody, so a burst
-    is followed by no re-plan pass. A running deployment whose SLO is missed is re-planned by
-    the measurement loop (``calibrate.replan_if_missed``)."""
+    their reports or its price) or a pool was added (a new, maybe cheaper, option). Another
+    deployment taking room re-plans nobody, so a burst is followed by no re-plan pass. A
+    running deployment whose SLO is missed is re-planned by the measurement loop
+    (``calibrate.replan_if_missed``)."""
     stamp = state.fingerprints.get(key)
     if stamp is None:
         return "capacity changed"
@@ -211,6 +212,8 @@ def replan_reason(state: State, key: Key, previous: Mapping[str, Any]) -> str | 
     running = inputs.placed_entry(previous)
     if running is not None and ledger.pool_changed_since(stamp, running.placement.pool):
         return f"pool {running.placement.pool} changed"
+    if running is not None and ledger.pool_added_since(stamp):
+        return "a pool was added"
     return None
 
 
