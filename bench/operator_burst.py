@@ -27,6 +27,21 @@ probes' pool ``probe`` (25 L4s), and a fresh
 -C DIR``) under the same bench, for a before/after pair. Nothing is asserted: these are
 figures to compare before and after a change, on one machine under the same load (say what
 else was running).
+
+Figures (2026-12-01, the 2-core shared machine at load average 4–5 from other sessions; the
+"before" operator is commit ee76d08, run by this bench with ``--source``; pytest ran during
+part of the before run):
+
+====================  ======  =========  ======  ====  =======  ===============  ======
+run                   termin.  idle (s)  calls   /pl.  CPU (s)  Placed p50/p95    RSS
+====================  ======  =========  ======  ====  =======  ===============  ======
+before N=100 (5 pr.)  136.2    138.6      988    9.88   7.9     1595 / 2514 ms   88.5
+after  N=100 (20 pr.) 112.8    118.9      625    6.25   4.2      714 / 1091 ms   86.9
+after  N=300 (5 pr.)  118.5    121.3     1641    6.84   7.9      379 /  587 ms   94.7
+====================  ======  =========  ======  ====  =======  ===============  ======
+
+Terminal time is set by the emulator on this machine (the operator used 4–8 CPU seconds of
+it); N = 1,000 was not run to its end here.
 """
 
 from __future__ import annotations
