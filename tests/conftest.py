@@ -72,9 +72,12 @@ class Cluster(kmock.KubernetesEmulator):
     authorize: Callable[[kmock.Request], None] | None = None  # raises 403 (operator/rbac_support)
     operator_token: str = "memplace-operator-token"  # the operator's credential; tests are admin
 
-    def refuse(self, plural: str, name: str, message: str) -> None:
-        """Answer 422 ``message`` to every create or patch of the object ``plural``/``name``."""
-        self._refused = {**(self._refused or {}), (plural, name): message}
+    def refuse(self, plural: str, name: str, message: str, status: int = 422,
+               reason: str = "Invalid") -> None:
+        """Answer ``status`` (422 unless told) with ``message`` to every create or patch of the
+        object ``plural``/``name``: a 500 for a full Service range, a 403 for a quota, a 400
+        for an admission webhook's denial."""
+        self._refused = {**(self._refused or {}), (plural, name): (message, status, reason)}
 
     async def _handle(self, request: kmock.Request) -> Any:
         if self.authorize is not None:
@@ -94,9 +97,10 @@ class Cluster(kmock.KubernetesEmulator):
             name = request.name
         else:
             return
-        message = (self._refused or {}).get((request.resource.plural, name))
-        if message is not None:
-            raise kmock.KubernetesError(status=422, reason="Invalid", message=message)
+        refused = (self._refused or {}).get((request.resource.plural, name))
+        if refused is not None:
+            message, status, reason = refused
+            raise kmock.KubernetesError(status=status, reason=reason, message=message)
 
     def _stamp_created(self, request: kmock.Request) -> None:
         meta = request.data.setdefault("metadata", {})

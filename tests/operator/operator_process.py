@@ -22,17 +22,6 @@ __all__ = ["OperatorProcess", "write_kubeconfig"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Kopf's peering lifetime is 60 s and `memplace run` has no flag for it; to test a takeover in
-# seconds, this wrapper runs the same `memplace run` with a startup handler that shortens it.
-_WITH_PEERING_LIFETIME = """
-import os, sys, kopf
-@kopf.on.startup()
-def _peering_lifetime(settings, **_):
-    settings.peering.lifetime = int(os.environ["MEMPLACE_TEST_PEERING_LIFETIME"])
-from memplace.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
 
 def write_kubeconfig(path: Path, server: str, token: str) -> Path:
     path.write_text(yaml.safe_dump({
@@ -57,14 +46,9 @@ class OperatorProcess:
         self.env.pop("KUBERNETES_SERVICE_HOST", None)  # the kubeconfig, not a pod's account
         self.env.pop("KUBECONFIG", None)  # only --kubeconfig names the cluster
         run = ["run", "--kubeconfig", str(kubeconfig), "--all-namespaces", *args]
-        if peering_lifetime is None:
-            self.command = [sys.executable, "-m", "memplace", *run]
-        else:
-            self.env["MEMPLACE_TEST_PEERING_LIFETIME"] = str(peering_lifetime)
-            # The wrapper imports kopf, and with it kubernetes, before `memplace run` sets
-            # KUBECONFIG from --kubeconfig; kubernetes reads KUBECONFIG once, at import.
-            self.env["KUBECONFIG"] = str(kubeconfig)
-            self.command = [sys.executable, "-c", _WITH_PEERING_LIFETIME, *run]
+        if peering_lifetime is not None:  # Kopf's default is 60 s: a takeover in seconds
+            run += ["--peering-lifetime", f"{peering_lifetime}s"]
+        self.command = [sys.executable, "-m", "memplace", *run]
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 

@@ -165,13 +165,27 @@ _SIZING_RULE = {
 }
 
 
+OBJECT_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""A Kubernetes object name (a DNS subdomain, at most 253 characters: kubernetes.io/docs/
+concepts/overview/working-with-objects/names/): ConfigMaps and PlacementPools are named so."""
+OBJECT_NAME_MAX = 253
+MODEL_NAME_MAX = 512
+"""A model or variant name is a hub id (``owner/name``) or a path: far longer than any."""
+
+
 class ConfigMapRef(ApiModel):
     """A ConfigMap in the ModelDeployment's namespace that holds the model's config.json."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=OBJECT_NAME_MAX, pattern=OBJECT_NAME)
     """The ConfigMap's name."""
-    key: str = Field(default="config.json", min_length=1)
-    """The key whose value is the Hugging Face config.json."""
+    key: str = Field(
+        default="config.json",
+        min_length=1,
+        max_length=OBJECT_NAME_MAX,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+    )
+    """The key whose value is the Hugging Face config.json (a ConfigMap key: letters, digits,
+    ``-``, ``_`` and ``.``)."""
 
 
 class _Sized(ApiModel):
@@ -179,9 +193,9 @@ class _Sized(ApiModel):
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_SIZING_RULE]})
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MODEL_NAME_MAX)
     """The model's name."""
-    source: str | None = None
+    source: str | None = Field(default=None, min_length=1, max_length=2048)
     """Where config.json can be fetched, e.g. `hf://Qwen/Qwen3-8B` or an https URL."""
     config: dict[str, Any] | None = None
     """The model's Hugging Face config.json, inline (free-form)."""
@@ -205,7 +219,7 @@ class _Sized(ApiModel):
 class ModelVariant(_Sized):
     """A cheaper stand-in for the model (e.g. a distilled student) the planner may choose."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MODEL_NAME_MAX)
     """The variant's name (and its default hub id)."""
     quality_loss: float = Field(ge=0, le=1)
     """Relative quality loss of this variant against the model, 0..1 (0.03 = 3% worse)."""
@@ -214,7 +228,7 @@ class ModelVariant(_Sized):
 class ModelSpec(_Sized):
     """The model to serve, and what the planner needs to size it."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MODEL_NAME_MAX)
     """What the model is, e.g. `Qwen/Qwen3-8B`: for display, and the default hub id."""
     variants: Annotated[list[ModelVariant], ListType("map", ("name",))] = Field(
         default_factory=list, max_length=16
@@ -305,7 +319,11 @@ class PlacementSpec(ApiModel):
     )
     """Allowed tiers, in no order: gpu (all weights in GPU memory), offload (some in host RAM or
     on disk), cpu (served by CPUs)."""
-    pools: Annotated[list[str], ListType("set"), unique] = Field(default_factory=list)
+    pools: Annotated[
+        list[Annotated[str, Field(max_length=OBJECT_NAME_MAX, pattern=OBJECT_NAME)]],
+        ListType("set"),
+        unique,
+    ] = Field(default_factory=list, max_length=256)
     """Allowed PlacementPools by name; empty = all."""
     offload_to_disk: bool = False
     """Data residency: may weights be staged on a node's local disk (NVMe) for offloading?"""

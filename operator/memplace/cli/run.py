@@ -1,11 +1,12 @@
 """``memplace run``: the operator (Kopf underneath; standalone unless a peering is named).
 
 Logs in like ``kubectl``: ``--kubeconfig`` (or ``KUBECONFIG``), else the in-cluster service
-account. With ``--peering NAME`` several replicas run and one is active (Kopf peering; the
-``KopfPeering``/``ClusterKopfPeering`` CRDs must be installed); without it the operator runs
-standalone. Kopf is imported when the command runs, so ``memplace plan`` never loads it.
-Before Kopf starts, ``preflight.check`` makes sure the cluster is there, lets us in and has the
-CRDs: anything else is one line on stderr and exit code 2.
+account (``login``: a named kubeconfig is used explicitly, also in a pod). With ``--peering
+NAME`` several replicas run and one is active (Kopf peering; the ``KopfPeering``/
+``ClusterKopfPeering`` CRDs must be installed); without it the operator runs standalone. Kopf
+is imported when the command runs, so ``memplace plan`` never loads it. Before Kopf starts,
+``preflight.check`` makes sure the cluster is there, lets us in and has the CRDs: anything else
+is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import random
 import socket
 from typing import Any
 
-from memplace.cli import UsageError, preflight
+from memplace.cli import UsageError, login, preflight
 from memplace.cli.units import parse_duration
 
 __all__ = ["register"]
@@ -62,6 +63,13 @@ def register(subparsers: Any) -> None:
         "one is active (default: standalone)",
     )
     parser.add_argument(
+        "--peering-lifetime",
+        default="60s",
+        metavar="DURATION",
+        help="how long a silent peer still counts as alive: a standby replica takes over "
+        "this long after the active one stops (default: 60s, Kopf's)",
+    )
+    parser.add_argument(
         "--priority",
         type=int,
         metavar="N",
@@ -75,6 +83,13 @@ def register(subparsers: Any) -> None:
         metavar="DURATION",
         help="pods unschedulable longer than this mark their pool full for "
         "that deployment (default: 10m)",
+    )
+    parser.add_argument(
+        "--input-timeout",
+        default="10m",
+        metavar="DURATION",
+        help="a new deployment waiting this long for a ConfigMap or config source its spec "
+        "names is marked Invalid; until then it is Pending and retried (default: 10m)",
     )
     parser.add_argument(
         "--resync",
@@ -183,12 +198,16 @@ def run(args: argparse.Namespace) -> int:
 
     stuck_after = parse_duration(args.stuck_after)
     resync = parse_duration(args.resync)
+    lifetime = _positive(args.peering_lifetime, "--peering-lifetime")
+    if lifetime != int(lifetime):
+        raise UsageError(f"--peering-lifetime must be whole seconds, not {args.peering_lifetime!r}")
     if args.kubeconfig:
         if not os.path.exists(args.kubeconfig):
             raise UsageError(f"no kubeconfig at {args.kubeconfig}")
-        os.environ["KUBECONFIG"] = args.kubeconfig
+        os.environ["KUBECONFIG"] = args.kubeconfig  # for anything else that reads it
     settings = operator_settings.Settings(  # every flag is checked before the cluster
         stuck_after_seconds=stuck_after,
+        input_timeout_seconds=_positive(args.input_timeout, "--input-timeout"),
         resync_seconds=resync,
         metrics_port=args.metrics_port,
         min_move_interval_seconds=parse_duration(args.min_move_interval),
@@ -213,6 +232,11 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     import memplace.operator.handlers  # noqa: F401  (registers the handlers)
+
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+    if kubeconfig:  # that file, not the in-cluster account nor what was read at import
+        login.register(kubeconfig)
+    login.peering_lifetime(int(lifetime))
 
     if args.peering and not os.environ.get("POD_ID"):
         # Kopf and memplace's own peer check (operator/peering.py) both read POD_ID: without

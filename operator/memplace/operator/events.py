@@ -13,6 +13,11 @@ Unschedulable   Warning  nothing feasible fits now; reasons per pool; retried on
 Invalid         Warning  the spec cannot be planned at all, or the API server refused the
                          rendered Deployment or Service (422); not retried
 PlacementKept   Warning  an edit is infeasible or invalid, so the running placement stays
+Waiting         Warning  an input the spec names (a ConfigMap, a config source) is not there:
+                         Pending, retried; Invalid after --input-timeout (once per input)
+ApiError        Warning  the API server refused a write with an error retrying may not fix
+                         (a 500 such as a full Service range, a quota 403, a webhook's denial):
+                         its words, while the retries go on (once per message)
 PoolFull        Warning  pods stayed unschedulable too long; the pool is skipped for now
 MoveStarted     Normal   a re-plan moves a serving deployment: the new Deployment starts
                          beside the old one, which keeps serving (``moves``)
@@ -58,6 +63,8 @@ __all__ = [
     "too_few_replicas",
     "unschedulable",
     "unschedulable_message",
+    "waiting",
+    "api_error",
 ]
 
 REASONS = (
@@ -66,6 +73,8 @@ REASONS = (
     "Unschedulable",
     "Invalid",
     "PlacementKept",
+    "Waiting",
+    "ApiError",
     "PoolFull",
     "MoveStarted",
     "MoveCompleted",
@@ -143,6 +152,14 @@ def unschedulable(body: Any, fields: Mapping[str, Any]) -> None:
 
 def invalid(body: Any, message: str) -> None:
     kopf.warn(body, reason="Invalid", message=message)
+
+
+def waiting(body: Any, message: str) -> None:
+    kopf.warn(body, reason="Waiting", message=message)
+
+
+def api_error(body: Any, message: str) -> None:
+    kopf.warn(body, reason="ApiError", message=message)
 
 
 def placement_kept(body: Any, running: Mapping[str, Any], why: str) -> None:

@@ -11,22 +11,22 @@ Where a report does not say which process is whose (no ``podUid``: the agent wit
 ``hostPID``) on a node running such replicas, that node's report is left out of planning
 (``inputs.without_unattributed``): the catalogue and the reservations size it instead.
 
-``fingerprint`` hashes what the plan of one deployment depends on besides its own spec; the
-resync loop re-plans when it moves. A report moves it only through what the planner reads
-(memory figures, health, whether it is fresh), not through its timestamp or its process list.
+``sync_cluster`` gives the one planning Cluster (``capacity.Ledger``), brought up to date
+with these indexes before each plan.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Mapping
 from typing import Any
 
 from memplace.api import PlacementPoolSpec
 from memplace.planning.calibration import Calibration
-from memplace.planning.inventory import STALE_AFTER_HEARTBEATS
+from memplace.planning.inventory import STALE_AFTER_HEARTBEATS, Cluster
 
-from . import inputs, modeladapters
+from . import capacity, inputs, modeladapters
 from .state import Key, State
 
 
@@ -104,21 +104,27 @@ def planning_reports(indexes: Mapping[str, Any]) -> list[tuple[str, Any]]:
     return inputs.without_own_use(attributed, own)
 
 
-def fingerprint(indexes: Mapping[str, Any], key: Key) -> int:
-    """A hash of everything the plan of ``key`` depends on besides its own spec."""
+def sync_cluster(state: State, indexes: Mapping[str, Any]) -> Cluster:
+    """The operator's one planning Cluster (``capacity.Ledger``), brought up to date with the
+    indexes: rebuilt when the inventory moved, else only the changed reservations moved."""
     now = datetime.datetime.now(datetime.UTC)
-    parts = (
-        sorted((n, repr(s)) for n, s in pools(indexes)),
-        sorted(repr(node) for node in values(indexes.get("nodes"))),
-        sorted((n, _report_essence(r, now)) for n, r in planning_reports(indexes)),
-        sorted(
-            (k, repr(store))
-            for k, store in (indexes.get("placed") or {}).items()
-            if k not in (key, inputs.successor_key(key))
-        ),
-        modeladapters.fingerprint(indexes, key),
+    held = placed(state, indexes)
+
+    def build() -> Cluster:
+        return inputs.build_planning_cluster(
+            pools(indexes), values(indexes.get("nodes")), planning_reports(indexes), held,
+            exclude=("", ""), now=now,
+        )
+
+    return state.ledger.sync(held, capacity.inventory_key(indexes, now), build)
+
+
+def stamp(state: State, indexes: Mapping[str, Any], key: Key) -> capacity.Stamp:
+    """What ``key`` is planned against now: the ledger's stamp, and its ModelAdapters (adding or
+    removing one re-plans the base: ``resync.replan_reason``)."""
+    return dataclasses.replace(
+        state.ledger.stamp(), adapters=repr(modeladapters.fingerprint(indexes, key))
     )
-    return hash(repr(parts))
 
 
 def capacity_fingerprint(indexes: Mapping[str, Any]) -> int:
@@ -137,8 +143,7 @@ def _report_essence(report: Any, now: datetime.datetime) -> str:
     """What the planner reads from a report: whether it is fresh, and its memory figures.
 
     Not its processes (only ``status.measured`` reads them) nor its timestamp (only freshness
-    matters): a heartbeat that measured the same memory, or a process that came and went
-    without moving free memory, re-plans nothing."""
+    matters): a heartbeat that measured the same memory re-plans nothing."""
     fresh = False
     if report.observed_at and report.heartbeat_seconds:
         observed = datetime.datetime.fromisoformat(str(report.observed_at).replace("Z", "+00:00"))
@@ -146,3 +151,9 @@ def _report_essence(report: Any, now: datetime.datetime) -> str:
         fresh = age <= STALE_AFTER_HEARTBEATS * float(report.heartbeat_seconds)
     essence = report.model_dump(exclude={"observed_at": True, "gpus": {"__all__": {"processes"}}})
     return repr((fresh, essence))
+
+
+def planning_cluster(state: State, indexes: Mapping[str, Any], key: Key) -> Cluster:
+    """The Cluster to re-plan ``key`` against (``sync_cluster`` less its move successor)."""
+    sync_cluster(state, indexes)
+    return state.ledger.for_planning(key)

@@ -21,8 +21,10 @@ import kopf
 from kopf._cogs.clients import api as _api
 from kopf._cogs.clients import errors as _errors
 
-__all__ = ["Conflict", "Invalid", "NotFound", "Kube", "message"]
+__all__ = ["APIError", "Conflict", "Invalid", "NotFound", "Kube", "message"]
 
+APIError = _errors.APIError
+"""Any failed call; the ones below are its subclasses. ``.code``: the HTTP status."""
 NotFound = _errors.APINotFoundError
 Conflict = _errors.APIConflictError
 Invalid = _errors.APIUnprocessableEntityError

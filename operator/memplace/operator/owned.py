@@ -33,14 +33,17 @@ class Rejected(Exception):
     (or, when running, keeps its placement with PlacementKept) with the server's message."""
 
 
-async def apply(api: kube.Kube, desired: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+async def apply(
+    api: kube.Kube, desired: tuple[dict[str, Any], dict[str, Any]], *, likely_new: bool = False
+) -> dict[str, Any]:
     """Create or patch the Service and the Deployment; a matching plan hash writes nothing.
 
     The Service first: it is the one whose name is stricter (a DNS label), so a name the API
-    server refuses is refused before any pod starts."""
+    server refuses is refused before any pod starts. ``likely_new`` (nothing owned is known of
+    this deployment) creates first and reads only when the create finds the object there."""
     deployment, service = desired
-    await apply_service(api, service)
-    return await apply_deployment(api, deployment)
+    await apply_service(api, service, likely_new=likely_new)
+    return await apply_deployment(api, deployment, likely_new=likely_new)
 
 
 async def serving(
@@ -69,9 +72,13 @@ async def delete_deployment(api: kube.Kube, namespace: str, name: str) -> None:
     await api.delete(kube.path("apps/v1", "deployments", namespace, name))
 
 
-async def apply_deployment(api: kube.Kube, deployment: dict[str, Any]) -> dict[str, Any]:
+async def apply_deployment(
+    api: kube.Kube, deployment: dict[str, Any], *, likely_new: bool = False
+) -> dict[str, Any]:
     """Create the Deployment, or patch it when its plan hash differs; return it as stored."""
-    url, existing, created = await _get_or_create(api, "apps/v1", "deployments", deployment)
+    url, existing, created = await _get_or_create(
+        api, "apps/v1", "deployments", deployment, likely_new
+    )
     if created:
         return existing
     with _rejected_as(deployment):
@@ -85,9 +92,11 @@ async def apply_deployment(api: kube.Kube, deployment: dict[str, Any]) -> dict[s
     return existing
 
 
-async def apply_service(api: kube.Kube, service: dict[str, Any]) -> None:
+async def apply_service(
+    api: kube.Kube, service: dict[str, Any], *, likely_new: bool = False
+) -> None:
     """Create the Service, or patch its selector and ports when they differ (a switch)."""
-    url, existing, created = await _get_or_create(api, "v1", "services", service)
+    url, existing, created = await _get_or_create(api, "v1", "services", service, likely_new)
     if created:
         return
     with _rejected_as(service):
@@ -107,13 +116,19 @@ async def apply_service(api: kube.Kube, service: dict[str, Any]) -> None:
 
 
 async def _get_or_create(
-    api: kube.Kube, api_version: str, plural: str, desired: dict[str, Any]
+    api: kube.Kube, api_version: str, plural: str, desired: dict[str, Any], likely_new: bool
 ) -> tuple[str, dict[str, Any], bool]:
     """The object's URL, the object as stored, and whether it was just created from
-    ``desired``. One that appears between the read and the create is retried shortly."""
+    ``desired``. One that appears between the read and the create is retried shortly.
+
+    ``likely_new``: create first (one call instead of two); an object already there (409, as
+    after a crash between the create and the status write) is then read as usual."""
     meta = desired["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     url = kube.path(api_version, plural, namespace, name)
+    if likely_new:
+        with _rejected_as(desired), contextlib.suppress(kube.Conflict):
+            return url, await api.create(kube.path(api_version, plural, namespace), desired), True
     existing = await api.get(url)
     if existing is not None:
         return url, existing, False

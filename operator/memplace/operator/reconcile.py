@@ -48,6 +48,7 @@ from . import (
     scrape,
 )
 from . import status as mdstatus
+from .capacity import Stamp
 from .metrics import ERRORS, PLAN_DURATION
 from .state import Key, State
 
@@ -91,10 +92,22 @@ async def reconcile(
             patch["status"] = changed
     except inputs.Waiting as waiting:
         ERRORS.labels("temporary").inc()
-        pending = pending_status(state, key, status, meta.get("generation"), waiting)
+        given_up = waited_out(state, key, body, status, meta.get("generation"), waiting)
+        if given_up is not None:
+            if given_up:
+                patch["status"] = given_up
+            return  # Invalid: retried when the spec changes, not every few seconds
+        pending = pending_status(state, key, status, meta.get("generation"), waiting, body)
         if pending:
             patch["status"] = pending  # Kopf applies the patch also when the handler fails
         raise
+    except kube.APIError as error:
+        ERRORS.labels("temporary").inc()
+        refused = api_error_status(state, key, body, status, meta.get("generation"), error)
+        if refused:
+            patch["status"] = refused
+        state.fingerprints.pop(key, None)  # the resync loop retries it too
+        raise kopf.TemporaryError(f"API error: {kube.message(error)}", delay=30) from error
     except kopf.TemporaryError:
         ERRORS.labels("temporary").inc()
         raise
@@ -121,11 +134,11 @@ async def plan_and_apply(
     previous = inputs._plain(status or {})
     generation = meta.get("generation")
     running = inputs.placed_entry(previous)
-    fingerprint = indexed.fingerprint(indexes, key)
 
     fields: dict[str, Any]
     scaled_fields: dict[str, Any] = {}  # status.demand, tier, cost.last24h (spec.scaling)
     cluster = None
+    fingerprint = indexed.stamp(state, indexes, key)
     spec_model = None
     config = None
     variant_configs: dict[str, dict[str, Any]] = {}
@@ -141,14 +154,8 @@ async def plan_and_apply(
         checkpoints = await inputs.model_checkpoints(
             spec_model, config, variant_configs, state.settings, logger
         )
-        cluster = inputs.build_planning_cluster(
-            indexed.pools(indexes),
-            indexed.values(indexes.get("nodes")),
-            indexed.planning_reports(indexes),
-            indexed.placed(state, indexes),
-            exclude=key,
-            now=datetime.datetime.now(datetime.UTC),
-        )
+        cluster = indexed.planning_cluster(state, indexes, key)
+        fingerprint = indexed.stamp(state, indexes, key)
         spec_model, listed = await modeladapters.with_targets(
             spec_model, modeladapters.listed(indexes, key, logger), state.settings, state.configs
         )
@@ -257,7 +264,7 @@ async def _apply_placed(
     trigger: str,
     key: Key,
     indexes: Mapping[str, Any],
-    fingerprint: int,
+    fingerprint: Stamp,
     lora: Any = None,
 ) -> dict[str, Any]:
     """Apply a feasible plan: in place, as a move (``moves``), or not yet; the status fields
@@ -267,7 +274,10 @@ async def _apply_placed(
     planned = inputs.placed_entry({**fields, "phase": "Placed"})
     if planned is None:
         raise render.RenderError("the plan has no usable placement")
-    serving_name, serving = await owned.serving(api, namespace, name)
+    likely_new = running is None and not _owned_known(indexes, key)
+    serving_name, serving = None, None
+    if not likely_new:
+        serving_name, serving = await owned.serving(api, namespace, name)
     annotations = scrape.pod_annotations(await scrape.resolve(state, api), spec_model.runtime.port)
     now = datetime.datetime.now(datetime.UTC)
     decision = moves.decide(
@@ -320,7 +330,7 @@ async def _apply_placed(
         selects = ((serving or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
         if selects:  # what the serving Deployment selects, also one rendered before it had
             service["spec"]["selector"] = dict(selects)  # a workload label: no upgrade gap
-        deployment = await owned.apply(api, (deployment, service))
+        deployment = await owned.apply(api, (deployment, service), likely_new=likely_new)
         await _delete_strays(api, key, indexes, keep={target})
         state.recent[key] = planned
         _emit_placed(body, previous, running, fields, trigger)
@@ -375,6 +385,12 @@ async def _apply_placed(
     return {**changes, **({"move": move} if previous.get("move") != move else {})}
 
 
+def _owned_known(indexes: Mapping[str, Any], key: Key) -> bool:
+    """Whether the indexes know a Deployment or Service of ``key`` (else it is likely new: its
+    objects are created without reading first, and read only if the create finds them)."""
+    return bool(indexed.deployments(indexes, key)) or key in (indexes.get("services") or {})
+
+
 KEPT_REASONS = {"wait": "MoveInFlight", "defer": "MoveDeferred", "keep": "KeptAfterRestart"}
 """The Placed condition's reason when a feasible re-plan keeps the running placement."""
 
@@ -396,12 +412,100 @@ def pending_status(
     previous: Any,
     generation: int | None,
     waiting: inputs.Waiting,
+    body: Any = None,
 ) -> dict[str, Any]:
-    """The status fields that change while the deployment waits for an input (phase Pending)."""
+    """The status fields that change while the deployment waits for an input (phase Pending);
+    a Warning (``Waiting``) names the input once, when the deployment starts waiting for it."""
     previous = inputs._plain(previous or {})
     new = mdstatus.pending_patch(previous, waiting.waiting_for, generation=generation)
     state.metrics.observe(key[0], key[1], {**previous, **new})
+    changes = {k: v for k, v in new.items() if previous.get(k) != v}
+    if body is not None and previous.get("message") != new.get("message"):
+        timeout = state.settings.input_timeout_seconds
+        running = inputs.placed_entry(previous) is not None
+        then = "" if running else f"; Invalid if still missing after {timeout:g} s"
+        events.waiting(body, f"waiting for {waiting.waiting_for}{then}")
+    return changes
+
+
+def api_error_status(
+    state: State,
+    key: Key,
+    body: Any,
+    previous: Any,
+    generation: int | None,
+    error: Exception,
+) -> dict[str, Any]:
+    """The status fields that show an API error the retries may not fix (a 500 such as a full
+    Service range, a quota's 403, an admission webhook's denial) in the API server's words,
+    with a Warning (``ApiError``) once per message; the caller retries.
+
+    A new deployment shows phase Pending with that message; a running one keeps its phase and
+    placement (``Placed`` stays True, with reason ApiError)."""
+    previous = inputs._plain(previous or {})
+    code = getattr(error, "code", None)
+    words = f"the API server refused a write ({code}): {kube.message(error)}; retrying"
+    new = mdstatus.pending_patch(previous, "a write the API server refused", generation=generation)
+    running = inputs.placed_entry(previous) is not None
+    now = datetime.datetime.now(datetime.UTC)
+    new["conditions"] = mdstatus.set_condition(
+        new.get("conditions") or previous.get("conditions") or [], "Placed", running,
+        "ApiError", words, generation=generation, now=now,
+    )
+    new["message"] = words
+    if previous.get("message") != words:
+        events.api_error(body, words)
+    state.metrics.observe(key[0], key[1], {**previous, **new})
     return {k: v for k, v in new.items() if previous.get(k) != v}
+
+
+def waited_out(
+    state: State,
+    key: Key,
+    body: Any,
+    previous: Any,
+    generation: int | None,
+    waiting: inputs.Waiting,
+) -> dict[str, Any] | None:
+    """The Invalid status of a new deployment that waited for the same input longer than
+    ``--input-timeout`` (a Warning says so), or None while it may still wait.
+
+    The wait is timed from the first time this run saw it waiting for that input, or from the
+    ``Placed`` condition's transition when status already says so (a restart keeps the clock).
+    A running deployment is never made Invalid: it keeps its placement and waits."""
+    previous = inputs._plain(previous or {})
+    now = datetime.datetime.now(datetime.UTC)
+    what = waiting.waiting_for
+    seen = state.waiting.get(key)
+    if seen is None or seen[0] != what:
+        seen = (what, _waiting_since(previous, what) or now)
+        state.waiting[key] = seen
+    if inputs.placed_entry(previous) is not None:
+        return None
+    timeout = state.settings.input_timeout_seconds
+    if (now - seen[1]).total_seconds() < timeout:
+        return None
+    message = f"{what} still missing after {timeout:g} s (--input-timeout); fix the spec or "\
+        "create it, then edit the spec to retry"
+    fields = {"phase": "Invalid", "message": message}
+    outcome = mdstatus.Outcome("invalid", fields, reason="Invalid", message=message)
+    if previous.get("message") != message or previous.get("observedGeneration") != generation:
+        events.invalid(body, message)
+    state.recent[key] = None
+    state.fingerprints[key] = state.ledger.stamp()  # adapters not recorded: not compared
+    not_ready = mdstatus.Readiness(False, "", "")
+    return _status_changes(state, key, previous, outcome, not_ready, generation)
+
+
+def _waiting_since(previous: Mapping[str, Any], what: str) -> datetime.datetime | None:
+    for condition in previous.get("conditions") or []:
+        if (
+            condition.get("type") == "Placed"
+            and condition.get("reason") == "Waiting"
+            and condition.get("message") == f"waiting for {what}"
+        ):
+            return moves.parse_time(condition.get("lastTransitionTime"))
+    return None
 
 
 def status_outcome_placed(fields: Mapping[str, Any]) -> mdstatus.Outcome:

@@ -2,9 +2,9 @@
 
 It drives a move in flight (``moves``: switch the Service once the new Deployment is Ready and
 delete the old one, or delete the new one when it cannot become Ready). Otherwise it re-plans a
-deployment (``reconcile.plan_and_apply``) when the inventory (PlacementPools, Nodes,
-NodeMemoryReports and the other deployments' placements: ``indexed.fingerprint``) changed
-since it was last planned, when its pods stayed unschedulable past ``--stuck-after`` (the pool
+deployment (``reconcile.plan_and_apply``) when a change since it was last planned can affect
+its plan (``replan_reason``: room freed for an Unschedulable one, its own pool changed for a
+placed one), when its pods stayed unschedulable past ``--stuck-after`` (the pool
 is then marked full for it), or when a move the rate limit deferred is allowed now. Without
 planning it writes readiness, ``status.measured`` (the GPU memory the deployment's pods
 hold, from the reports' processes: ``measured``), and every PlacementPool's status
@@ -92,6 +92,8 @@ async def _resync_forever(
         except Exception:
             ERRORS.labels("unexpected").inc()
             logger.exception("Writing PlacementPool statuses failed; will retry.")
+        async with state.planning:  # what changed since the last pass moves the stamps
+            indexed.sync_cluster(state, indexes)
         try:
             await modeladapters.orphan_statuses(api, indexes)
         except asyncio.CancelledError:
@@ -174,8 +176,8 @@ async def _resync_one(
     trigger = _stuck_pool(state, key, body, indexes)
     if trigger is None and _deferred_move_allowed(state, previous):
         trigger = "the deferred move is allowed now"
-    if trigger is None and indexed.fingerprint(indexes, key) != state.fingerprints.get(key):
-        trigger = "capacity changed"
+    if trigger is None:
+        trigger = replan_reason(state, key, previous, indexes)
     if trigger is not None:
         try:
             async with state.planning:
@@ -193,10 +195,22 @@ async def _resync_one(
                 )
         except inputs.Waiting as waiting:
             generation = body["metadata"].get("generation")
-            pending = reconcile.pending_status(state, key, previous, generation, waiting)
+            given_up = reconcile.waited_out(state, key, body, previous, generation, waiting)
+            if given_up is not None:
+                if given_up:
+                    await _write_status(state, api, key, body, given_up, logger)
+                return
+            pending = reconcile.pending_status(state, key, previous, generation, waiting, body)
             if pending:
                 await _write_status(state, api, key, body, pending, logger)
             raise
+        except kube.APIError as error:
+            generation = body["metadata"].get("generation")
+            refused = reconcile.api_error_status(state, key, body, previous, generation, error)
+            if refused:
+                await _write_status(state, api, key, body, refused, logger)
+            state.fingerprints.pop(key, None)  # retried next pass
+            raise kopf.TemporaryError(f"API error: {kube.message(error)}") from error
     else:
         new_status = _refresh_readiness(state, key, body, indexes)
     now_measured = measured.per_replica(indexed.pod_uids(indexes, key), indexed.reports(indexes))
@@ -204,6 +218,40 @@ async def _resync_one(
         new_status = {**new_status, "measured": now_measured}
     if new_status:
         await _write_status(state, api, key, body, new_status, logger)
+
+
+def replan_reason(
+    state: State, key: Key, previous: Mapping[str, Any], indexes: Mapping[str, Any]
+) -> str | None:
+    """Why a change since ``key`` was last planned (its ``Stamp``) can affect its plan, or None.
+
+    Only what a change can affect is re-planned: one never planned in this run (or whose
+    status write was lost: no stamp), an Unschedulable one once room was freed anywhere, an
+    Invalid one once a pool changed, and a placed one when its own pool changed (its nodes,
+    their reports or its price) or a pool was added (a new, maybe cheaper, option). Another
+    deployment taking room re-plans nobody, so a burst is followed by no re-plan pass. A
+    running deployment whose SLO is missed is re-planned by the measurement loop
+    (``calibrate.replan_if_missed``)."""
+    stamp = state.fingerprints.get(key)
+    if stamp is None:
+        return "capacity changed"
+    if stamp.adapters is not None and stamp.adapters != repr(
+        modeladapters.fingerprint(indexes, key)
+    ):
+        return "its ModelAdapters changed"
+    ledger = state.ledger
+    phase = previous.get("phase")
+    if phase == "Unschedulable":
+        return "capacity freed" if ledger.freed != stamp.freed else None
+    if phase == "Invalid":
+        changed = dict(stamp.pools) != ledger.pool_versions
+        return "capacity changed" if changed else None
+    running = inputs.placed_entry(previous)
+    if running is not None and ledger.pool_changed_since(stamp, running.placement.pool):
+        return f"pool {running.placement.pool} changed"
+    if running is not None and ledger.pool_added_since(stamp):
+        return "a pool was added"
+    return None
 
 
 async def _write_status(

@@ -38,6 +38,9 @@ class Settings:
         default_factory=lambda: os.environ.get("HF_TOKEN") or None, repr=False
     )
     """A Hugging Face token for gated models (``HF_TOKEN``); never logged."""
+    input_timeout_seconds: float = 600.0
+    """A new deployment waiting this long for an input its spec names (a ConfigMap, a config
+    source) is marked Invalid (``--input-timeout``); until then it is Pending and retried."""
     reporting_component: str = "memplace"
     """The component Events are reported as."""
     # Moves (``moves``): a running placement replaced without a gap.

@@ -2,9 +2,9 @@
 
 The indexes (``@kopf.index``) are rebuilt from the cluster on start and the running placement
 is read back from ``status``. What lives only here (which pools stuck pods marked full, the
-last inventory fingerprint, the placements decided since the indexes last caught up) is
-rebuilt by observation after a restart, so a crash loses nothing that matters: the next
-reconcile re-plans and finds the Deployment already matching.
+stamp of each deployment's last plan, the planning Cluster, the placements decided since the
+indexes last caught up) is rebuilt by observation after a restart, so a crash loses nothing
+that matters: the next reconcile re-plans and finds the Deployment already matching.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import inputs
+from .capacity import Ledger, Stamp
 from .metrics import Metrics
 from .settings import Settings
 
@@ -29,9 +30,16 @@ class State:
     metrics: Metrics
     planning: asyncio.Lock = field(default_factory=asyncio.Lock)
     recent: dict[Key, inputs.Placed | None] = field(default_factory=dict)
-    fingerprints: dict[Key, int] = field(default_factory=dict)
+    fingerprints: dict[Key, Stamp] = field(default_factory=dict)
+    """What the cluster looked like when each deployment was last planned (``Ledger.stamp``);
+    none: re-plan it on the next resync pass."""
+    ledger: Ledger = field(default_factory=Ledger)
+    """The one planning Cluster, its reservations moved on placement, release and capacity
+    events (``capacity``)."""
     full_pools: dict[Key, frozenset[str]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    waiting: dict[Key, tuple[str, Any]] = field(default_factory=dict)
+    """What each Pending deployment waits for and since when (``reconcile.waited``)."""
     metrics_port: int | None = None
     kopf_settings: Any = None
     resync_task: asyncio.Task[None] | None = None
@@ -61,6 +69,6 @@ class State:
         """Drop what is kept about a deleted ModelDeployment, its metrics included."""
         self.metrics.forget(*key)
         for table in (self.recent, self.fingerprints, self.full_pools, self.watches,
-                      self.targets, self.costs, self.too_few):
+                      self.targets, self.costs, self.too_few, self.waiting):
             table.pop(key, None)
         self.recent.pop(inputs.successor_key(key), None)

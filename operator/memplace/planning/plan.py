@@ -1070,7 +1070,11 @@ def _decide(
     capacity = cluster.capacity(c.pool.name)
     if not consume:
         capacity = capacity.copy()
-    nodes = capacity.place(c.gpus, e.resident_bytes_per_gpu, e.replicas, owner=request.owner)
+    held = request.current  # a re-plan keeps the nodes it holds where they still fit
+    prefer = (held.nodes or ()) if held is not None and held.pool == c.pool.name else ()
+    nodes = capacity.place(
+        c.gpus, e.resident_bytes_per_gpu, e.replicas, owner=request.owner, prefer=prefer
+    )
     r = static.requirements
     tokens = r.demand_tokens_per_second or (
         e.replicas * e.speed.output_tokens_per_second_per_replica

@@ -1,0 +1,275 @@
+"""The real operator under a burst: N ModelDeployments applied at once against KMock.
+
+    python bench/operator_burst.py --deployments 100 300 1000
+
+For each N, a fresh emulator (``tests/conftest.Cluster``: KMock with the metadata stamps) holds
+the burst's pools, ``a100`` (20 nodes × 8 A100-80GB) and ``l4`` (200 nodes × 1 L4), and the
+probes' pool ``probe`` (25 L4s), and a fresh
+``memplace run`` process (``tests/operator/operator_process``: kubeconfig login, ``--resync
+1s``) watches it. All N are created concurrently; the bench then prints one JSON line:
+
+- ``terminalSeconds``: from the first create until every deployment has a terminal phase
+  (Placed, Ready, Unschedulable or Invalid);
+- ``idleSeconds``: from the first create until the operator's last request that is not a
+  watch or a read (a write: create, patch, delete) before a quiet ``--quiet`` seconds;
+- ``apiCalls`` / ``writes``: requests the operator made from the first create until idle
+  (every HTTP request the emulator served, less the bench's own creates; a watch counts once),
+  and those that wrote;
+  ``callsPerPlaced``: apiCalls ÷ deployments placed;
+- ``placedEventP50Ms`` / ``P95Ms``: once idle, ``--probes`` more deployments applied one at a
+  time, each timed from its create to its ``Placed`` Event;
+- ``operatorCpuSeconds``: CPU the operator process used from the first create until idle (on a
+  loaded machine the emulator, not the operator, may set the pace: this says what the operator
+  itself cost);
+- ``peakRssMiB``: the operator process's VmHWM.
+
+``--source DIR`` runs the operator from another checkout (``git archive REV operator | tar -x
+-C DIR``) under the same bench, for a before/after pair. Nothing is asserted: these are
+figures to compare before and after a change, on one machine under the same load (say what
+else was running).
+
+Figures (2026-12-01, the 2-core shared machine at load average 4–5 from other sessions; the
+"before" operator is commit ee76d08, run by this bench with ``--source``; pytest ran during
+part of the before run):
+
+====================  ======  =========  ======  ====  =======  ===============  ======
+run                   termin.  idle (s)  calls   /pl.  CPU (s)  Placed p50/p95    RSS
+====================  ======  =========  ======  ====  =======  ===============  ======
+before N=100 (5 pr.)  136.2    138.6      988    9.88   7.9     1595 / 2514 ms   88.5
+after  N=100 (20 pr.) 112.8    118.9      625    6.25   4.2      714 / 1091 ms   86.9
+after  N=300 (5 pr.)  118.5    121.3     1641    6.84   7.9      379 /  587 ms   94.7
+====================  ======  =========  ======  ====  =======  ===============  ======
+
+Terminal time is set by the emulator on this machine (the operator used 4–8 CPU seconds of
+it); N = 1,000 was not run to its end here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "operator"), str(ROOT / "operator")]
+
+import kmock  # noqa: E402
+from operator_process import OperatorProcess, write_kubeconfig  # noqa: E402
+from operator_support import (  # noqa: E402
+    MDS,
+    NODES_URL,
+    POOLS_URL,
+    gpu_node,
+    md_url,
+    model_deployment,
+    pool,
+)
+
+from conftest import KOPF_RESOURCES, MEMPLACE_RESOURCES, VERBS, Cluster  # noqa: E402
+
+
+class BenchCluster(Cluster):
+    """The tests' emulator, counting requests itself and keeping only the latest in its log.
+
+    KMock checks each request against its reactions by scanning every request it has served
+    (``request in payload._source``, by identity): a request costs O(requests so far), 0.15 s
+    after a few thousand on this machine, and a burst of 1,000 would measure KMock. The log is
+    cut to its last entries (the request being served is always among them), and the bench
+    counts from here instead."""
+
+    calls = 0
+    writes = 0
+    last_write = 0.0
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        del self._requests[:-KEPT_REQUESTS]
+        self.calls += 1
+        if _is_write(request):
+            self.writes += 1
+            self.last_write = time.monotonic()
+        return await super()._handle(request)
+
+
+KEPT_REQUESTS = 256
+PROBES_ROOM = 25
+"""Nodes of pool ``probe``, kept for the probes (the burst may fill the other pools)."""
+TERMINAL = {"Placed", "Ready", "Unschedulable", "Invalid"}
+SIZES = (1.0e9, 4.0e9, 8.0e9, 14.0e9, 32.0e9, 70.0e9)
+"""Parameters of the burst's models, in turn: some fit an L4, some need A100s."""
+READS = {"GET", "HEAD"}
+
+
+async def _inventory(cluster: Cluster) -> None:
+    for index in range(20):
+        await cluster.create(NODES_URL, gpu_node(f"a100-node-{index}", "a100"))
+    for index in range(200):
+        await cluster.create(NODES_URL, gpu_node(
+            f"l4-node-{index}", "l4", gpus=1, product="NVIDIA-L4", memory_mib=23034))
+    for index in range(PROBES_ROOM):
+        await cluster.create(NODES_URL, gpu_node(
+            f"probe-node-{index}", "probe", gpus=1, product="NVIDIA-L4", memory_mib=23034))
+    await cluster.create(POOLS_URL, pool("a100", 30.0))
+    await cluster.create(POOLS_URL, pool("l4", 0.9, model="L4", gpus=1))
+    await cluster.create(POOLS_URL, pool("probe", 5.0, model="L4", gpus=1))
+
+
+def _phases(cluster: Cluster, namespace: str) -> list[str | None]:
+    wanted = kmock.resource(MDS)
+    return [
+        ((obj.raw.get("status") or {}).get("phase"))
+        for (res, ns, _), obj in list(cluster.objects.items())
+        if res == wanted and ns == namespace and not obj.deleted
+    ]
+
+
+def _placed_event(cluster: Cluster, namespace: str, name: str) -> bool:
+    wanted = kmock.resource("v1/events")
+    for (res, ns, _), obj in list(cluster.objects.items()):
+        if res == wanted and ns == namespace and not obj.deleted:
+            raw = obj.raw
+            if raw.get("reason") == "Placed" and (raw.get("involvedObject") or {}).get(
+                    "name") == name:
+                return True
+    return False
+
+
+def _is_write(request: kmock.Request) -> bool:
+    return str(getattr(request.method, "value", request.method)).upper() not in READS
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc/PID/stat`` fields 14, 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def one(n: int, probes: int, quiet: float, timeout: float,
+              source: str | None) -> dict[str, Any]:
+    cluster = BenchCluster()
+    cluster.resources.load_bundled()
+    for resource, info in (MEMPLACE_RESOURCES | KOPF_RESOURCES).items():
+        cluster.resources[resource] = kmock.ResourceInfo(verbs=VERBS, **info)
+    async with cluster, kmock.Server(cluster):
+        await _inventory(cluster)
+        with tempfile.TemporaryDirectory() as tmp:
+            kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", str(cluster.url).rstrip("/"),
+                                          cluster.operator_token)
+            operator = OperatorProcess(kubeconfig, Path(tmp) / "operator.log", "--resync", "1s")
+            if source:  # another checkout's operator (a "before" figure), same bench
+                operator.env["PYTHONPATH"] = str(Path(source) / "operator")
+            operator.start()
+            try:
+                return await _measure(cluster, operator, n, probes, quiet, timeout)
+            except BaseException:
+                print(operator.tail(), file=sys.stderr)
+                raise
+            finally:
+                await operator.stop()
+
+
+async def _measure(cluster: BenchCluster, operator: OperatorProcess, n: int, probes: int,
+                   quiet: float, timeout: float) -> dict[str, Any]:
+    await asyncio.sleep(3.0)  # the operator lists and indexes the inventory first
+    ns = "burst"
+    objects = []
+    for index in range(n):
+        md = model_deployment(f"model-{index:04d}", parameters=SIZES[index % len(SIZES)])
+        md["metadata"]["namespace"] = ns
+        md["spec"]["workload"]["minReplicas"] = 1 + index % 2
+        md["spec"]["placement"] = {"pools": ["a100", "l4"]}
+        objects.append(md)
+    before, writes_before = cluster.calls, cluster.writes
+    assert operator.process is not None
+    cpu_before = _cpu_seconds(operator.process.pid)
+    start = time.monotonic()
+    await asyncio.gather(*(cluster.create(md_url(ns), md) for md in objects))
+    terminal = None
+    try:
+        async with asyncio.timeout(timeout):
+            while terminal is None:
+                assert operator.running, operator.tail()
+                phases = _phases(cluster, ns)
+                if len(phases) == n and all(p in TERMINAL for p in phases):
+                    terminal = time.monotonic() - start
+                else:
+                    await asyncio.sleep(0.2)
+    except TimeoutError:  # a figure too: how far it got
+        phases = _phases(cluster, ns)
+        return {"deployments": n, "terminalSeconds": f"> {timeout:g}",
+                "terminalByThen": sum(p in TERMINAL for p in phases),
+                "operatorCpuSeconds": round(_cpu_seconds(operator.process.pid) - cpu_before, 1),
+                "apiCalls": cluster.calls - before - n,
+                "peakRssMiB": round(_rss_mib(operator.process.pid), 1)}  # type: ignore[union-attr]
+    async with asyncio.timeout(timeout):
+        while time.monotonic() - max(cluster.last_write, start + terminal) < quiet:
+            await asyncio.sleep(0.2)
+    last_write = max(cluster.last_write, start)
+    cpu = _cpu_seconds(operator.process.pid) - cpu_before
+    phases = _phases(cluster, ns)
+    placed = sum(p in ("Placed", "Ready") for p in phases)
+    api_calls = cluster.calls - before - n  # less the bench's own creates
+    writes = cluster.writes - writes_before - n
+
+    latencies = []
+    for index in range(probes):
+        name = f"probe-{index:02d}"
+        md = model_deployment(name, parameters=1.0e9, placement={"pools": ["probe"]})
+        md["metadata"]["namespace"] = "probe"
+        t0 = time.monotonic()
+        await cluster.create(md_url("probe"), md)
+        async with asyncio.timeout(30):
+            while not _placed_event(cluster, "probe", name):
+                await asyncio.sleep(0.005)
+        latencies.append((time.monotonic() - t0) * 1000)
+        await asyncio.sleep(0.3)
+    latencies.sort()
+    assert operator.process is not None
+    return {
+        "deployments": n,
+        "placed": placed,
+        "unschedulable": sum(p == "Unschedulable" for p in phases),
+        "invalid": sum(p == "Invalid" for p in phases),
+        "terminalSeconds": round(terminal, 2),
+        "idleSeconds": round(last_write - start, 2),
+        "apiCalls": api_calls,
+        "writes": writes,
+        "callsPerPlaced": round(api_calls / max(placed, 1), 2),
+        "operatorCpuSeconds": round(cpu, 1),
+        "placedEventP50Ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
+        "placedEventP95Ms": round(latencies[int(len(latencies) * 0.95)], 1) if latencies
+        else None,
+        "peakRssMiB": round(_rss_mib(operator.process.pid), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deployments", type=int, nargs="+", default=[100, 300, 1000])
+    parser.add_argument("--probes", type=int, default=20)
+    parser.add_argument("--quiet", type=float, default=5.0,
+                        help="seconds without an operator write that count as idle")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds to wait for all terminal (else how many were, by then)")
+    parser.add_argument("--source", metavar="DIR",
+                        help="run the operator from this checkout (default: this one)")
+    args = parser.parse_args()
+    for n in args.deployments:
+        figures = asyncio.run(one(n, args.probes, args.quiet, args.timeout, args.source))
+        print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main()
