@@ -221,7 +221,7 @@ async def _resync_one(
 
 
 def replan_reason(
-    state: State, key: Key, previous: Mapping[str, Any], indexes: Mapping[str, Any]
+    state: State, key: Key, previous: Mapping[str, Any], indexes: Mapping[str, Any] | None = None
 ) -> str | None:
     """Why a change since ``key`` was last planned (its ``Stamp``) can affect its plan, or None.
 
@@ -235,8 +235,10 @@ def replan_reason(
     stamp = state.fingerprints.get(key)
     if stamp is None:
         return "capacity changed"
-    if stamp.adapters is not None and stamp.adapters != repr(
-        modeladapters.fingerprint(indexes, key)
+    if (
+        indexes is not None
+        and stamp.adapters is not None
+        and stamp.adapters != repr(modeladapters.fingerprint(indexes, key))
     ):
         return "its ModelAdapters changed"
     ledger = state.ledger

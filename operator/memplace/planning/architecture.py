@@ -595,6 +595,9 @@ def architecture_from_config(config: Mapping) -> Architecture:
     model_type = config.get("model_type")
     text = config.get("text_config") or config.get("llm_config") or {}
     text_type = text.get("model_type") if isinstance(text, Mapping) else None
+    for where, value in (("model_type", model_type), ("text_config.model_type", text_type)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"config.json {where} must be a string, not {value!r}")
     family, rules = rules_for(model_type, text_type)
     name = str(model_type or text_type or "unknown")
     c = ConfigValues(config, family or name)
