@@ -119,7 +119,8 @@ async def test_a_missing_configmap_is_pending_with_a_warning_then_invalid(cluste
             timeout=30)
         assert "qwen-config" in invalid["message"] and "--input-timeout" in invalid["message"]
         assert condition(invalid, "Valid")["status"] == "False"
-        assert events_for(cluster, "waits", "Invalid")[0]["type"] == "Warning"
+        invalid_events = await eventually(lambda: events_for(cluster, "waits", "Invalid"))
+        assert invalid_events[0]["type"] == "Warning"  # Kopf posts events after the status
         assert len(events_for(cluster, "waits", "Waiting")) == 1  # once, not every retry
 
 
