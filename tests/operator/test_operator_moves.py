@@ -311,12 +311,17 @@ async def test_a_spec_edit_during_a_move_waits_for_it_and_never_starts_a_second(
     await placed_and_serving_on_dear(cluster)
     successor = await moving(cluster)
     await add_pool(cluster, "third", 30.0)
+    # the edit is planned against the new pool only once the operator has it (it writes the
+    # pool's status then); a move in flight is not re-planned by a capacity change
+    await eventually(
+        lambda: (cluster.stored("memplace.io/v1alpha1/placementpools", None, "third") or {})
+        .get("status"),
+        what="the operator to see pool third",
+    )
 
     await cluster.merge_patch(md_url(name="summarizer"),
                               {"spec": {"placement": {"pools": ["dear", "third"]}}})
 
-    # The new pool may reach the operator's index after the edit does: the first plan of
-    # generation 2 may still continue the move (Moving) before the capacity change re-plans it.
     status = await eventually(
         lambda: (s := status_of(cluster, "summarizer")).get("observedGeneration") == 2
         and condition(s, "Placed")["reason"] == "MoveInFlight"
