@@ -57,7 +57,7 @@ from memplace.api import (
 from . import inputs, measure, modeladapters, moves, reconcile, render, resync
 from .metrics import Metrics
 from .settings import current
-from .state import Key, State
+from .state import Key, State, stop_loops
 
 MD = (MODEL_DEPLOYMENT.group, MODEL_DEPLOYMENT.version, MODEL_DEPLOYMENT.plural)
 PP = (PLACEMENT_POOL.group, PLACEMENT_POOL.version, PLACEMENT_POOL.plural)
@@ -93,8 +93,7 @@ async def configure(
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     state: State | None = getattr(memo, "state", None)
     if state is not None:
-        await resync.stop(state)
-        await measure.stop(state)
+        await stop_loops(state)
         state.metrics.stop()
 
 

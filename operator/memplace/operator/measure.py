@@ -28,7 +28,6 @@ nothing while this replica is not the active peer (``state.paused``, kept by the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from .metrics import ERRORS
 from .prometheus import Prometheus
 from .state import Key, State
 
-__all__ = ["NO_PROMETHEUS", "Watch", "measure_one", "start_once", "stop"]
+__all__ = ["NO_PROMETHEUS", "Watch", "measure_one", "start_once"]
 
 NO_PROMETHEUS = (
     "no --prometheus-url is set (chart value prometheus.url): the pods' latency is not measured"
@@ -79,14 +78,6 @@ def start_once(state: State, indexes: Mapping[str, Any], logger: Any) -> None:
         state.measure_task = asyncio.create_task(
             _measure_forever(state, indexes, logger), name="memplace measure"
         )
-
-
-async def stop(state: State) -> None:
-    task = state.measure_task
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def measure_one(

@@ -60,15 +60,6 @@ def start_once(state: State, indexes: Mapping[str, Any], logger: Any) -> None:
         )
 
 
-async def stop(state: State) -> None:
-    """Cancel the resync loop, if it was started, and wait until it has stopped."""
-    task = state.resync_task
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def _resync_forever(
     state: State, indexes: Mapping[str, Any], settings: kopf.OperatorSettings, logger: Any
 ) -> None:

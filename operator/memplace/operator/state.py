@@ -10,6 +10,7 @@ that matters: the next reconcile re-plans and finds the Deployment already match
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,3 +73,13 @@ class State:
                       self.targets, self.costs, self.too_few, self.waiting):
             table.pop(key, None)
         self.recent.pop(inputs.successor_key(key), None)
+
+
+async def stop_loops(state: State) -> None:
+    """Cancel the background loops this run started (resync, measure), and wait until each has
+    stopped."""
+    for task in (state.resync_task, state.measure_task):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
