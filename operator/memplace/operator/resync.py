@@ -271,10 +271,62 @@ async def _write_status(
     except kube.NotFound:
         return False  # deleted meanwhile
     except kube.Conflict:
+        if _starts_move(body, changes):
+            return await _record_move(api, url, body, changes, logger)
         state.fingerprints.pop(key, None)
         logger.debug(f"Status of {key[0]}/{key[1]} changed since it was read; next resync.")
         return False
     return True
+
+
+def _starts_move(body: Mapping[str, Any], changes: Mapping[str, Any]) -> bool:
+    """Whether ``changes`` record a move the indexed status does not have: its successor
+    Deployment exists already, so the record must not be dropped like a stale re-plan."""
+    previous = body.get("status") or {}
+    return bool((changes.get("move") or {}).get("toDeployment")) and not previous.get("move")
+
+
+async def _record_move(
+    api: kube.Kube, url: str, body: Mapping[str, Any], changes: Mapping[str, Any], logger: Any
+) -> bool:
+    """Write a move start that met a 409, on top of the status as it is now.
+
+    Someone else wrote status meanwhile (the measurement loop's ``SLOMet``, say). Dropping the
+    write would leave a successor nobody records: a spec edit before the next pass would then
+    start a second move instead of waiting for this one. So: read again, keep the conditions
+    this plan did not change, and patch as of the fresh ``resourceVersion`` (once: a second
+    409 leaves it to the next pass, which finds the successor by its name)."""
+    fresh = await api.get(url.removesuffix("/status"))  # RBAC: get on the object, not /status
+    if fresh is None or (fresh.get("status") or {}).get("move"):
+        return False  # deleted, or a move is recorded already: the next pass sees it
+    rebased = dict(changes)
+    if "conditions" in changes:
+        rebased["conditions"] = _rebased_conditions(
+            (body.get("status") or {}).get("conditions") or [],
+            changes["conditions"] or [],
+            (fresh.get("status") or {}).get("conditions") or [],
+        )
+    patch = {
+        "status": rebased,
+        "metadata": {"resourceVersion": fresh["metadata"]["resourceVersion"]},
+    }
+    try:
+        await api.merge_patch(url, patch)
+    except (kube.Conflict, kube.NotFound):
+        logger.debug(f"The move start of {url} met a second 409; next resync.")
+        return False
+    return True
+
+
+def _rebased_conditions(
+    read: list[dict[str, Any]], mine: list[dict[str, Any]], fresh: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``fresh`` with the conditions this write changed (those in ``mine`` that differ from
+    what it ``read``) put in their place."""
+    before = {c.get("type"): c for c in read}
+    changed = {c.get("type"): c for c in mine if before.get(c.get("type")) != c}
+    merged = [changed.pop(c.get("type"), c) for c in fresh]
+    return merged + list(changed.values())
 
 
 async def _drive_move(
