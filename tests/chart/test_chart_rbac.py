@@ -5,7 +5,7 @@ from __future__ import annotations
 from .rendering import NAMESPACE, find, one, render_chart
 
 OPERATOR_RULES = {
-    ("memplace.io", "modeldeployments"): {"list", "watch", "patch"},
+    ("memplace.io", "modeldeployments"): {"get", "list", "watch", "patch"},
     ("memplace.io", "modeldeployments/status"): {"patch"},
     ("memplace.io", "modeldeployments/finalizers"): {"update"},  # blockOwnerDeletion
     ("memplace.io", "placementpools"): {"list", "watch"},

@@ -256,3 +256,67 @@ def test_the_prometheus_values_become_the_operators_flags_and_the_ca_is_mounted(
 def test_a_prometheus_url_that_is_not_http_is_refused_at_install():
     with pytest.raises(Exception, match="url"):
         render_chart({"prometheus": {"url": "prometheus:9090"}})
+
+
+TUNING_FLAGS = ("--resync", "--stuck-after", "--input-timeout", "--min-move-interval",
+                "--move-timeout", "--consolidate-every", "--consolidation-threshold",
+                "--disruption-budget", "--load-bandwidth", "--peering-lifetime")
+
+
+def test_by_default_the_chart_leaves_the_operator_s_timings_to_the_operator():
+    args = operator_args({})
+    assert not [flag for flag in TUNING_FLAGS if flag in args]
+
+
+def test_the_timing_values_become_flags_that_memplace_run_accepts():
+    from memplace.cli import build_parser
+
+    values = {"operator": {
+        "resync": "5s", "stuckAfter": "5m", "inputTimeout": "2m",
+        "moves": {"minInterval": "1h", "timeout": "20m"},
+        "consolidation": {"every": "30m", "threshold": 0, "disruptionBudget": 0},
+        "loadBandwidth": "1.5",
+        "peering": {"enabled": True, "name": "memplace", "lifetime": "30s"}, "replicas": 2}}
+    args = operator_args(values)
+    flags = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i] in TUNING_FLAGS}
+    assert flags == {
+        "--resync": "5s", "--stuck-after": "5m", "--input-timeout": "2m",
+        "--min-move-interval": "1h", "--move-timeout": "20m", "--consolidate-every": "30m",
+        "--consolidation-threshold": "0", "--disruption-budget": "0",  # 0 is a value, not unset
+        "--load-bandwidth": "1.5", "--peering-lifetime": "30s"}
+    parsed = build_parser().parse_args(args)
+    assert (parsed.resync, parsed.min_move_interval, parsed.disruption_budget) == ("5s", "1h", 0)
+    assert parsed.consolidation_threshold == 0.0
+
+
+@pytest.mark.parametrize("values", [
+    {"operator": {"resync": "soon"}},
+    {"operator": {"moves": {"minInterval": "-5m"}}},
+    {"operator": {"consolidation": {"threshold": 1.5}}},
+    {"operator": {"consolidation": {"disruptionBudget": -1}}},
+    {"operator": {"loadBandwidth": "fast"}},
+])
+def test_a_timing_value_the_operator_would_refuse_is_refused_at_install(values):
+    with pytest.raises(Exception, match="operator"):
+        render_chart(values)
+
+
+def test_the_install_doc_s_timing_table_names_the_operator_s_own_defaults():
+    import re
+    from pathlib import Path
+
+    from memplace.cli import build_parser
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "install.md").read_text()
+    rows = re.findall(r"^\| `operator\.([\w.]+)` \| `(--[\w-]+)` \| ([^|]+) \|$", doc, re.M)
+    assert {flag for _, flag, _ in rows} == set(TUNING_FLAGS)
+    run = build_parser()._subparsers._group_actions[0].choices["run"]  # noqa: SLF001
+    defaults = {a.option_strings[0]: a.default for a in run._actions if a.option_strings}
+    for _, flag, documented in rows:
+        default = defaults[flag]
+        if default is None:
+            assert documented.startswith("off"), flag
+        elif isinstance(default, float):
+            assert float(documented.split()[0]) == default, flag
+        else:
+            assert documented.split()[0] == str(default), flag
