@@ -169,30 +169,7 @@ def build_pool(
     gpu_mem, notes = _pool_gpu_memory(group, gpu, fresh)
     gpu_memory = gpu_mem.total_bytes if gpu_mem is not None else 0
     cap = usable_gpu_bytes(gpu_memory)
-
-    usable: list[list[int]] = []
-    host_bytes: list[int] = []
-    for n in schedulable:
-        report = fresh.get(n.name)
-        host = int(n.memory_bytes * HOST_MEMORY_UTILIZATION)
-        if report is not None and report.host is not None and report.host.mem_available_bytes:
-            host = min(host, int(report.host.mem_available_bytes))
-        host_bytes.append(host)
-        if gpu is None:
-            usable.append([host])  # one CPU slot per node
-            continue
-        count = n.gpu_count or count_hint
-        if report is not None and report.gpus:
-            gpus = []
-            for g in sorted(report.gpus, key=lambda g: g.index)[: count or None]:
-                if not g.healthy:
-                    continue
-                free = g.memory_free_bytes
-                free = g.memory_total_bytes or gpu_memory if free is None else free
-                gpus.append(max(0, min(cap, free - SAFETY_MARGIN_BYTES)))
-            usable.append(gpus)
-        else:
-            usable.append([cap] * count)
+    usable, host_bytes = _usable_bytes(schedulable, fresh, gpu, count_hint, gpu_memory, cap)
 
     usable_per_gpu = 0 if gpu is None else max((b for u in usable for b in u), default=cap)
     disk = int(getattr(instance, "local_nvme_bytes", 0) or 0) if instance is not None else 0
@@ -219,6 +196,43 @@ def build_pool(
         measured=any(fresh.get(n.name) is not None and fresh[n.name].gpus for n in schedulable),
     )
     return pool, usable, notes + assumed
+
+
+def _usable_bytes(
+    schedulable: list[Node],
+    fresh: Mapping[str, Any],
+    gpu: Any,
+    count_hint: int,
+    gpu_memory: int,
+    cap: int,
+) -> tuple[list[list[int]], list[int]]:
+    """Per schedulable node: the usable bytes of each GPU (for a CPU-only node, one slot of its
+    host room) and its host room for offloaded weights. ``cap`` is the unmeasured path's
+    usable bytes per GPU; a fresh report takes the measured path (module docstring)."""
+    usable: list[list[int]] = []
+    host_bytes: list[int] = []
+    for n in schedulable:
+        report = fresh.get(n.name)
+        host = int(n.memory_bytes * HOST_MEMORY_UTILIZATION)
+        if report is not None and report.host is not None and report.host.mem_available_bytes:
+            host = min(host, int(report.host.mem_available_bytes))
+        host_bytes.append(host)
+        if gpu is None:
+            usable.append([host])  # one CPU slot per node
+            continue
+        count = n.gpu_count or count_hint
+        if report is not None and report.gpus:
+            gpus = []
+            for g in sorted(report.gpus, key=lambda g: g.index)[: count or None]:
+                if not g.healthy:
+                    continue
+                free = g.memory_free_bytes
+                free = g.memory_total_bytes or gpu_memory if free is None else free
+                gpus.append(max(0, min(cap, free - SAFETY_MARGIN_BYTES)))
+            usable.append(gpus)
+        else:
+            usable.append([cap] * count)
+    return usable, host_bytes
 
 
 def _pool_gpu_memory(
