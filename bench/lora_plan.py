@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "tests" / "planning"))
 from planning_clusters import a100_nodes, l4_nodes  # noqa: E402
 
 from memplace.api import ModelDeploymentSpec  # noqa: E402
-from memplace.planning.inventory import build_cluster  # noqa: E402
+from memplace.planning.discovery import build_cluster  # noqa: E402
 from memplace.planning.plan import DeploymentRequest, plan_deployment  # noqa: E402
 
 LLAMA = json.loads((ROOT / "tests" / "fixtures" / "configs" / "llama-3.1-8b.json").read_text())

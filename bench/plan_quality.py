@@ -110,7 +110,7 @@ def quality(args) -> int:
 def scale(args) -> int:
     import plan_scale
 
-    from memplace.planning.inventory import build_cluster
+    from memplace.planning.discovery import build_cluster
 
     rng = random.Random(args.seed)
     nodes, catalogue = plan_scale.cluster(args.scale // 2, 20, rng)

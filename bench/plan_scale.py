@@ -38,7 +38,8 @@ from memplace.planning.architecture import architecture_from_parameters  # noqa:
 from memplace.planning.batch import plan_batch  # noqa: E402
 from memplace.planning.calibration import Calibration, ProfileKey, fingerprint, record  # noqa: E402
 from memplace.planning.catalogue import default_catalogue  # noqa: E402
-from memplace.planning.inventory import Node, build_cluster  # noqa: E402
+from memplace.planning.discovery import build_cluster  # noqa: E402
+from memplace.planning.nodes import Node  # noqa: E402
 from memplace.planning.plan import DeploymentRequest, plan_cluster  # noqa: E402
 
 INSTANCE_TYPES = (

@@ -67,7 +67,8 @@ def small_instance(seed: int, deployments: int, nodes: int | None = None):
 
     from memplace.api import ModelDeploymentSpec
     from memplace.planning.catalogue import default_catalogue
-    from memplace.planning.inventory import Node, build_cluster
+    from memplace.planning.discovery import build_cluster
+    from memplace.planning.nodes import Node
     from memplace.planning.plan import DeploymentRequest
 
     rng = random.Random(seed)

@@ -1,7 +1,7 @@
 """Small hand-built GKE clusters shared by the planning tests (real instance types, so the
 catalogue prices them)."""
 
-from memplace.planning.inventory import Node
+from memplace.planning.nodes import Node
 
 GIB = 1 << 30
 

@@ -23,7 +23,7 @@ from memplace.planning.adapters import (
     targets_from_adapter_config,
     vllm_max_lora_rank,
 )
-from memplace.planning.inventory import build_cluster
+from memplace.planning.discovery import build_cluster
 from memplace.planning.lora import Listed
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 

@@ -10,7 +10,7 @@ from test_plan import request, spec
 from memplace.api import PlacementStatus
 from memplace.planning import batch
 from memplace.planning.batch import plan_batch
-from memplace.planning.inventory import build_cluster
+from memplace.planning.discovery import build_cluster
 from memplace.planning.plan import plan_cluster
 from memplace.planning.solve import Solution, level_weights
 

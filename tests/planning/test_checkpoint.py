@@ -302,7 +302,7 @@ def _request(repo: str, with_checkpoint_read: bool, **quality):
 def gpu_cluster():
     from planning_clusters import a100_nodes, h100_nodes, l4_nodes
 
-    from memplace.planning.inventory import build_cluster
+    from memplace.planning.discovery import build_cluster
 
     return build_cluster(nodes=l4_nodes(2) + a100_nodes(1) + h100_nodes(1))
 

@@ -1,8 +1,8 @@
 from types import SimpleNamespace as NS
 
+from memplace.planning.capacity import PoolCapacity
 from memplace.planning.choose import alternatives, cheapest, no_capacity, rank
 from memplace.planning.feasibility import Evaluation, Rejection
-from memplace.planning.inventory import PoolCapacity
 
 
 def ev(

@@ -10,8 +10,8 @@ from planning_clusters import a100_nodes, l4_nodes
 
 from memplace.api import ModelDeploymentSpec
 from memplace.planning.architecture import architecture_from_config, architecture_from_parameters
+from memplace.planning.discovery import build_cluster
 from memplace.planning.feasibility import tensor_parallel_refusal
-from memplace.planning.inventory import build_cluster
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 
 CONFIGS = Path(__file__).parents[1] / "fixtures" / "configs"

@@ -16,7 +16,7 @@ from memplace.planning.architecture import (
     architecture_from_config,
     architecture_from_parameters,
 )
-from memplace.planning.inventory import build_cluster
+from memplace.planning.discovery import build_cluster
 from memplace.planning.plan import DeploymentRequest, plan_cluster
 
 CONFIGS = Path(__file__).parents[1] / "fixtures" / "configs"

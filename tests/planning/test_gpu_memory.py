@@ -9,14 +9,12 @@ import pytest
 from planning_clusters import a100_nodes, gke_node, l4_nodes
 
 from memplace.api import ModelDeploymentSpec, NodeMemoryReportStatus
+from memplace.planning.discovery import build_cluster
 from memplace.planning.gpu_memory import GpuMemory, node_gpu_memory, parse_gfd_memory, smallest
-from memplace.planning.inventory import (
-    GPU_MEMORY_UTILIZATION,
-    SAFETY_MARGIN_BYTES,
-    Node,
-    build_cluster,
-)
+from memplace.planning.memory import GPU_MEMORY_UTILIZATION
+from memplace.planning.nodes import Node
 from memplace.planning.plan import DeploymentRequest, plan_deployment
+from memplace.planning.pool_sizing import SAFETY_MARGIN_BYTES
 
 MiB, GiB = 1 << 20, 1 << 30
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

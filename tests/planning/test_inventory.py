@@ -4,15 +4,12 @@ import pytest
 from planning_clusters import GIB, a100_nodes, cpu_nodes, l4_nodes
 
 from memplace.api import NodeMemoryReportStatus, PlacementPoolSpec, PlacementStatus
-from memplace.planning.inventory import (
-    GPU_MEMORY_UTILIZATION,
-    SAFETY_MARGIN_BYTES,
-    Node,
-    PoolCapacity,
-    build_cluster,
-    node_from_manifest,
-    parse_quantity,
-)
+from memplace.planning.capacity import PoolCapacity
+from memplace.planning.discovery import build_cluster
+from memplace.planning.memory import GPU_MEMORY_UTILIZATION
+from memplace.planning.nodes import Node, node_from_manifest
+from memplace.planning.pool_sizing import SAFETY_MARGIN_BYTES
+from memplace.planning.quantities import parse_quantity
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -5,7 +5,8 @@ import pytest
 from planning_clusters import a100_nodes, cpu_nodes, h100_nodes, l4_nodes
 
 from memplace.api import ModelDeploymentSpec, PlacementStatus
-from memplace.planning.inventory import Node, build_cluster
+from memplace.planning.discovery import build_cluster
+from memplace.planning.nodes import Node
 from memplace.planning.plan import DeploymentRequest, plan_cluster, plan_deployment
 
 CONFIGS = Path(__file__).parents[1] / "fixtures" / "configs"

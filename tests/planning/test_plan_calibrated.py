@@ -11,7 +11,7 @@ from test_plan import request, spec
 from memplace.api import PerformanceProfile
 from memplace.planning.architecture import architecture_from_config
 from memplace.planning.calibration import MIN_SAMPLES, Calibration, ProfileKey, fingerprint, record
-from memplace.planning.inventory import build_cluster
+from memplace.planning.discovery import build_cluster
 from memplace.planning.plan import plan_cluster, plan_deployment
 
 AT = "2026-12-01T22:00:00Z"

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from planning_clusters import a100_nodes, cpu_nodes, h100_nodes, l4_nodes
 
 from memplace.api import ModelDeploymentSpec
-from memplace.planning.inventory import build_cluster
+from memplace.planning.discovery import build_cluster
 from memplace.planning.plan import DeploymentRequest, plan_cluster, plan_deployment
 
 CLUSTER = build_cluster(nodes=l4_nodes(2) + a100_nodes(1) + h100_nodes(1) + cpu_nodes(1))

@@ -11,7 +11,7 @@ from planning_clusters import a100_nodes, cpu_nodes, h100_nodes, l4_nodes
 from memplace.api import ModelDeploymentSpec
 from memplace.planning import scaling
 from memplace.planning.cost_history import DAY_SECONDS, last_24h, record
-from memplace.planning.inventory import build_cluster
+from memplace.planning.discovery import build_cluster
 from memplace.planning.plan import DeploymentRequest
 from memplace.planning.scaled_plan import plan_scaled
 from memplace.planning.scaling import Sample

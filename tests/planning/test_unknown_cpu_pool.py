@@ -4,11 +4,9 @@ from planning_clusters import GIB, gke_node
 from test_plan import request, spec
 
 from memplace.api import PlacementPoolSpec
-from memplace.planning.inventory import (
-    GENERIC_BANDWIDTH_PER_VCPU,
-    Node,
-    build_cluster,
-)
+from memplace.planning.discovery import build_cluster
+from memplace.planning.generic_cpu import GENERIC_BANDWIDTH_PER_VCPU
+from memplace.planning.nodes import Node
 from memplace.planning.plan import plan_cluster
 
 

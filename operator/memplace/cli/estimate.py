@@ -42,7 +42,6 @@ from memplace.planning.architecture import (
 from memplace.planning.catalogue import default_catalogue
 from memplace.planning.checkpoint import Checkpoint, native_precision, with_checkpoint
 from memplace.planning.feasibility import hardware_refusal, tensor_parallel_refusal
-from memplace.planning.inventory import gib
 from memplace.planning.latency import estimate_speed
 from memplace.planning.memory import (
     estimate_memory,
@@ -51,6 +50,7 @@ from memplace.planning.memory import (
     weights_source,
 )
 from memplace.planning.precision import PRECISION_ORDER
+from memplace.planning.quantities import gib
 
 __all__ = ["register"]
 

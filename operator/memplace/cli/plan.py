@@ -178,8 +178,8 @@ class _Inputs:
 
 def _read(paths: list[str]) -> _Inputs:
     from memplace.api import ModelAdapter, NodeMemoryReport, PerformanceProfile, PlacementPool
-    from memplace.planning.inventory import node_from_manifest
     from memplace.planning.lora import Listed
+    from memplace.planning.nodes import node_from_manifest
 
     inputs = _Inputs()
     for path in _files(paths):
@@ -301,7 +301,7 @@ def _now(text: str | None, reports: list[tuple[str, Any]]) -> Any:
 def run(args: argparse.Namespace) -> int:
     from memplace.planning.batch import plan_batch
     from memplace.planning.calibration import Calibration
-    from memplace.planning.inventory import build_cluster
+    from memplace.planning.discovery import build_cluster
     from memplace.planning.plan import Plan
 
     inputs = _read(args.paths)

@@ -8,7 +8,7 @@ import math
 import re
 
 from memplace.cli import UsageError
-from memplace.planning.inventory import parse_quantity
+from memplace.planning.quantities import parse_quantity
 
 __all__ = ["parse_count", "parse_duration", "parse_size", "significant"]
 
