@@ -1,0 +1,741 @@
+"""Every CEL rule of the generated CRDs, compiled and evaluated as the API server would.
+
+The CRDs' `x-kubernetes-validations` are what a real API server enforces on `kubectl apply`;
+the pydantic models enforce the same constraints for `memplace plan`. This module walks every
+generated schema (a rule added to a model is picked up here and fails until it has cases), and
+for each rule:
+
+- compiles it with cel-python (`celpy`) and evaluates it on a table of objects at its schema
+  node, boundaries included, after applying what the API server applies first (schema defaults;
+  null-valued nullable fields read as absent);
+- builds the same object through the pydantic model and checks that the model and the rule agree
+  (the transition rule, which reads `oldSelf`, has no twin: a model sees one object);
+- checks what the API server checks at CRD apply and CEL libraries don't: field references exist
+  in the schema, optional fields are read under `has()`, `oldSelf` sits where old and new values
+  can be correlated, `message`/`reason`/`fieldPath` are valid, and an estimate of the rule's cost
+  stays under the API server's limit (strings it matches and lists it searches have bounds).
+
+Why cel-python 0.5.0 and not common-expression-language 0.10.0 (both install here from wheels and
+both handle has(), size(), matches(), in and the macros): cel-python's `matches()` runs Google's
+RE2 (the `google-re2` wheel), the engine cel-go and so the API server use, so a pattern the API
+server refuses (a backreference) or reads differently is refused or read the same way here; the
+other runs Rust's `regex` crate. cel-python also keeps parsing (`compile`) apart from
+evaluating, which the checks below need.
+
+What the API server's cost estimator does that this module only approximates: it type-checks the
+rule against the schema and prices each operation of the checked AST (cel-go checker/cost.go).
+`_estimated_cost` prices the operations whose cost grows with the data exactly as cel-go does
+(`matches`, `in`) and counts every other node of the parse tree as one unit, which over-counts;
+it refuses macros (`all`, `exists`, `map`, `filter`) rather than guess their price.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import re
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+import pytest
+from celpy import celtypes
+from pydantic import BaseModel, ValidationError
+
+import memplace.api
+from memplace.api import crds
+
+# --- the rule sites ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Site:
+    """One `x-kubernetes-validations` entry, at the schema node it sits on."""
+
+    kind: str
+    path: str
+    """Dotted path from the schema root: `` (the root), `.spec.model`, `.spec.adapters[]`."""
+    node: dict[str, Any]
+    rule: dict[str, Any]
+    ancestors: tuple[dict[str, Any], ...]
+    """The schema nodes from the root down to (not including) `node`."""
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}{self.path or '(root)'}: {self.rule['rule']}"
+
+
+def _walk(
+    node: dict[str, Any], path: str, ancestors: tuple[dict[str, Any], ...]
+) -> Iterator[tuple[str, dict[str, Any], tuple[dict[str, Any], ...]]]:
+    yield path, node, ancestors
+    below = (*ancestors, node)
+    for key, child in node.get("properties", {}).items():
+        yield from _walk(child, f"{path}.{key}", below)
+    if isinstance(node.get("items"), dict):
+        yield from _walk(node["items"], f"{path}[]", below)
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _walk(node["additionalProperties"], f"{path}{{}}", below)
+
+
+def _sites() -> list[Site]:
+    found = []
+    for source in crds.RESOURCES:
+        (version,) = crds.build_crd(source)["spec"]["versions"]
+        root = version["schema"]["openAPIV3Schema"]
+        for path, node, ancestors in _walk(root, "", ()):
+            for rule in node.get("x-kubernetes-validations", []):
+                found.append(Site(source.resource.kind, path, node, rule, ancestors))
+    return found
+
+
+SITES = _sites()
+
+# --- evaluating a rule as the API server does ---------------------------------------------------
+
+_ENV = celpy.Environment()
+
+
+def _defaulted(schema: dict[str, Any], value: Any) -> Any:
+    """`value` with the schema's defaults applied, as the API server does before validating:
+    a missing property with a default gets it; a nullable field's null is kept, not defaulted."""
+    value = copy.deepcopy(value)
+    if isinstance(value, dict) and "properties" in schema:
+        for key, prop in schema["properties"].items():
+            if key not in value and "default" in prop:
+                value[key] = copy.deepcopy(prop["default"])
+            if key in value:
+                value[key] = _defaulted(prop, value[key])
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value = [_defaulted(schema["items"], item) for item in value]
+    return value
+
+
+def _to_cel(schema: dict[str, Any], value: Any) -> Any:
+    """`value` as the API server hands it to CEL, typed by the schema (k8s.io/apiserver
+    pkg/cel/common/valuesunstructured.go): a null-valued property of an object with properties
+    is absent (`has()` is false), integers are CEL ints and numbers doubles."""
+    if value is None:
+        return None
+    kind = schema.get("type")
+    if kind == "object":
+        if "properties" in schema:
+            return celtypes.MapType(
+                {
+                    celtypes.StringType(k): _to_cel(schema["properties"][k], v)
+                    for k, v in value.items()
+                    if v is not None and k in schema["properties"]
+                }
+            )
+        if isinstance(schema.get("additionalProperties"), dict):
+            extra = schema["additionalProperties"]
+            return celtypes.MapType(
+                {celtypes.StringType(k): _to_cel(extra, v) for k, v in value.items()}
+            )
+        return celpy.json_to_cel(value)
+    if kind == "array":
+        return celtypes.ListType([_to_cel(schema["items"], v) for v in value])
+    if kind == "integer":
+        return celtypes.IntType(value)
+    if kind == "number":
+        return celtypes.DoubleType(float(value))
+    if kind == "boolean":
+        return celtypes.BoolType(value)
+    if kind == "string":
+        return celtypes.StringType(value)
+    raise AssertionError(f"no CEL conversion for schema type {kind!r}")
+
+
+def _root_view(site: Site) -> dict[str, Any]:
+    """The node's schema as CEL sees it: at a resource's root, metadata.name and
+    metadata.generateName are declared (apiserver pkg/cel/common/schemas.go)."""
+    if site.path:
+        return site.node
+    node = copy.deepcopy(site.node)
+    node["properties"]["metadata"] = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "generateName": {"type": "string"}},
+    }
+    return node
+
+
+def evaluate(site: Site, obj: Any, old: Any = None, expression: str | None = None) -> Any:
+    """The rule's value on `obj` (and `old` for a transition rule), or the CELEvalError raised."""
+    schema = _root_view(site)
+    activation = {"self": _to_cel(schema, _defaulted(schema, obj))}
+    if old is not None:
+        activation["oldSelf"] = _to_cel(schema, _defaulted(schema, old))
+    program = _ENV.program(_ENV.compile(expression or site.rule["rule"]))
+    try:
+        return program.evaluate(activation)
+    except celpy.CELEvalError as error:
+        return error
+
+
+def _uses_old_self(rule: str) -> bool:
+    return re.search(r"\boldSelf\b", _without_literals(rule)) is not None
+
+
+def _without_literals(rule: str) -> str:
+    return re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "''", rule)
+
+
+# --- the cases ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """An object at the rule's node and whether the rule accepts it."""
+
+    obj: dict[str, Any]
+    accepted: bool
+    why: str
+    old: dict[str, Any] | None = None
+    """For a transition rule: the object before the update."""
+
+
+def _named(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name}}
+
+
+def _name_cases(max_length: int, first: str, *, dots: bool, underscores: bool) -> list[Case]:
+    return [
+        Case(_named(first), True, "one character"),
+        Case(_named(first + "a" * (max_length - 1)), True, "exactly at the length limit"),
+        Case(_named(first + "a" * max_length), False, "one past the length limit"),
+        Case(_named(f"{first}-b0"), True, "a dash inside"),
+        Case(_named(f"{first}-"), False, "ending in a dash"),
+        Case(_named("-" + first), False, "starting with a dash"),
+        Case(_named(f"{first}B"), False, "an upper-case letter"),
+        Case(_named(f"{first}\n"), False, "a trailing newline (RE2's $ is the end of text)"),
+        Case(_named(f"{first}.b"), dots, "a dot inside"),
+        Case(_named(f"{first}_b"), underscores, "an underscore inside"),
+    ]
+
+
+_SIZING = "has(self.config) || has(self.configMapRef) || has(self.source) || has(self.parameters)"
+_MIN_MAX = "!has(self.maxReplicas) || !has(self.minReplicas) || self.minReplicas <= self.maxReplicas"
+_ALL_LINEAR = (
+    "!has(self.targetModules) || !('all-linear' in self.targetModules)"
+    " || size(self.targetModules) == 1"
+)
+_RATIOS = "!has(self.recentRatios) || size(self.recentRatios) <= self.samples"
+_KEY = {
+    "architecture": "0123456789ab",
+    "gpuModel": "A100-SXM4-80GB",
+    "precision": "bf16",
+    "kvCacheDtype": "bf16",
+    "engine": "vllm",
+    "gpusPerReplica": 1,
+}
+
+_NAME_RULES = {s.resource.kind: s.name_rule for s in crds.RESOURCES if s.name_rule}
+
+CASES: dict[str, list[Case]] = {
+    _NAME_RULES["ModelDeployment"].cel: [
+        *_name_cases(63, "m", dots=False, underscores=False),
+        Case(_named("0abc"), False, "a DNS-1035 label starts with a letter"),
+    ],
+    _NAME_RULES["PlacementPool"].cel: [
+        *_name_cases(63, "p", dots=True, underscores=False),
+        Case(_named("0pool"), True, "a DNS-1123 name may start with a digit"),
+    ],
+    _NAME_RULES["ModelAdapter"].cel: [
+        *_name_cases(63, "a", dots=True, underscores=True),
+        Case(_named("0adapter"), True, "may start with a digit"),
+    ],
+    _NAME_RULES["PerformanceProfile"].cel: [
+        *_name_cases(63, "p", dots=False, underscores=False),
+        Case(_named("0profile"), True, "a DNS-1123 label may start with a digit"),
+    ],
+    _SIZING: [
+        Case({"name": "m", "parameters": 8.2e9}, True, "parameters alone"),
+        Case({"name": "m", "source": "hf://Qwen/Qwen3-8B"}, True, "source alone"),
+        Case({"name": "m", "config": {}}, True, "an empty inline config is a config"),
+        Case({"name": "m", "configMapRef": {"name": "cfg"}}, True, "configMapRef alone"),
+        Case({"name": "m"}, False, "nothing to size it from"),
+        Case({"name": "m", "activeParameters": 1e9}, False, "activeParameters does not size it"),
+        Case({"name": "m", "config": None, "source": None}, False, "nulls read as absent"),
+    ],
+    _MIN_MAX: [
+        Case({"minReplicas": 2, "maxReplicas": 2}, True, "min == max"),
+        Case({"minReplicas": 3, "maxReplicas": 2}, False, "min > max"),
+        Case({"minReplicas": 1, "maxReplicas": 5}, True, "min < max"),
+        Case({"maxReplicas": 1}, True, "min defaults to 1 == max"),
+        Case({"minReplicas": 7}, True, "no max"),
+        Case({"minReplicas": 2, "maxReplicas": None}, True, "a null max reads as absent"),
+    ],
+    "!has(self.promptTokens) || !has(self.contextTokens) || self.promptTokens < self.contextTokens": [
+        Case({"promptTokens": 4095, "contextTokens": 4096}, True, "one token left for output"),
+        Case({"promptTokens": 4096, "contextTokens": 4096}, False, "promptTokens == contextTokens"),
+        Case({"promptTokens": 5000, "contextTokens": 4096}, False, "prompt longer than context"),
+        Case({"promptTokens": 5000}, False, "contextTokens defaults to 4096"),
+        Case({"contextTokens": 1024}, False, "promptTokens defaults to 1024 == context"),
+        Case({}, True, "the defaults: 1024 < 4096"),
+    ],
+    "!has(self.minReplicas) || self.minReplicas > 0"
+    " || (has(self.coldStart) && self.coldStart == 'allowed')": [
+        Case({"minReplicas": 0, "coldStart": "allowed"}, True, "minReplicas 0, cold start allowed"),
+        Case({"minReplicas": 0, "coldStart": "forbidden"}, False, "cold start forbidden"),
+        Case({"minReplicas": 0}, False, "coldStart defaults to forbidden"),
+        Case({"minReplicas": 1}, True, "one replica needs no cold start"),
+        Case({"coldStart": "allowed"}, True, "minReplicas defaults to 1"),
+    ],
+    _ALL_LINEAR: [
+        Case({"targetModules": ["all-linear"]}, True, "all-linear alone"),
+        Case({"targetModules": ["all-linear", "q_proj"]}, False, "all-linear with another"),
+        Case({"targetModules": ["q_proj", "v_proj"]}, True, "named modules"),
+        Case({}, True, "unset: sized as all-linear"),
+        Case({"targetModules": None}, True, "a null list reads as absent"),
+    ],
+    "self == oldSelf": [
+        Case(_KEY, True, "unchanged", old=_KEY),
+        Case({**_KEY, "gpusPerReplica": 2}, False, "the key changed", old=_KEY),
+        Case({**_KEY, "model": "Qwen/Qwen3-8B"}, False, "model is part of spec", old=_KEY),
+        Case({**_KEY, "tier": "gpu"}, True, "tier spelt out as its default", old=_KEY),
+    ],
+    _RATIOS: [
+        Case({"factor": 1.1, "samples": 2, "recentRatios": [1.0, 1.2]}, True, "as many as samples"),
+        Case({"factor": 1.1, "samples": 1, "recentRatios": [1.0, 1.2]}, False, "more ratios"),
+        Case({"factor": 1.1, "samples": 0, "recentRatios": []}, True, "none yet"),
+        Case({"factor": 1.1, "samples": 0}, True, "no window"),
+        Case({"factor": 1.1, "samples": 40, "recentRatios": [1.0] * 15}, True, "a full window"),
+    ],
+    "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''": [
+        Case({"key": "gpu", "operator": "Exists"}, True, "Exists without a value"),
+        Case({"key": "gpu", "operator": "Exists", "value": ""}, True, "Exists, empty value"),
+        Case({"key": "gpu", "operator": "Exists", "value": "a"}, False, "Exists with a value"),
+        Case({"key": "gpu", "value": "a"}, True, "operator defaults to Equal"),
+        Case({"key": "gpu", "operator": "Equal", "value": "a"}, True, "Equal with a value"),
+    ],
+}
+
+# What each model needs besides a case's fields to be valid (the cases set what the rule reads).
+_MODEL = {"name": "Qwen/Qwen3-8B", "parameters": 8.2e9}
+FILLERS: dict[str, dict[str, Any]] = {
+    "ModelDeployment": {"spec": {"model": _MODEL}},
+    "PlacementPool": {"spec": {"nodeSelector": {"pool": "a100"}}},
+    "ModelAdapter": {"spec": {"source": "hf://org/lora", "rank": 8, "baseDeployment": "base"}},
+    "PerformanceProfile": {"spec": _KEY},
+    "ModelSpec": {},
+    "ModelVariant": {"qualityLoss": 0.02},
+    "WorkloadSpec": {},
+    "ScalingSpec": {},
+    "AdapterSpec": {"name": "legal", "source": "hf://org/legal", "rank": 16},
+    "ModelAdapterSpec": {"source": "hf://org/lora", "rank": 8, "baseDeployment": "base"},
+    "PerformanceProfileSpec": {},
+    "LearnedFactor": {},
+    "Toleration": {},
+}
+
+
+def _merged(filler: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(filler)
+    for key, value in case.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# --- the pydantic twin ---------------------------------------------------------------------------
+
+
+def _unwrapped(annotation: Any) -> Any:
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        else:
+            return annotation
+
+
+def model_at(site: Site) -> type[BaseModel]:
+    """The pydantic model whose JSON schema became the site's node."""
+    model: Any = getattr(memplace.api, site.kind)
+    for token in re.findall(r"\.(\w+)|(\[\])", site.path):
+        field, items = token
+        if items:
+            (model,) = typing.get_args(model)
+        else:
+            (model,) = [
+                info.annotation for name, info in model.model_fields.items()
+                if (info.alias or name) == field
+            ]
+        model = _unwrapped(model)
+    assert isinstance(model, type) and issubclass(model, BaseModel), site.id
+    return model
+
+
+def pydantic_accepts(model: type[BaseModel], obj: dict[str, Any], message: str) -> bool:
+    """Whether the model accepts `obj`; a refusal must be for the rule's reason (its message),
+    so that a case the model refuses for something else does not pass for agreement."""
+    try:
+        model.model_validate(obj)
+    except ValidationError as error:
+        reason = message.removeprefix("metadata.name ")
+        assert reason in str(error), f"refused, but not by the rule's twin: {error}"
+        return False
+    return True
+
+
+def _site_cases(site: Site) -> list[Case]:
+    return CASES.get(site.rule["rule"], [])
+
+
+# --- the tests ------------------------------------------------------------------------------------
+
+
+def test_the_walk_finds_every_rule() -> None:
+    """The walk sees all of them: 17 today, in four of the five CRDs."""
+    assert len(SITES) == 17
+    assert {s.kind for s in SITES} == {
+        "ModelDeployment",
+        "PlacementPool",
+        "ModelAdapter",
+        "PerformanceProfile",
+    }
+
+
+@pytest.mark.parametrize("site", SITES, ids=lambda s: s.id)
+def test_every_rule_compiles(site: Site) -> None:
+    _ENV.compile(site.rule["rule"])
+    if "messageExpression" in site.rule:
+        _ENV.compile(site.rule["messageExpression"])
+
+
+@pytest.mark.parametrize("site", SITES, ids=lambda s: s.id)
+def test_every_rule_has_cases_both_ways(site: Site) -> None:
+    cases = _site_cases(site)
+    assert cases, f"no cases for this rule: add them to CASES in {__name__}"
+    assert {c.accepted for c in cases} == {True, False}, "cases must accept and refuse"
+
+
+def test_no_cases_for_a_rule_that_is_gone() -> None:
+    assert set(CASES) <= {s.rule["rule"] for s in SITES}
+
+
+@pytest.mark.parametrize("site", SITES, ids=lambda s: s.id)
+def test_the_rule_decides_each_case(site: Site) -> None:
+    filler = FILLERS[model_at(site).__name__]
+    for case in _site_cases(site):
+        obj = _merged(filler, case.obj)
+        old = None if case.old is None else _merged(filler, case.old)
+        result = evaluate(site, obj, old)
+        assert isinstance(result, celtypes.BoolType), (case.why, result)
+        assert bool(result) is case.accepted, case.why
+        if "messageExpression" in site.rule and not case.accepted:
+            message = evaluate(site, obj, old, site.rule["messageExpression"])
+            assert isinstance(message, celtypes.StringType), (case.why, message)
+
+
+@pytest.mark.parametrize(
+    "site", [s for s in SITES if not _uses_old_self(s.rule["rule"])], ids=lambda s: s.id
+)
+def test_the_model_and_the_rule_agree(site: Site) -> None:
+    model = model_at(site)
+    filler = FILLERS[model.__name__]
+    for case in _site_cases(site):
+        accepted = pydantic_accepts(model, _merged(filler, case.obj), site.rule["message"])
+        assert accepted is case.accepted, f"{model.__name__}, {case.why}"
+
+
+# --- what the API server checks when the CRD is applied ------------------------------------------
+
+_REASONS = {"FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"}
+_ALWAYS_AT_ROOT = {("metadata",), ("metadata", "name"), ("apiVersion",), ("kind",)}
+
+
+def _references(rule: str) -> list[tuple[str, ...]]:
+    """The field paths a rule reads off self or oldSelf: `self.a.b.matches(…)` reads (a, b)."""
+    refs = []
+    for match in re.finditer(r"\b(?:self|oldSelf)((?:\.\w+)+)(\()?", _without_literals(rule)):
+        parts = tuple(match[1].lstrip(".").split("."))
+        refs.append(parts[:-1] if match[2] else parts)
+    return [r for r in refs if r]
+
+
+def _always_present(parent: dict[str, Any], name: str) -> bool:
+    """Set on every object that reaches the rule: required or defaulted, and not nullable (a
+    nullable field's null is kept, and reads as absent)."""
+    prop = parent["properties"][name]
+    present = name in parent.get("required", []) or "default" in prop
+    return present and not prop.get("nullable", False)
+
+
+def _optional_refs(site: Site) -> list[tuple[str, ...]]:
+    """Each prefix of a reference that may be absent."""
+    optional = []
+    for ref in _references(site.rule["rule"]):
+        node = _root_view(site)
+        for depth, name in enumerate(ref, start=1):
+            if ref[:depth] not in _ALWAYS_AT_ROOT or site.path:
+                if not _always_present(node, name) and ref[:depth] not in optional:
+                    optional.append(ref[:depth])
+            node = node["properties"][name]
+    return optional
+
+
+@pytest.mark.parametrize("site", SITES, ids=lambda s: s.id)
+def test_every_field_a_rule_reads_is_declared(site: Site) -> None:
+    """The API server type-checks the rule against the schema: an undeclared field is
+    `undefined field` at apply."""
+    for ref in _references(site.rule["rule"]):
+        node = _root_view(site)
+        for name in ref:
+            assert name in node.get("properties", {}), f"{'.'.join(ref)}: undefined field"
+            node = node["properties"][name]
+
+
+@pytest.mark.parametrize("site", SITES, ids=lambda s: s.id)
+def test_optional_fields_are_read_under_has(site: Site) -> None:
+    """Reading an absent field is `no such key` on the API server, which refuses the object with
+    an evaluation error: every optional field the rule reads must be guarded by has(). Checked in
+    the text, then by evaluating each case with every subset of those fields removed."""
+    text = _without_literals(site.rule["rule"])
+    optional = _optional_refs(site)
+    for ref in optional:
+        assert f"has(self.{'.'.join(ref)})" in text, f"{'.'.join(ref)} is read without has()"
+    filler = FILLERS[model_at(site).__name__]
+    for case in _site_cases(site):
+        for count in range(1, len(optional) + 1):
+            for removed in itertools.combinations(optional, count):
+                obj = _merged(filler, case.obj)
+                old = None if case.old is None else _merged(filler, case.old)
+                for ref in removed:
+                    for target in (obj, old):
+                        parent = _dig(target, ref[:-1])
+                        if isinstance(parent, dict):
+                            parent.pop(ref[-1], None)
+                result = evaluate(site, obj, old)
+                assert isinstance(result, celtypes.BoolType), (case.why, removed, result)
+
+
+def _dig(obj: Any, ref: tuple[str, ...]) -> Any:
+    for name in ref:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(name)
+    return obj
+
+
+def _correlatable(site: Site) -> bool:
+    """Whether old and new values of the node can be paired (apiextensions validation.go: below a
+    list that is not `x-kubernetes-list-type: map`, or a map whose map-type is neither granular nor
+    atomic, `oldSelf` is refused)."""
+    for parent in site.ancestors:
+        if parent.get("type") == "array" and parent.get("x-kubernetes-list-type") != "map":
+            return False
+        if parent.get("x-kubernetes-map-type") not in (None, "granular", "atomic"):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("site", SITES, ids=lambda s: s.id)
+def test_transition_rules_sit_where_old_values_correlate(site: Site) -> None:
+    if _uses_old_self(site.rule["rule"]):
+        assert _correlatable(site), "oldSelf cannot be used on the uncorrelatable portion"
+        assert all(c.old is not None for c in _site_cases(site)), "transition cases need old"
+    else:
+        assert "optionalOldSelf" not in site.rule, "optionalOldSelf without oldSelf"
+        assert all(c.old is None for c in _site_cases(site))
+
+
+def _valid_field_path(node: dict[str, Any], path: str) -> bool:
+    """apiextensions ValidFieldPath: `.field` and `['field']` steps into properties or
+    additionalProperties of the node."""
+    tokens = re.findall(r"\.(\w+)|\['((?:[^'\\]|\\.)*)'\]|(.)", path)
+    if not tokens:
+        return False
+    for field, quoted, other in tokens:
+        if other:
+            return False
+        name = field or quoted
+        if "properties" in node and name in node["properties"]:
+            node = node["properties"][name]
+        elif isinstance(node.get("additionalProperties"), dict) and "properties" not in node:
+            node = node["additionalProperties"]
+        else:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("site", SITES, ids=lambda s: s.id)
+def test_message_reason_and_field_path_are_valid(site: Site) -> None:
+    """What apiextensions validation.go refuses in an x-kubernetes-validations entry."""
+    rule = site.rule
+    assert set(rule) <= {
+        "rule",
+        "message",
+        "messageExpression",
+        "reason",
+        "fieldPath",
+        "optionalOldSelf",
+    }
+    assert rule["rule"].strip()
+    assert rule.get("message", "x").strip(), "message must be non-empty if specified"
+    assert "\n" not in rule.get("message", ""), "message must not contain line breaks"
+    assert "message" in rule or "messageExpression" in rule, "say why, for people"
+    if "messageExpression" in rule:
+        assert rule["messageExpression"].strip()
+    if "reason" in rule:
+        assert rule["reason"] in _REASONS
+    if "fieldPath" in rule:
+        assert "\n" not in rule["fieldPath"] and rule["fieldPath"].strip()
+        assert _valid_field_path(site.node, rule["fieldPath"]), rule["fieldPath"]
+
+
+def test_the_field_path_check_can_fail() -> None:
+    node = {"type": "object", "properties": {"a": {"type": "object", "properties": {}}}}
+    assert _valid_field_path(node, ".a")
+    assert _valid_field_path(node, "['a']")
+    assert not _valid_field_path(node, ".b")
+    assert not _valid_field_path(node, "a")
+    assert not _valid_field_path(node, ".a.b")
+
+
+# --- the cost estimate ----------------------------------------------------------------------------
+
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+"""The largest request the API server accepts, which bounds every unbounded string and list in
+the cost estimate (k8s.io/apiserver pkg/apis/cel/config.go, MaxRequestSizeBytes)."""
+STATIC_ESTIMATED_COST_LIMIT = 10_000_000
+"""Per rule, times the most times it can run (apiextensions validation.go)."""
+STATIC_ESTIMATED_CRD_COST_LIMIT = 100_000_000
+"""All the rules of a CRD together (apiextensions validation.go)."""
+STRING_TRAVERSAL_COST_FACTOR = 0.1
+REGEX_STRING_LENGTH_COST_FACTOR = 0.25
+"""cel-go common/cost.go: per character traversed, per character of a pattern."""
+NAME_MAX = 253
+"""metadata.name of every custom resource is a DNS subdomain (at most 253 characters): the API
+server checks it whatever the schema says (kubernetes PR 139573 lets the cost estimator know;
+older API servers estimate it as unbounded, so the estimate below does)."""
+
+
+def _min_size(schema: dict[str, Any]) -> int:
+    """The smallest serialised value (apiserver schemas.go MinSerializedSize)."""
+    kind = schema.get("type")
+    if kind == "string":
+        return 2
+    if kind == "boolean":
+        return 4
+    if kind in ("integer", "number"):
+        return 1
+    if kind == "object":
+        required = set(schema.get("required", []))
+        return 2 + sum(
+            len(name) + _min_size(prop) + 4
+            for name, prop in schema.get("properties", {}).items()
+            if name in required and "default" not in prop
+        )
+    return 2
+
+
+def _max_items(schema: dict[str, Any]) -> int:
+    if schema.get("type") == "array":
+        if "maxItems" in schema:
+            return schema["maxItems"]
+        return (MAX_REQUEST_BYTES - 2) // (_min_size(schema["items"]) + 1)
+    if "maxProperties" in schema:
+        return schema["maxProperties"]
+    return (MAX_REQUEST_BYTES - 2) // (_min_size(schema["additionalProperties"]) + 6)
+
+
+def _max_length(schema: dict[str, Any]) -> int:
+    """Characters × 4 (a code point is up to 4 bytes), as schemas.go estimates them."""
+    if "maxLength" in schema:
+        return schema["maxLength"] * 4
+    if "enum" in schema:
+        return max(len(v) for v in schema["enum"])
+    return MAX_REQUEST_BYTES - 2
+
+
+def _cardinality(site: Site) -> int:
+    """How many times the rule can run on one object: the product of the lists and maps above."""
+    count = 1
+    below = (*site.ancestors[1:], site.node)
+    for parent, child in zip(site.ancestors, below[: len(site.ancestors)], strict=True):
+        if parent.get("items") is child or parent.get("additionalProperties") is child:
+            count *= _max_items(parent)
+    return count
+
+
+def _schema_of(site: Site, ref: tuple[str, ...]) -> dict[str, Any]:
+    node = _root_view(site)
+    for name in ref:
+        node = node["properties"][name]
+    return node
+
+
+_UNIT_OPERATION = r"\b[A-Za-z_]\w*\b|[!=<>]=|&&|\|\||[<>!+*/%-]"
+"""Identifiers, field selections, function names and operators: one unit each in cel-go (its
+`&&` and `||` cost nothing themselves, and a comparison with a literal adds a tenth of the
+literal's length, which this ignores: rounded up, one unit per short literal)."""
+
+
+def _estimated_cost(site: Site) -> int:
+    """An estimate of one evaluation's worst-case cost (see the module doc)."""
+    rule = site.rule["rule"]
+    text = _without_literals(rule)
+    macros = re.findall(r"\.(all|exists|exists_one|map|filter)\(", text)
+    assert not macros, f"price {macros} in _estimated_cost before using them in a rule"
+    _ENV.compile(rule)
+    cost = len(re.findall(_UNIT_OPERATION, text))
+    for target, pattern in re.findall(r"\bself((?:\.\w+)+)\.matches\('((?:[^'\\]|\\.)*)'\)", rule):
+        size = _max_length(_schema_of(site, tuple(target.lstrip(".").split("."))))
+        traversal = math.ceil((size + 1) * STRING_TRAVERSAL_COST_FACTOR)
+        cost += traversal * math.ceil(len(pattern) * REGEX_STRING_LENGTH_COST_FACTOR)
+    for target in re.findall(r"\bin\s+self((?:\.\w+)+)", text):
+        cost += _max_items(_schema_of(site, tuple(target.lstrip(".").split("."))))
+    return cost
+
+
+@pytest.mark.parametrize("site", SITES, ids=lambda s: s.id)
+def test_what_a_rule_matches_or_searches_is_bounded(site: Site) -> None:
+    """Without maxLength/maxItems the estimator assumes a 3 MiB string or list, and refuses the
+    CRD at apply once the cost passes the limit."""
+    text = _without_literals(site.rule["rule"])
+    for target in re.findall(r"\bself((?:\.\w+)+)\.matches\(", text):
+        ref = tuple(target.lstrip(".").split("."))
+        if ref == ("metadata", "name") and not site.path:
+            continue  # at most NAME_MAX, whatever the schema says
+        assert "maxLength" in _schema_of(site, ref), f"{'.'.join(ref)}: matched without maxLength"
+    for target in re.findall(r"\bin\s+self((?:\.\w+)+)|\bself((?:\.\w+)+)\.\w+\(\w+\s*,", text):
+        ref = tuple("".join(target).lstrip(".").split("."))
+        assert "maxItems" in _schema_of(site, ref), f"{'.'.join(ref)}: searched without maxItems"
+
+
+@pytest.mark.parametrize("site", SITES, ids=lambda s: s.id)
+def test_a_rule_costs_less_than_the_api_server_allows(site: Site) -> None:
+    cost = _estimated_cost(site) * _cardinality(site)
+    assert cost <= STATIC_ESTIMATED_COST_LIMIT, f"estimated {cost:,} > {STATIC_ESTIMATED_COST_LIMIT:,}"
+
+
+def test_all_the_rules_of_a_crd_cost_less_than_the_api_server_allows() -> None:
+    totals: dict[str, int] = {}
+    for site in SITES:
+        totals[site.kind] = totals.get(site.kind, 0) + _estimated_cost(site) * _cardinality(site)
+    for kind, total in totals.items():
+        assert total <= STATIC_ESTIMATED_CRD_COST_LIMIT, f"{kind}: estimated {total:,}"
+
+
+def test_the_estimate_grows_with_an_unbounded_list() -> None:
+    """The estimator's worst case for an unbounded list of enum strings is ~1M items."""
+    node = {
+        "type": "object",
+        "properties": {"xs": {"type": "array", "items": {"type": "string", "enum": ["a"]}}},
+    }
+    rule = {"rule": "!has(self.xs) || !('a' in self.xs)", "message": "m"}
+    unbounded = Site("K", ".spec", node, rule, ())
+    bounded_node = copy.deepcopy(node)
+    bounded_node["properties"]["xs"]["maxItems"] = 10
+    bounded = Site("K", ".spec", bounded_node, rule, ())
+    assert _estimated_cost(unbounded) > (MAX_REQUEST_BYTES - 2) // 3
+    assert _estimated_cost(bounded) < 100
