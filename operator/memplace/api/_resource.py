@@ -97,5 +97,9 @@ class NameRule:
         )
 
     def check(self, name: str | None) -> None:
-        if name is not None and (len(name) > self.max_length or not re.match(self.pattern, name)):
+        # fullmatch, not match: Python's `$` also matches before a trailing newline, RE2's (the
+        # API server's, in the CEL rule) only at the end of the text.
+        if name is not None and (
+            len(name) > self.max_length or not re.fullmatch(self.pattern, name)
+        ):
             raise ValueError(f"metadata.name {name!r}: {self.message}")
