@@ -76,8 +76,11 @@ def test_it_routes_the_services_dns_names_to_the_serving_deployment_inside_the_p
     httpso = rendered()
     spec = httpso["spec"]
     assert spec["scaleTargetRef"] == {
-        "apiVersion": "apps/v1", "kind": "Deployment", "name": "chat-ab12cd34",
-        "service": "chat", "portName": "http",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "chat-ab12cd34",
+        "service": "chat",
+        "portName": "http",
     }
     assert spec["hosts"] == ["chat.ml", "chat.ml.svc", "chat.ml.svc.cluster.local"]
     assert "pathPrefixes" not in spec  # every path of the model's API
@@ -97,31 +100,53 @@ def test_the_port_name_is_the_one_the_model_service_has():
 
 
 def test_without_max_replicas_the_plan_bounds_the_replicas():
-    spec = SPEC.model_copy(update={"scaling": SPEC.scaling.model_copy(update={"max_replicas": None})})
+    spec = SPEC.model_copy(
+        update={"scaling": SPEC.scaling.model_copy(update={"max_replicas": None})}
+    )
     policy = scaling.Policy.from_spec(spec)
     httpso = keda_http.http_scaled_object(BODY, "chat", FIELDS, policy, 4)
     assert httpso["spec"]["replicas"] == {"min": 0, "max": 2}  # FIELDS: the plan's 2 replicas
 
 
-@pytest.mark.parametrize("concurrency, utilization, target", [
-    (4, 0.7, 2), (10, 0.7, 7), (1, 0.7, 1), (8, 0.5, 4), (3, 1.0, 3),
-])
+@pytest.mark.parametrize(
+    "concurrency, utilization, target",
+    [
+        (4, 0.7, 2),
+        (10, 0.7, 7),
+        (1, 0.7, 1),
+        (8, 0.5, 4),
+        (3, 1.0, 3),
+    ],
+)
 def test_the_concurrency_target_keeps_the_headroom(concurrency, utilization, target):
     policy = scaling.Policy(True, 0.0, 0, None, utilization, 0, 300, None, True)
     assert keda_http.target_value(concurrency, policy) == target
 
 
 def test_the_scaled_object_gets_the_add_ons_trigger_and_stays_valid():
-    so = keda.scaled_object(BODY, "chat-ab12cd34", FIELDS, POLICY,
-                            prometheus_url="http://prometheus.monitoring:9090", window="5m",
-                            http_scaler=SCALER)
+    so = keda.scaled_object(
+        BODY,
+        "chat-ab12cd34",
+        FIELDS,
+        POLICY,
+        prometheus_url="http://prometheus.monitoring:9090",
+        window="5m",
+        http_scaler=SCALER,
+    )
     jsonschema.validate(so, scaled_object_schema())
     assert so["spec"]["triggers"][-1] == {
-        "type": "external-push", "name": "http",
+        "type": "external-push",
+        "name": "http",
         "metadata": {"scalerAddress": SCALER, "httpScaledObject": "chat"},
     }
-    without = keda.scaled_object(BODY, "chat-ab12cd34", FIELDS, POLICY,
-                                 prometheus_url="http://prometheus.monitoring:9090", window="5m")
+    without = keda.scaled_object(
+        BODY,
+        "chat-ab12cd34",
+        FIELDS,
+        POLICY,
+        prometheus_url="http://prometheus.monitoring:9090",
+        window="5m",
+    )
     assert [t["type"] for t in without["spec"]["triggers"]] == ["prometheus"]
 
 
@@ -175,8 +200,11 @@ def state() -> State:
     return made
 
 
-BODY_WITH_WORKLOAD = {**BODY, "spec": {**BODY["spec"], "workload": {"concurrency": 4}},
-                      "status": FIELDS}
+BODY_WITH_WORKLOAD = {
+    **BODY,
+    "spec": {**BODY["spec"], "workload": {"concurrency": 4}},
+    "status": FIELDS,
+}
 HTTPSO = "/apis/http.keda.sh/v1alpha1/namespaces/ml/httpscaledobjects/chat"
 SO = "/apis/keda.sh/v1alpha1/namespaces/ml/scaledobjects/chat"
 
