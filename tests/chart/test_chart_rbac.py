@@ -5,7 +5,7 @@ from __future__ import annotations
 from .rendering import NAMESPACE, find, one, render_chart
 
 OPERATOR_RULES = {
-    ("memplace.io", "modeldeployments"): {"get", "list", "watch", "patch"},  # get: resync, a 409 re-read
+    ("memplace.io", "modeldeployments"): {"get", "list", "watch", "patch"},  # get: 409 re-read
     ("memplace.io", "modeldeployments/status"): {"patch"},
     ("memplace.io", "modeldeployments/finalizers"): {"update"},  # blockOwnerDeletion
     ("memplace.io", "placementpools"): {"list", "watch"},
