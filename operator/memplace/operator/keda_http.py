@@ -72,7 +72,8 @@ SCALER = "keda-add-ons-http-external-scaler.keda:9090"
 """The add-on's external scaler (gRPC) as its manifests install it: Service ``external-scaler``
 port 9090 (``config/scaler/service.yaml``) with the name prefix ``keda-add-ons-http-`` in
 namespace ``keda`` (``config/scaler/kustomization.yaml``); kedacore/http-add-on at commit
-59b2f6a115ad735a108d830f4d525f8462497c7d. Its Helm chart installs the same name."""
+59b2f6a115ad735a108d830f4d525f8462497c7d; its e2e tests use the same address
+(``test/helpers/env.go``)."""
 PORT_NAME = "http"
 """The model Service's port name (``render.render_service``)."""
 
