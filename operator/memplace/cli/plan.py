@@ -11,6 +11,9 @@ prints a table, or ``-o json`` / ``-o yaml``: one entry per deployment with ``na
 the operator would apply for every placed deployment (the same rendering code), as YAML.
 ModelAdapters (LoRA fine-tunes) are planned with their base; the LORA SAVING column is what
 one deployment per fine-tune would cost more, and each adapter's state follows the plan.
+A ``spec.scaling`` deployment is planned as the operator plans it before anything is measured:
+the static demand with its headroom, capped at ``maxReplicas`` (``planning.scaled_plan``; the
+entry then has ``demand.replicasWanted`` and its message says what the demand needs).
 
 Reports are judged fresh against ``--now`` (default: the newest report's ``observedAt``, so the
 same files always give the same plan). Nothing is fetched: a ``source`` without a config or
