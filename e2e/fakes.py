@@ -167,7 +167,8 @@ def pods_to_finish(
 class FakeNodes:
     """Fake 8×A100 nodes kept Ready by a thread; :meth:`close` stops it and deletes them."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, tick_s: float = TICK_S, heartbeat_s: float = HEARTBEAT_S) -> None:
+        self.tick_s, self.heartbeat_s = tick_s, heartbeat_s
         self.api = api.copy()  # the thread's own client: httpx clients are not shared here
         self.names: list[str] = []
         self.since: dict[str, datetime.datetime] = {}
@@ -217,9 +218,9 @@ class FakeNodes:
 
     def _run(self) -> None:
         last_beat = time.monotonic()
-        while not self._stop.wait(TICK_S):
+        while not self._stop.wait(self.tick_s):
             self._guarded("finish deletions", self._finish_deletions)
-            if time.monotonic() - last_beat >= HEARTBEAT_S:
+            if time.monotonic() - last_beat >= self.heartbeat_s:
                 last_beat = time.monotonic()
                 self._guarded("heartbeat", self._heartbeat)
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e"))
-from kubeapi import Api  # noqa: E402
+from kubeapi import Api, ApiError  # noqa: E402
 
 TOKEN = "memplace-test-token"
 EXEC_TOKEN = "memplace-exec-token"
@@ -165,7 +165,7 @@ def logged_in_as(config: str, seen: list[str]) -> str:
 
 @pytest.fixture(autouse=True)
 def _outside_a_cluster(monkeypatch):
-    # Kopf's login tries the in-cluster service account first; a CI runner inside a pod has one.
+    # A CI runner inside a pod has a service account; the tests below say when one is there.
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
 
@@ -230,9 +230,29 @@ def test_without_credentials_the_server_answers_403_as_anonymous(server, pki, tm
     url, seen = server
     config = kubeconfig(tmp_path / "kubeconfig", {"server": url,
                         "certificate-authority": str(pki.ca_path)}, {})
-    with pytest.raises(httpx.HTTPStatusError, match="403"):
-        Api(config).get("/version")
+    with pytest.raises(ApiError, match='403 Forbidden: forbidden: User "system:anonymous"'):
+        Api(config).get("/version")  # the API server's own words, not only the code
     assert seen[-1] == "system:anonymous"
+
+
+def test_inside_a_pod_the_named_kubeconfig_still_wins(server, pki, tmp_path, monkeypatch):
+    # As `memplace run --kubeconfig` (memplace.cli.login): a CI runner in a pod has a service
+    # account that Kopf's default login would take first; the named file is who we are.
+    from kubernetes.config import incluster_config
+
+    url, seen = server
+    token, ca = tmp_path / "sa-token", tmp_path / "sa-ca.crt"
+    token.write_text(EXEC_TOKEN)
+    ca.write_bytes(pki.ca_path.read_bytes())
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", url.rsplit(":", 1)[1])
+    cert, key = pki.issue("named")
+    config = kubeconfig(tmp_path / "kubeconfig", {"server": url,
+                        "certificate-authority": str(pki.ca_path)},
+                        {"client-certificate": str(cert), "client-key": str(key)})
+    assert logged_in_as(config, seen) == "cert:named"
 
 
 def test_a_server_certificate_from_another_ca_is_refused(server, tmp_path):
