@@ -12,6 +12,9 @@ Environment:
 - ``E2E_OPERATOR``: ``local`` (default) runs ``memplace run`` from this tree against the cluster,
   with the kubeconfig's identity; ``installed`` expects an operator already running there (e.g.
   the Helm chart, under its own ServiceAccount; ``E2E_NAMESPACE`` set implies ``installed``).
+- ``E2E_OPERATOR_RBAC``: ``admin`` (default) runs the local operator with the kubeconfig's
+  identity; ``chart`` with the chart's operator ServiceAccount and exactly its rules
+  (``chart_rbac.py``; needs helm-python-sdk), and fails if the operator met a 403.
 - ``E2E_KIND_CLUSTER``: the kind cluster's name when one is created (default memplace-e2e).
 
 The harness logs in exactly as the operator does (``kubeapi.py``), so client certificates (files
@@ -22,6 +25,7 @@ for ``system:anonymous`` fails. Everything a run creates carries its run id (``l
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,11 +35,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import chart_rbac
 import httpx
 import pytest
 from fakes import wait_for
-from kubeapi import Api, ApiError
-from lifecycle import new_run_id
+from kubeapi import Api, ApiError, login
+from lifecycle import namespace, new_run_id
 from target import Target, target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,8 +255,65 @@ class LocalOperator:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
+# An API server's 403 as Kopf and the kubernetes client log it (not the word "forbidden" alone:
+# ``scaling.coldStart: forbidden`` is in every ModelDeployment that Kopf logs).
+REFUSED = re.compile(r"is forbidden: User|APIForbiddenError|\b403\b[^\n]*Forbidden")
+RBAC_PATHS = {
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+}
+
+
 @pytest.fixture(scope="session")
-def operator(api: Api, crds: None) -> Iterator[LocalOperator | None]:
+def operator_kubeconfig(api: Api, run_id: str) -> Iterator[str]:
+    """Who the local operator is: the harness's kubeconfig (``E2E_OPERATOR_RBAC=admin``, the
+    default), or the chart's operator ServiceAccount with exactly the chart's rules
+    (``E2E_OPERATOR_RBAC=chart``, ``chart_rbac.py``)."""
+    mode = os.environ.get("E2E_OPERATOR_RBAC", "admin")
+    if mode == "admin":
+        yield api.kubeconfig
+        return
+    if mode != "chart":
+        pytest.fail(f"E2E_OPERATOR_RBAC must be admin or chart, not {mode!r}", pytrace=False)
+    try:
+        objects = chart_rbac.render_chart()
+    except ImportError as error:
+        pytest.fail(f"E2E_OPERATOR_RBAC=chart: {error}", pytrace=False)
+    with namespace(api, f"memplace-e2e-operator-{run_id}", run_id) as ns:
+        account, rbac = chart_rbac.operator_rbac(objects, run_id, ns)
+        created = []
+        try:
+            for obj in rbac:
+                path = RBAC_PATHS[obj["kind"]].format(ns=ns)
+                api.create(path, obj)
+                created.append(f"{path}/{obj['metadata']['name']}")
+            token = api.create(
+                f"/api/v1/namespaces/{ns}/serviceaccounts/{account}/token",
+                {
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenRequest",
+                    "spec": {"expirationSeconds": 6 * 3600},
+                },
+            )["status"]["token"]
+            info = login(api.kubeconfig)
+            path = Path(tempfile.mkdtemp()) / "operator-kubeconfig"
+            path.write_text(
+                chart_rbac.kubeconfig_for_token(
+                    info.server, token, info.ca_path, bool(info.insecure)
+                )
+            )
+            yield str(path)
+        finally:
+            for url in reversed(created):
+                if "/namespaces/" not in url:  # the namespace takes the rest with it
+                    api.delete(url)
+
+
+@pytest.fixture(scope="session")
+def operator(api: Api, crds: None, operator_kubeconfig: str) -> Iterator[LocalOperator | None]:
     """The operator under test: a :class:`LocalOperator`, or None when it is installed in the
     cluster (``E2E_OPERATOR=installed``), which tests cannot kill. Stopped last, after every
     module's namespace is gone (its finalizers must be released by a running operator)."""
@@ -263,10 +325,14 @@ def operator(api: Api, crds: None) -> Iterator[LocalOperator | None]:
         return
     if mode != "local":
         pytest.fail(f"E2E_OPERATOR must be local or installed, not {mode!r}", pytrace=False)
-    local = LocalOperator(api.kubeconfig, Path(tempfile.mkdtemp()) / "operator.log")
+    local = LocalOperator(operator_kubeconfig, Path(tempfile.mkdtemp()) / "operator.log")
     local.start()
     try:
         yield local
     finally:
         local.stop()
         print(f"operator log: {local.log}")
+    if operator_kubeconfig != api.kubeconfig:  # under the chart's RBAC: nothing was refused
+        log = local.log.read_text(errors="replace").splitlines()
+        refused = [line for line in log if REFUSED.search(line)]
+        assert not refused, "the chart's RBAC refused the operator:\n" + "\n".join(refused[:20])

@@ -262,3 +262,13 @@ def test_a_server_certificate_from_another_ca_is_refused(server, tmp_path):
                         "certificate-authority": str(other.ca_path)}, {"token": TOKEN})
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         Api(config).get("/version")
+
+
+def test_the_chart_identitys_token_kubeconfig_authenticates(server, pki):
+    # E2E_OPERATOR_RBAC=chart: memplace run logs in with a TokenRequest token in this file.
+    from chart_rbac import kubeconfig_for_token
+
+    url, seen = server
+    path = pki.root / "operator-kubeconfig"
+    path.write_text(kubeconfig_for_token(url, TOKEN, str(pki.ca_path), insecure=False))
+    assert logged_in_as(str(path), seen) == f"token:{TOKEN}"
