@@ -213,11 +213,16 @@ class LocalOperator:
             "--verbose",
         ]
 
+    def env(self) -> dict[str, str]:
+        """This tree's operator/ first on the path, whether or not memplace is installed."""
+        path = [str(ROOT / "operator"), os.environ.get("PYTHONPATH", "")]
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+
     def start(self) -> None:
         self.port = _free_port()
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+                self.command(), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=self.env()
             )
         wait_for(
             self._ready,
