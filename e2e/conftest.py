@@ -27,10 +27,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,12 +38,12 @@ import pytest
 from fakes import wait_for
 from kubeapi import Api, ApiError, login
 from lifecycle import namespace, new_run_id
+from local_operator import LocalOperator
 from target import Target, target
 
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 CRD_ESTABLISHED_S = 60
-OPERATOR_READY_S = 60
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -177,89 +174,6 @@ def crds(api: Api) -> None:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class LocalOperator:
-    """``memplace run`` from this tree, as a process: killed (SIGKILL) and restarted by tests.
-
-    Standalone (no peering), so a SIGKILL leaves no peering object behind; each start takes a
-    new free port for Kopf's liveness endpoint and waits until it answers."""
-
-    def __init__(self, kubeconfig: str, log: Path) -> None:
-        self.kubeconfig = kubeconfig
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "memplace",
-            "run",
-            "--kubeconfig",
-            self.kubeconfig,
-            "--all-namespaces",
-            "--resync",
-            "2s",
-            "--stuck-after",
-            "10m",
-            "--health-port",
-            str(self.port),
-            "--verbose",
-        ]
-
-    def env(self) -> dict[str, str]:
-        """This tree's operator/ first on the path, whether or not memplace is installed."""
-        path = [str(ROOT / "operator"), os.environ.get("PYTHONPATH", "")]
-        return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
-
-    def start(self) -> None:
-        self.port = _free_port()
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=self.env()
-            )
-        wait_for(
-            self._ready,
-            timeout=OPERATOR_READY_S,
-            interval=0.5,
-            what="memplace run to answer on its liveness endpoint",
-            state=self.tail,
-        )
-
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"memplace run exited ({self.process.returncode}):\n{self.tail()}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-
 # An API server's 403 as Kopf and the kubernetes client log it (not the word "forbidden" alone:
 # ``scaling.coldStart: forbidden`` is in every ModelDeployment that Kopf logs).
 REFUSED = re.compile(r"is forbidden: User|APIForbiddenError|\b403\b[^\n]*Forbidden")
@@ -318,7 +232,9 @@ def operator_kubeconfig(api: Api, run_id: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def operator(api: Api, crds: None, operator_kubeconfig: str) -> Iterator[LocalOperator | None]:
+def operator(
+    api: Api, crds: None, request: pytest.FixtureRequest
+) -> Iterator[LocalOperator | None]:
     """The operator under test: a :class:`LocalOperator`, or None when it is installed in the
     cluster (``E2E_OPERATOR=installed``), which tests cannot kill. Stopped last, after every
     module's namespace is gone (its finalizers must be released by a running operator)."""
@@ -330,6 +246,7 @@ def operator(api: Api, crds: None, operator_kubeconfig: str) -> Iterator[LocalOp
         return
     if mode != "local":
         pytest.fail(f"E2E_OPERATOR must be local or installed, not {mode!r}", pytrace=False)
+    operator_kubeconfig: str = request.getfixturevalue("operator_kubeconfig")
     local = LocalOperator(operator_kubeconfig, Path(tempfile.mkdtemp()) / "operator.log")
     local.start()
     try:
