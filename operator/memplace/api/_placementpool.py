@@ -101,8 +101,9 @@ class PlacementPoolSpec(ApiModel):
     `node.kubernetes.io/instance-type` label, e.g. `a2-ultragpu-8g`."""
     gpu: PoolGpu | None = None
     """The GPUs per node; unset = from node labels and the agents' reports."""
-    tolerations: list[Toleration] = Field(default_factory=list)
-    """Tolerations added to pods placed in the pool."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
+    """Tolerations added to pods placed in the pool (at most 64: the bound keeps the CEL rule
+    on each toleration well inside the API server's cost budget)."""
     sharing: Sharing = "none"
     """How GPUs are shared between pods: none, time-slicing, mps, mig or hami."""
     spot: bool = False
