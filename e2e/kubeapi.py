@@ -1,82 +1,86 @@
 """The e2e harness's API client, logged in exactly as the operator logs in.
 
-``memplace run --kubeconfig PATH`` sets ``KUBECONFIG`` and lets Kopf log in with its default
-login handler for the official client, :func:`kopf.login_via_client`: the kubernetes library
-reads the kubeconfig (client certificates as files or inline ``*-data``, bearer tokens and token
-files, exec plugins, basic auth) and Kopf turns the result into a :class:`kopf.ConnectionInfo`,
-whose ``as_http_headers()`` and ``as_ssl_context()`` configure its HTTP client. :func:`login`
-calls that same handler and :class:`Api` uses those same two methods, so the harness and the
-operator cannot disagree about who they are.
+``memplace run --kubeconfig PATH`` logs Kopf in with ``memplace.cli.login.connection_info(PATH)``:
+the kubernetes library's loader reads that file and nothing else (client certificates as files
+or inline ``*-data``, bearer tokens and token files, exec plugins, basic auth), even inside a pod
+whose service account Kopf's default login would prefer. :func:`login` calls that same function
+and :class:`Api` configures httpx with the resulting ``kopf.ConnectionInfo``'s
+``as_http_headers()`` and ``as_ssl_context()``, as Kopf does, so the harness and the operator
+cannot disagree about who they are.
 
-Why not the kubernetes ``Configuration`` straight into httpx, as before: with httpx 0.28 a
+Why not the kubernetes ``Configuration`` straight into httpx, as once: with httpx 0.28 a
 ``verify=<CA path>`` returns its SSL context before ``cert=`` is loaded
 (``httpx/_config.py: create_ssl_context``), so a kind-style kubeconfig (CA + client
 certificate) silently sent no certificate and the harness was ``system:anonymous`` (403).
+
+An error answer raises :class:`ApiError` with the API server's own message (a CRD whose CEL rule
+is over the cost budget, a namespace being terminated, an admission denial), not only the code.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import kopf
 
-__all__ = ["Api", "login"]
+from memplace.cli.login import connection_info
 
-LOGGER = logging.getLogger("memplace.e2e")
+__all__ = ["Api", "ApiError", "login"]
 
 
-@contextlib.contextmanager
-def _kubeconfig_named(path: str) -> Iterator[None]:
-    """``KUBECONFIG=path`` for the kubernetes library, as ``memplace run --kubeconfig`` sets it.
+class ApiError(httpx.HTTPStatusError):
+    """An error status from the API server, with its ``Status`` message."""
 
-    The library reads ``KUBECONFIG`` once, at import (``KUBE_CONFIG_DEFAULT_LOCATION``); the
-    operator sets it before that import, a test process may not, so both are set here."""
-    from kubernetes.config import kube_config
 
-    saved_env = os.environ.get("KUBECONFIG")
-    saved_default = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
-    os.environ["KUBECONFIG"] = path
-    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = path
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.is_success:
+        return
     try:
-        yield
-    finally:
-        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved_default
-        if saved_env is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = saved_env
+        body = response.json()
+        message = body.get("message") or response.text
+        reason = body.get("reason") or response.reason_phrase
+    except ValueError:
+        message, reason = response.text, response.reason_phrase
+    request = response.request
+    raise ApiError(
+        f"{request.method} {request.url.path}: {response.status_code} {reason}: "
+        f"{str(message)[:2000]}",
+        request=request,
+        response=response,
+    )
 
 
 def login(kubeconfig: str) -> kopf.ConnectionInfo:
-    """The credentials Kopf's default login finds with ``KUBECONFIG=kubeconfig``.
-
-    Like the operator, an in-cluster service account (``KUBERNETES_SERVICE_HOST``) comes first."""
-    with _kubeconfig_named(kubeconfig):
-        info = kopf.login_via_client(logger=LOGGER, settings=kopf.OperatorSettings())
-    if info is None:
-        raise kopf.LoginError("the kubernetes client library is not installed")
-    return info
+    """The credentials ``memplace run --kubeconfig kubeconfig`` logs in with."""
+    return connection_info(kubeconfig)
 
 
 class Api:
     """A small synchronous client over httpx with the operator's credentials (see :func:`login`).
 
-    A 401 logs in again once (exec plugins hand out short-lived tokens), as Kopf does."""
+    A 401 logs in again once (exec plugins hand out short-lived tokens), as Kopf does. One
+    instance per thread: the fake nodes' heartbeat has its own (:meth:`copy`)."""
 
     def __init__(self, kubeconfig: str, timeout: float = 30) -> None:
         self.kubeconfig = kubeconfig
         self.timeout = timeout
         self.http = self._client()
 
+    def copy(self) -> Api:
+        return Api(self.kubeconfig, self.timeout)
+
     def _client(self) -> httpx.Client:
         info = login(self.kubeconfig)
-        return httpx.Client(base_url=info.server, headers=info.as_http_headers(),
-                            verify=info.as_ssl_context(), timeout=self.timeout)
+        return httpx.Client(
+            base_url=info.server,
+            headers=info.as_http_headers(),
+            verify=info.as_ssl_context(),
+            timeout=self.timeout,
+        )
+
+    def close(self) -> None:
+        self.http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self.http.request(method, path, **kwargs)
@@ -87,29 +91,43 @@ class Api:
         return response
 
     def get(self, path: str) -> dict[str, Any] | None:
+        """The object at ``path``, or None when there is none (404)."""
         response = self.request("GET", path)
         if response.status_code == 404:
             return None
-        response.raise_for_status()
+        _raise_for_status(response)
         return response.json()
 
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body``; AlreadyExists (409) is an error: names in e2e are unique per run."""
+        response = self.request("POST", path, json=body)
+        _raise_for_status(response)
+        return response.json()
+
+    def ensure(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body``, or the object of that name when it exists already (CRDs)."""
         response = self.request("POST", path, json=body)
         if response.status_code == 409:
             return self.get(f"{path}/{body['metadata']['name']}") or {}
-        response.raise_for_status()
+        _raise_for_status(response)
         return response.json()
 
     def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.request(
-            "PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"})
-        response.raise_for_status()
+            "PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"}
+        )
+        _raise_for_status(response)
         return response.json()
 
-    def delete(self, path: str) -> None:
-        response = self.request("DELETE", path, json={"propagationPolicy": "Background"})
-        if response.status_code not in (200, 202, 404):
-            response.raise_for_status()
+    def delete(self, path: str, grace_period_seconds: int | None = None) -> None:
+        """DELETE with background propagation (the garbage collector removes the dependents
+        afterwards); gone already (404) is fine."""
+        options: dict[str, Any] = {"propagationPolicy": "Background"}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        response = self.request("DELETE", path, json=options)
+        if response.status_code != 404:
+            _raise_for_status(response)
 
     def items(self, path: str) -> list[dict[str, Any]]:
         return list((self.get(path) or {}).get("items") or [])

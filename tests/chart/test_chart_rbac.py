@@ -5,7 +5,7 @@ from __future__ import annotations
 from .rendering import NAMESPACE, find, one, render_chart
 
 OPERATOR_RULES = {
-    ("memplace.io", "modeldeployments"): {"get", "list", "watch", "patch"},
+    ("memplace.io", "modeldeployments"): {"get", "list", "watch", "patch"},  # get: 409 re-read
     ("memplace.io", "modeldeployments/status"): {"patch"},
     ("memplace.io", "modeldeployments/finalizers"): {"update"},  # blockOwnerDeletion
     ("memplace.io", "placementpools"): {"list", "watch"},
@@ -25,6 +25,7 @@ OPERATOR_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("monitoring.coreos.com", "podmonitors"): {"create"},  # prometheus.scrape: auto (default)
     ("keda.sh", "scaledobjects"): {"get", "create", "patch"},  # spec.scaling under KEDA (keda.py)
+    ("http.keda.sh", "httpscaledobjects"): {"get", "create", "patch"},  # the add-on (keda_http)
 }
 PEERING_RULES = {("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"}}
 AGENT_RULES = {

@@ -155,3 +155,26 @@ def test_render_folds_the_least_important_column_first():
     columns = [Column("N", keep=True), Column("LOW", rank=9), Column("HIGH", rank=1)]
     text = render(columns, [["n", "low", "high"]], width=len("N   HIGH"))
     assert text.splitlines() == ["N   HIGH", "n   high", "    low"]
+
+
+def test_rules_that_restate_the_spec_come_last_in_every_list_of_alternatives(plans):
+    listed = [p["alternatives"] for p in plans if p.get("alternatives")]
+    assert any(any(a["code"] == "PoolNotAllowed" for a in alts) for alts in listed), (
+        "the examples no longer exercise PoolNotAllowed")
+    for alts in listed:
+        codes = [a["code"] == "PoolNotAllowed" for a in alts]
+        assert codes == sorted(codes), [a["code"] for a in alts]
+
+
+def test_a_placed_deployment_shows_its_first_alternatives_and_counts_the_rest(
+    capsys, monkeypatch, plans
+):
+    from memplace.cli.plan import SHOWN
+
+    out, _ = plan_output(capsys, monkeypatch, str(EXAMPLES), columns=200, tty=False)
+    long = [p for p in plans if p["phase"] == "Placed" and len(p.get("alternatives") or []) > SHOWN]
+    assert long, "no example deployment has more alternatives than are shown"
+    for p in long:
+        block = out.split(f"\n{p['namespace']}/{p['name']} Placed:", 1)[1].split("\n\n", 1)[0]
+        assert block.count("\n  - ") == SHOWN, block
+        assert f"\n  +{len(p['alternatives']) - SHOWN} more (-o yaml lists every one)" in block

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e"))
-from kubeapi import Api  # noqa: E402
+from kubeapi import Api, ApiError  # noqa: E402
 
 TOKEN = "memplace-test-token"
 EXEC_TOKEN = "memplace-exec-token"
@@ -50,25 +50,37 @@ class Pki:
     def issue(self, name: str, *, server: bool = False) -> tuple[Path, Path]:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = self._certificate(name, key.public_key(), server=server)
-        key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        return (self._write(f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM)),
-                self._write(f"{name}.key", key_pem))
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return (
+            self._write(f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM)),
+            self._write(f"{name}.key", key_pem),
+        )
 
-    def _certificate(self, name: str, public_key: Any, *, ca: bool = False,
-                     server: bool = False) -> Any:
+    def _certificate(
+        self, name: str, public_key: Any, *, ca: bool = False, server: bool = False
+    ) -> Any:
         now = datetime.datetime.now(datetime.UTC)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         issuer = subject if ca else self.ca_cert.subject
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-                   .public_key(public_key).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(hours=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
         return builder.sign(self.ca_key, hashes.SHA256())
 
     def _write(self, name: str, data: bytes) -> Path:
@@ -84,9 +96,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         user = self._user()
         self.seen.append(user)
         if user == "system:anonymous":
-            self._answer(403, {"kind": "Status", "status": "Failure", "reason": "Forbidden",
-                               "message": f'forbidden: User "{user}" cannot get path '
-                                          f'"{self.path}"', "code": 403})
+            self._answer(
+                403,
+                {
+                    "kind": "Status",
+                    "status": "Failure",
+                    "reason": "Forbidden",
+                    "message": f'forbidden: User "{user}" cannot get path "{self.path}"',
+                    "code": 403,
+                },
+            )
         elif self.path == "/version":
             self._answer(200, {"major": "1", "minor": "36", "gitVersion": "v1.36.0"})
         elif self.path == "/api":
@@ -142,12 +161,18 @@ def server(pki: Pki) -> Iterator[tuple[str, list[str]]]:
 
 
 def kubeconfig(path: Path, cluster: dict[str, Any], user: dict[str, Any]) -> str:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "test", "cluster": cluster}],
-        "users": [{"name": "test", "user": user}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [{"name": "test", "cluster": cluster}],
+                "users": [{"name": "test", "user": user}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+            }
+        )
+    )
     return str(path)
 
 
@@ -165,23 +190,28 @@ def logged_in_as(config: str, seen: list[str]) -> str:
 
 @pytest.fixture(autouse=True)
 def _outside_a_cluster(monkeypatch):
-    # Kopf's login tries the in-cluster service account first; a CI runner inside a pod has one.
+    # A CI runner inside a pod has a service account; the tests below say when one is there.
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
 
 def test_a_bearer_token_kubeconfig_authenticates(server, pki, tmp_path):
     url, seen = server
-    config = kubeconfig(tmp_path / "kubeconfig", {"server": url,
-                        "certificate-authority": str(pki.ca_path)}, {"token": TOKEN})
+    config = kubeconfig(
+        tmp_path / "kubeconfig",
+        {"server": url, "certificate-authority": str(pki.ca_path)},
+        {"token": TOKEN},
+    )
     assert logged_in_as(config, seen) == f"token:{TOKEN}"
 
 
 def test_a_client_certificate_kubeconfig_authenticates_with_files(server, pki, tmp_path):
     url, seen = server
     cert, key = pki.issue("alice")
-    config = kubeconfig(tmp_path / "kubeconfig", {"server": url,
-                        "certificate-authority": str(pki.ca_path)},
-                        {"client-certificate": str(cert), "client-key": str(key)})
+    config = kubeconfig(
+        tmp_path / "kubeconfig",
+        {"server": url, "certificate-authority": str(pki.ca_path)},
+        {"client-certificate": str(cert), "client-key": str(key)},
+    )
     assert logged_in_as(config, seen) == "cert:alice"
 
 
@@ -189,56 +219,106 @@ def test_a_kind_style_kubeconfig_with_inline_data_authenticates(server, pki, tmp
     # kind writes exactly this: the CA, the certificate and the key inline, base64.
     url, seen = server
     cert, key = pki.issue("kind-admin")
-    config = kubeconfig(tmp_path / "kubeconfig",
-                        {"server": url, "certificate-authority-data": b64(pki.ca_path)},
-                        {"client-certificate-data": b64(cert), "client-key-data": b64(key)})
+    config = kubeconfig(
+        tmp_path / "kubeconfig",
+        {"server": url, "certificate-authority-data": b64(pki.ca_path)},
+        {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
+    )
     assert logged_in_as(config, seen) == "cert:kind-admin"
 
 
 def exec_plugin(tmp_path: Path, status: dict[str, str]) -> dict[str, Any]:
     script = tmp_path / "credential-plugin.py"
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(
+        textwrap.dedent(f"""\
         import json
         print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1",
                           "kind": "ExecCredential", "status": {status!r}}}))
-    """))
-    return {"exec": {"apiVersion": "client.authentication.k8s.io/v1",
-                     "command": sys.executable, "args": [str(script)],
-                     "interactiveMode": "Never"}}
+    """)
+    )
+    return {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": sys.executable,
+            "args": [str(script)],
+            "interactiveMode": "Never",
+        }
+    }
 
 
 def test_an_exec_plugin_token_authenticates(server, pki, tmp_path):
     url, seen = server
-    config = kubeconfig(tmp_path / "kubeconfig", {"server": url,
-                        "certificate-authority": str(pki.ca_path)},
-                        exec_plugin(tmp_path, {"token": EXEC_TOKEN}))
+    config = kubeconfig(
+        tmp_path / "kubeconfig",
+        {"server": url, "certificate-authority": str(pki.ca_path)},
+        exec_plugin(tmp_path, {"token": EXEC_TOKEN}),
+    )
     assert logged_in_as(config, seen) == f"token:{EXEC_TOKEN}"
 
 
 def test_an_exec_plugin_client_certificate_authenticates(server, pki, tmp_path):
     url, seen = server
     cert, key = pki.issue("exec-user")
-    config = kubeconfig(tmp_path / "kubeconfig", {"server": url,
-                        "certificate-authority": str(pki.ca_path)},
-                        exec_plugin(tmp_path, {"clientCertificateData": cert.read_text(),
-                                               "clientKeyData": key.read_text()}))
+    config = kubeconfig(
+        tmp_path / "kubeconfig",
+        {"server": url, "certificate-authority": str(pki.ca_path)},
+        exec_plugin(
+            tmp_path, {"clientCertificateData": cert.read_text(), "clientKeyData": key.read_text()}
+        ),
+    )
     assert logged_in_as(config, seen) == "cert:exec-user"
 
 
 def test_without_credentials_the_server_answers_403_as_anonymous(server, pki, tmp_path):
     # The server really checks: the same CA and no credentials are refused.
     url, seen = server
-    config = kubeconfig(tmp_path / "kubeconfig", {"server": url,
-                        "certificate-authority": str(pki.ca_path)}, {})
-    with pytest.raises(httpx.HTTPStatusError, match="403"):
-        Api(config).get("/version")
+    config = kubeconfig(
+        tmp_path / "kubeconfig", {"server": url, "certificate-authority": str(pki.ca_path)}, {}
+    )
+    with pytest.raises(ApiError, match='403 Forbidden: forbidden: User "system:anonymous"'):
+        Api(config).get("/version")  # the API server's own words, not only the code
     assert seen[-1] == "system:anonymous"
+
+
+def test_inside_a_pod_the_named_kubeconfig_still_wins(server, pki, tmp_path, monkeypatch):
+    # As `memplace run --kubeconfig` (memplace.cli.login): a CI runner in a pod has a service
+    # account that Kopf's default login would take first; the named file is who we are.
+    from kubernetes.config import incluster_config
+
+    url, seen = server
+    token, ca = tmp_path / "sa-token", tmp_path / "sa-ca.crt"
+    token.write_text(EXEC_TOKEN)
+    ca.write_bytes(pki.ca_path.read_bytes())
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", url.rsplit(":", 1)[1])
+    cert, key = pki.issue("named")
+    config = kubeconfig(
+        tmp_path / "kubeconfig",
+        {"server": url, "certificate-authority": str(pki.ca_path)},
+        {"client-certificate": str(cert), "client-key": str(key)},
+    )
+    assert logged_in_as(config, seen) == "cert:named"
 
 
 def test_a_server_certificate_from_another_ca_is_refused(server, tmp_path):
     url, _ = server
     other = Pki(tmp_path)
-    config = kubeconfig(tmp_path / "kubeconfig", {"server": url,
-                        "certificate-authority": str(other.ca_path)}, {"token": TOKEN})
+    config = kubeconfig(
+        tmp_path / "kubeconfig",
+        {"server": url, "certificate-authority": str(other.ca_path)},
+        {"token": TOKEN},
+    )
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         Api(config).get("/version")
+
+
+def test_the_chart_identitys_token_kubeconfig_authenticates(server, pki):
+    # E2E_OPERATOR_RBAC=chart: memplace run logs in with a TokenRequest token in this file.
+    from chart_rbac import kubeconfig_for_token
+
+    url, seen = server
+    path = pki.root / "operator-kubeconfig"
+    path.write_text(kubeconfig_for_token(url, TOKEN, str(pki.ca_path), insecure=False))
+    assert logged_in_as(str(path), seen) == f"token:{TOKEN}"

@@ -18,12 +18,14 @@ from hypothesis import strategies as st
 from operator_support import gpu_node, pool
 
 from memplace.api import PlacementPoolSpec
-from memplace.operator import events, indexed, inputs, reconcile
+from memplace.operator import demand_status, events, indexed, inputs, reconcile
 from memplace.operator import status as mdstatus
 from memplace.operator.metrics import Metrics
 from memplace.operator.settings import Settings
 from memplace.operator.state import State
+from memplace.planning import scaling
 from memplace.planning.plan import DeploymentRequest, plan_deployment
+from memplace.planning.scaled_plan import plan_scaled
 
 CONFIG = {
     "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 4096,
@@ -56,9 +58,15 @@ placements = st.fixed_dictionaries({}, optional={
     "tiers": st.lists(st.sampled_from(["gpu", "offload", "cpu", "disk"]), max_size=3)})
 slos = st.fixed_dictionaries({}, optional={"timeToFirstTokenMs": NUMBERS,
                                            "timePerOutputTokenMs": NUMBERS})
-specs = st.fixed_dictionaries({"model": models, "workload": workloads,
-                               "placement": placements, "slo": slos,
-                               "runtime": st.just({"engine": "vllm"})})
+scalings = st.fixed_dictionaries({}, optional={
+    "demand": st.sampled_from(["Static", "Measured", "Bursty"]), "minReplicas": NUMBERS,
+    "maxReplicas": NUMBERS, "targetUtilization": NUMBERS, "idleAfterSeconds": NUMBERS,
+    "scaleDownStabilizationSeconds": NUMBERS, "coldStart": st.sampled_from(["allowed", "no"])})
+runtimes = st.fixed_dictionaries({"engine": st.sampled_from(["vllm", "llamacpp", "tgi", "x"])})
+specs = st.fixed_dictionaries(
+    {"model": models, "workload": workloads, "placement": placements, "slo": slos,
+     "runtime": runtimes},
+    optional={"scaling": scalings, "priority": NUMBERS})
 
 NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
 NODES = [gpu_node(f"a100-node-{i}", "a100") for i in range(3)] + [
@@ -80,8 +88,14 @@ def operator_outcome(spec: dict[str, Any]) -> tuple[str, str]:
         model = inputs.parse_spec(spec)
         config = dict(model.model.config) if model.model.config is not None else None
         cluster = indexed.planning_cluster(STATE, INDEXES, key)
-        fields = dict(plan_deployment(
-            DeploymentRequest("ml", "fuzz", model, model_config=config), cluster).status_fields())
+        request = DeploymentRequest("ml", "fuzz", model, model_config=config)
+        policy = scaling.Policy.from_spec(model)
+        if policy is None:  # as reconcile.plan_and_apply chooses
+            plan = plan_deployment(request, cluster)
+        else:
+            decision = demand_status.decision_in({}, policy)
+            plan = plan_scaled(request, cluster, policy, decision).plan
+        fields = dict(plan.status_fields())
     except inputs.InvalidSpec as error:
         fields = {"phase": "Invalid", "message": str(error)}
     phase = fields["phase"]
@@ -95,7 +109,10 @@ def operator_outcome(spec: dict[str, Any]) -> tuple[str, str]:
     return patch["phase"], patch.get("message") or ""
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same 300 examples every run, so CI is red only for a real change; raise
+# max_examples locally to explore further.
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(specs)
 def test_any_spec_is_placed_unschedulable_or_invalid_with_a_message(spec):
     phase, message = operator_outcome(spec)
@@ -108,3 +125,26 @@ def test_the_fuzzed_path_tells_the_outcomes_apart():
     assert operator_outcome({"model": {"name": "m", "parameters": 8e9}})[0] == "Placed"
     assert operator_outcome({"model": {"name": "m", "parameters": 2e12}})[0] == "Unschedulable"
     assert operator_outcome({"model": {"name": "m", "parameters": -1}})[0] == "Invalid"
+
+
+def test_infinite_or_nan_numbers_are_invalid_not_a_crash():
+    # JSON cannot carry them, YAML (memplace plan) can: the audit found inf demand raising
+    # OverflowError in the planner before the models refused non-finite numbers.
+    for value in (float("inf"), float("-inf"), float("nan")):
+        spec = {"model": {"name": "m", "parameters": 8e9},
+                "workload": {"outputTokensPerSecond": value}}
+        phase, message = operator_outcome(spec)
+        assert phase == "Invalid" and "finite" in message, (value, message)
+    scaled = {"model": {"name": "m", "parameters": 8e9},
+              "workload": {"outputTokensPerSecond": float("inf")}, "scaling": {"maxReplicas": 4}}
+    assert operator_outcome(scaled)[0] == "Invalid"
+
+
+def test_a_scaled_spec_takes_the_scaled_path():
+    # Unscaled, a demand of 1e30 tokens/s has no placement; maxReplicas caps it at 2 replicas
+    # (the deployment is placed, SLOMet says the demand needs more): plan_scaled ran.
+    demand = {"model": {"name": "m", "parameters": 8e9},
+              "workload": {"outputTokensPerSecond": 1e30}}
+    assert operator_outcome(demand)[0] == "Unschedulable"
+    phase, message = operator_outcome({**demand, "scaling": {"maxReplicas": 2}})
+    assert phase == "Placed" and ": 2 × 1 L4" in message, message

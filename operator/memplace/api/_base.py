@@ -14,7 +14,8 @@ __all__ = ["ApiModel"]
 
 
 class ApiModel(BaseModel):
-    """camelCase on the wire, snake_case in Python, attribute docstrings as descriptions."""
+    """camelCase on the wire, snake_case in Python, attribute docstrings as descriptions,
+    finite numbers only."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -22,6 +23,9 @@ class ApiModel(BaseModel):
         use_attribute_docstrings=True,
         extra="forbid",
         frozen=True,
+        # JSON cannot carry inf or NaN, so the API server never stores them; YAML can
+        # (``.inf``), and ``memplace plan`` reads YAML. An infinite demand or size has no plan.
+        allow_inf_nan=False,
     )
 
     def to_wire(self) -> dict:

@@ -19,7 +19,7 @@ Model tree::
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 from pydantic import (
     ConfigDict,
@@ -101,19 +101,14 @@ class AdapterFields(ApiModel):
     (llama.cpp needs a local GGUF file)."""
     rank: PositiveInt = Field(le=1024)
     """The adapter's LoRA rank `r` (its adapter_config.json `r`)."""
-    # Bounded (one of each) so that the API server's CEL cost estimate can price the all-linear
-    # rule, which searches this list: unbounded, it counts ~1M items and refuses the CRD.
     target_modules: (
-        Annotated[
-            list[LoraTarget],
-            ListType("set"),
-            unique,
-            Field(min_length=1, max_length=len(get_args(LoraTarget))),
-        ]
+        Annotated[list[LoraTarget], ListType("set"), unique, Field(min_length=1, max_length=10)]
         | None
     ) = None
     """Modules the adapter adapts (adapter_config.json `target_modules`); unset = sized as if
-    it adapted every linear module (an upper bound). At most one of each."""
+    it adapted every linear module (an upper bound). At most 10, the number of names: without
+    a bound the API server's CEL cost estimate for the all-linear rule exceeds its budget and
+    it refuses the CRD."""
     quality_loss: float | None = Field(default=None, ge=0, le=1)
     """For people: the adapter's own quality loss against its evaluation; not a constraint."""
     output_tokens_per_second: NonNegativeFloat | None = None

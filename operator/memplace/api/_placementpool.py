@@ -89,12 +89,6 @@ class Toleration(ApiModel):
         return self
 
 
-_TOLERATIONS_MAX = 64
-"""Tolerations a pool may add (Kubernetes sets no limit; a pool needs a handful). Without a bound
-the API server's CEL cost estimate takes the list as ~1M items (3 MiB ÷ the smallest toleration)
-and the Exists-has-no-value rule, run once per item, past its 10M budget: the CRD is refused."""
-
-
 class PlacementPoolSpec(ApiModel):
     """Which nodes form the pool, what they carry and what they cost."""
 
@@ -107,8 +101,9 @@ class PlacementPoolSpec(ApiModel):
     `node.kubernetes.io/instance-type` label, e.g. `a2-ultragpu-8g`."""
     gpu: PoolGpu | None = None
     """The GPUs per node; unset = from node labels and the agents' reports."""
-    tolerations: list[Toleration] = Field(default_factory=list, max_length=_TOLERATIONS_MAX)
-    """Tolerations added to pods placed in the pool."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
+    """Tolerations added to pods placed in the pool (at most 64: the bound keeps the CEL rule
+    on each toleration well inside the API server's cost budget)."""
     sharing: Sharing = "none"
     """How GPUs are shared between pods: none, time-slicing, mps, mig or hami."""
     spot: bool = False

@@ -11,6 +11,9 @@ prints a table, or ``-o json`` / ``-o yaml``: one entry per deployment with ``na
 the operator would apply for every placed deployment (the same rendering code), as YAML.
 ModelAdapters (LoRA fine-tunes) are planned with their base; the LORA SAVING column is what
 one deployment per fine-tune would cost more, and each adapter's state follows the plan.
+A ``spec.scaling`` deployment is planned as the operator plans it before anything is measured:
+the static demand with its headroom, capped at ``maxReplicas`` (``planning.scaled_plan``; the
+entry then has ``demand.replicasWanted`` and its message says what the demand needs).
 
 Reports are judged fresh against ``--now`` (default: the newest report's ``observedAt``, so the
 same files always give the same plan). Nothing is fetched: a ``source`` without a config or
@@ -174,6 +177,7 @@ class _Inputs:
         self.profiles: list[Any] = []
         self.adapters: dict[tuple[str, str], list[Any]] = {}  # (namespace, base) → Listed
         self.configs: dict[tuple[str, str], dict | None] = {}  # what each deployment sized on
+        self.scaled: dict[tuple[str, str], tuple[Any, Any, Any]] = {}  # (spec, policy, decision)
 
 
 def _read(paths: list[str]) -> _Inputs:
@@ -267,7 +271,9 @@ def _request(ns: str, name: str, doc: dict, inputs: _Inputs, calibration: Any) -
     inputs.configs[(ns, name)] = config
     policy = Policy.from_spec(spec)
     if policy is not None:  # spec.scaling: the static demand with headroom, as the operator
-        spec = planning_spec(spec, static_decision(policy), policy)
+        decision = static_decision(policy)
+        inputs.scaled[(ns, name)] = (spec, policy, decision)
+        spec = planning_spec(spec, decision, policy)
     return DeploymentRequest(
         ns,
         name,
@@ -321,12 +327,13 @@ def run(args: argparse.Namespace) -> int:
     for ns, name, doc in inputs.deployments:
         made = _request(ns, name, doc, inputs, calibration)
         (invalid if isinstance(made, Plan) else requests).append(made)
-    planned = plan_batch(
-        requests,
-        cluster,
-        strategy=args.strategy,
-        threshold=args.consolidation_threshold,
-    ).plans
+
+    def batch(requests: list[Any]) -> list[Any]:
+        return plan_batch(
+            requests, cluster, strategy=args.strategy, threshold=args.consolidation_threshold
+        ).plans
+
+    planned, wanted = _capped(requests, batch(requests), inputs.scaled, batch)
     plans = sorted(planned + invalid, key=lambda p: (p.namespace, p.name))
 
     if args.output in ("table", "wide"):
@@ -337,6 +344,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         entries = [
             {"namespace": p.namespace, "name": p.name, **p.status_fields(), **_tier(p)}
+            | _demand(wanted.get((p.namespace, p.name)))
             for p in plans
         ]
         if args.output == "json":
@@ -348,6 +356,55 @@ def run(args: argparse.Namespace) -> int:
 
             print(yaml.safe_dump(entries, sort_keys=False, allow_unicode=True), end="")
     return 1 if any(p.phase in args.fail_on for p in plans) else 0
+
+
+def _capped(
+    requests: list[Any], plans: list[Any], scaled: dict[tuple[str, str], Any], batch: Any
+) -> tuple[list[Any], dict[tuple[str, str], int]]:
+    """``spec.scaling.maxReplicas`` as the operator applies it (``planning.scaled_plan``): the
+    deployments whose plan for the whole demand runs more than maxReplicas, or found no room,
+    are planned again at exactly maxReplicas, in one more batch with the others so that they
+    share the room, and settled as the operator settles them. Returns the plans and, per
+    deployment held below its demand, the replicas the demand needs (status.demand's
+    replicasWanted), also said in its message."""
+    import dataclasses
+
+    from memplace.planning.scaled_plan import needs_cap, settle
+    from memplace.planning.scaling import at_max_spec
+
+    first = {(p.namespace, p.name): p for p in plans}
+    capped = {
+        k for k, (_, policy, _) in scaled.items() if k in first and needs_cap(first[k], policy)
+    }
+    if not capped:
+        return plans, {}
+    again = [
+        dataclasses.replace(r, spec=at_max_spec(scaled[k][0], scaled[k][1]))
+        if (k := (r.namespace, r.name)) in capped
+        else r
+        for r in requests
+    ]
+    out, wanted = [], {}
+    for plan in batch(again):
+        key = (plan.namespace, plan.name)
+        if key in capped:
+            _, policy, decision = scaled[key]
+            settled = settle(first[key], plan, policy, decision)
+            plan = settled.plan
+            if settled.needed is not None:
+                wanted[key] = settled.needed
+                plan = dataclasses.replace(
+                    plan,
+                    message=f"{plan.message}; the demand needs {settled.needed} replicas, "
+                    f"spec.scaling.maxReplicas is {policy.max_replicas}: the SLO is not met",
+                )
+        out.append(plan)
+    return out, wanted
+
+
+def _demand(wanted: int | None) -> dict[str, Any]:
+    """status.demand's replicasWanted where maxReplicas holds the replicas below the demand."""
+    return {} if wanted is None else {"demand": {"replicasWanted": wanted}}
 
 
 def _width(output: str) -> int | None:

@@ -182,6 +182,13 @@ def register(subparsers: Any) -> None:
         "are replaced; spec.scaling.wakeQuery overrides it",
     )
     measuring.add_argument(
+        "--keda-http-scaler",
+        default="keda-add-ons-http-external-scaler.keda:9090",
+        metavar="HOST:PORT",
+        help="the KEDA HTTP add-on's external scaler, where the add-on is installed "
+        "(default: keda-add-ons-http-external-scaler.keda:9090, where its manifests put it)",
+    )
+    measuring.add_argument(
         "--load-bandwidth",
         default="0.31",
         metavar="GB_PER_S",
@@ -223,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         disruption_budget=args.disruption_budget,
         wake_query=args.wake_query or None,
         load_bytes_per_second=_bandwidth(args.load_bandwidth),
+        keda_http_scaler=_host_port(args.keda_http_scaler, "--keda-http-scaler"),
     )
     preflight.check(args.kubeconfig, clusterwide=not args.namespaces)
     operator_settings.configure(settings)
@@ -296,6 +304,14 @@ def _bandwidth(text: str) -> float:
     if not value > 0:
         raise UsageError(f"--load-bandwidth must be a positive number of GB/s, not {text!r}")
     return value * 1e9
+
+
+def _host_port(text: str, flag: str) -> str:
+    """``host:port`` with a host and a port number between 1 and 65535."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{flag} must be HOST:PORT (e.g. scaler.keda:9090), not {text!r}")
+    return text
 
 
 def _window(text: str) -> str:

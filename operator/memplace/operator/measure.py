@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memplace.api import MODEL_DEPLOYMENT
-from memplace.planning import scaling
 
 from . import calibrate, demand, demand_status, events, indexed, inputs, keda, kube, promql, scrape
 from . import status as mdstatus
@@ -211,22 +210,9 @@ async def _ensure_scaled_object(
     state: State, api: kube.Kube, key: Key, body: Mapping[str, Any],
     indexes: Mapping[str, Any], logger: Any,
 ) -> None:
-    """The deployment's KEDA ScaledObject, pointed at the Deployment that serves now."""
+    """The deployment's KEDA objects, pointed at the Deployment that serves now (``keda.keep``)."""
     try:
-        policy = scaling.Policy.from_spec(inputs.parse_spec(body.get("spec") or {}))
-    except inputs.InvalidSpec:
-        return
-    if policy is None or state.settings.prometheus is None:
-        return
-    wanted = keda.scaled_object(
-        body, indexed.serving_name(indexes, key), body.get("status") or {}, policy,
-        prometheus_url=state.settings.prometheus.url, window=state.settings.measure_window,
-        wake_query=((body.get("spec") or {}).get("scaling") or {}).get("wakeQuery")
-        or state.settings.wake_query,
-    )
-    url = kube.path(keda.KEDA, "scaledobjects", key[0], key[1])
-    try:
-        await keda.ensure(api, wanted, await api.get(url))
+        await keda.keep(state, api, body, indexed.serving_name(indexes, key))
     except asyncio.CancelledError:
         raise
     except Exception as error:  # noqa: BLE001 — measuring goes on; the next window retries

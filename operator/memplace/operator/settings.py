@@ -59,6 +59,10 @@ class Settings:
     wake_query: str | None = None
     """PromQL whose value above 0 wakes a cold model (``--wake-query``), when KEDA does not;
     ``{namespace}`` and ``{name}`` are replaced; spec.scaling.wakeQuery overrides it."""
+    keda_http_scaler: str = "keda-add-ons-http-external-scaler.keda:9090"
+    """The KEDA HTTP add-on's external scaler, ``host:port`` (``--keda-http-scaler``): the
+    ScaledObject's trigger on the HTTPScaledObject (``keda_http.SCALER``, where the add-on's
+    own manifests install it)."""
     load_bytes_per_second: float = LOAD_BYTES_PER_SECOND
     """The bandwidth weights are assumed to load at, for status.demand.coldStartSeconds."""
     scrape: str = "auto"

@@ -49,9 +49,11 @@ class State:
     measure_task: asyncio.Task[None] | None = None
     """The measurement loop (``measure``), once started."""
     scrape_mode: Any = None
+    """How Prometheus finds the pods, ``--scrape`` with ``auto`` settled (``scrape.resolve``)."""
     keda: bool | None = None
     """Whether the cluster serves KEDA's ScaledObjects (``keda.present``), once per run."""
-    """How Prometheus finds the pods, ``--scrape`` with ``auto`` settled (``scrape.resolve``)."""
+    keda_http: bool | None = None
+    """Whether it serves the KEDA HTTP add-on's HTTPScaledObjects (``keda_http.present``)."""
     watches: dict[Key, Any] = field(default_factory=dict)
     """What the measurement loop remembers per deployment between windows (``measure.Watch``)."""
     targets: dict[Key, tuple[Any, Any]] = field(default_factory=dict)
