@@ -252,10 +252,6 @@ CASES: dict[str, list[Case]] = {
         *_name_cases(63, "p", dots=True, underscores=False),
         Case(_named("0pool"), True, "a DNS-1123 name may start with a digit"),
     ],
-    _NAME_RULES["ModelAdapter"].cel: [
-        *_name_cases(63, "a", dots=True, underscores=True),
-        Case(_named("0adapter"), True, "may start with a digit"),
-    ],
     _NAME_RULES["PerformanceProfile"].cel: [
         *_name_cases(63, "p", dots=False, underscores=False),
         Case(_named("0profile"), True, "a DNS-1123 label may start with a digit"),
@@ -326,8 +322,8 @@ CASES: dict[str, list[Case]] = {
 # new node carrying it must be listed here before those cases are taken to fit it.
 WHERE: dict[str, set[str]] = {
     _NAME_RULES["ModelDeployment"].cel: {"ModelDeployment"},
-    _NAME_RULES["PlacementPool"].cel: {"PlacementPool"},
-    _NAME_RULES["ModelAdapter"].cel: {"ModelAdapter"},
+    # one rule text: both names are DNS subdomains of at most 63 characters
+    _NAME_RULES["PlacementPool"].cel: {"PlacementPool", "ModelAdapter"},
     _NAME_RULES["PerformanceProfile"].cel: {"PerformanceProfile"},
     _SIZING: {"ModelDeployment.spec.model", "ModelDeployment.spec.model.variants[]"},
     _MIN_MAX: {"ModelDeployment.spec.workload", "ModelDeployment.spec.scaling"},

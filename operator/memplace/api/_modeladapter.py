@@ -195,9 +195,11 @@ class ModelAdapterStatus(ApiModel):
 
 
 MODEL_ADAPTER_NAME = NameRule(
-    pattern=_NAME,
+    # a DNS subdomain, as the API server requires of every object name (so no '_', which an
+    # inline spec.adapters[].name may have), within 63 characters
+    pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
     max_length=63,
-    message="must be lowercase letters, digits, '-', '.' or '_', at most 63 characters: "
+    message="must be lowercase letters, digits, '-' or '.', at most 63 characters: "
     "clients ask for the adapter by this name",
 )
 
