@@ -198,3 +198,20 @@ def test_a_random_walk_around_the_pool_threshold_is_bounded_and_followed(steps, 
         return level * (1 + noise[int(t // 30) % len(noise)])
 
     settled(run(demand), threshold)
+
+
+def test_within_the_margin_the_running_placement_stays_and_says_why_past_it_it_moves():
+    threshold = pool_threshold()
+    chain = Chain(spec(50.0), CLUSTER)
+    high = chain.plan(scaling.Decision(threshold * 1.05, "measured", "", False)).plan
+    assert high.placement is not None and high.placement.pool == "h100"
+    chain.running = high.placement
+    kept = chain.plan(scaling.Decision(threshold * 0.95, "measured", "", False)).plan
+    assert kept.placement is not None and where(kept.placement) == where(high.placement)
+    [cheaper, *_] = kept.alternatives
+    assert (cheaper.code, cheaper.pool) == ("KeptRunning", "l4")
+    assert "hysteresis" in cheaper.reason and "hysteresis" in kept.message
+    assert cheaper.per_hour is not None and kept.cost is not None
+    assert cheaper.per_hour < kept.cost.per_hour
+    moved = chain.plan(scaling.Decision(threshold * 0.85, "measured", "", False)).plan
+    assert moved.placement is not None and moved.placement.pool == "l4"
