@@ -135,9 +135,9 @@ def test_a_small_swing_around_any_threshold_moves_at_most_once(shape, amplitude)
 @pytest.mark.parametrize("amplitude", [0.3, 0.6])
 def test_a_wide_swing_moves_at_most_once_per_window_around_thresholds(shape, amplitude):
     """±30% and ±60%: these moves follow the demand, each way, so only the rate limit bounds
-    them (around every fourth threshold and the pool's, to keep the test quick: a wide swing
+    them (around every eighth threshold and the pool's, to keep the test quick: a wide swing
     crosses several)."""
-    for threshold in {*thresholds()[::4], pool_threshold()}:
+    for threshold in {*thresholds()[::8], pool_threshold()}:
         for period in PERIODS:
             run(shape(threshold * UTILIZATION, amplitude, period))
 
