@@ -7,11 +7,12 @@ sets it by posting and removing pods whose metrics the exporters serve: two busy
 tokens/s each) or one quiet one (2 tokens/s). Skips, saying why, without a prometheus binary.
 
 The static demand (450 tokens/s: three A100 replicas) is chosen so that no replica count
-repeats between the placements the test goes through (A100 ×3, L4 ×1, A100 ×2). A batch re-plan
-(``consolidate``: at the operator's start, which here can come just after the deployment is
-placed, and on capacity changes) gives a running deployment its running placement as
-``target``, keyed by the spec's generation only, planned at the spec's static demand, and every
-later re-plan takes that target whenever its replica count still fits the demand: with a static demand of 300 (one A100 replica) the fall to 2 tokens/s kept the A100
+repeats between the placements the test goes through (A100 ×3, L4 ×1, A100 ×2). A batch
+re-plan (``consolidate``: at the operator's start, which here can come just after the
+deployment is placed, and on capacity changes) gives a running deployment its running
+placement as ``target``, keyed by the spec's generation only and planned at the spec's static
+demand, and every later re-plan takes that target whenever its replica count still fits the
+demand: with a static demand of 300 (one A100 replica) the fall to 2 tokens/s kept the A100
 (status.alternatives: "KeptRunning ... not more than the consolidation threshold"), as it does
 in ``test_operator_scaling`` when the batch runs while the A100 is at one replica.
 """
