@@ -8,14 +8,20 @@ into replicas and picks the cheapest placement that serves it, so that a fall in
 make a cheaper tier win and a rise may make it lose: the tier follows the demand through the
 same choice that placed it.
 
-Why it never flaps, three guards in a row (the third is the shell's):
+Why it never flaps, four guards in a row (the fourth is the shell's):
 
 1. stabilisation windows, as the HPA does: a rise takes effect at the *lowest* demand wanted
    over ``scaleUpStabilizationSeconds`` (default 0: at once), a fall at the *highest* over
    ``scaleDownStabilizationSeconds`` (default 300 s): a demand oscillating faster than the
    scale-down window never lowers the placement;
 2. a tolerance band: a change of less than :data:`TOLERANCE` of the planned demand is ignored;
-3. moves (a new tier or pool) go through ``operator.moves`` and its ``--min-move-interval``.
+3. hysteresis on moves (:data:`MOVE_MARGIN`, applied by ``scaled_plan``): the planner's choice
+   changes at thresholds (a pool fills up, one more replica makes another precision or KV type
+   as cheap), and a demand that swings a few percent either side of one, slower than the
+   windows above, would otherwise move the deployment back and forth for nothing. The running
+   placement is kept, re-sized for the demand, while it still serves it and the demand is
+   within ``MOVE_MARGIN`` of one at which it is the cheapest (a tie counts);
+4. moves (a new tier or pool) go through ``operator.moves`` and its ``--min-move-interval``.
 
 Idle (``idleAfterSeconds`` without a request: no tokens, nothing running or waiting) plans
 demand 0 at ``minReplicas``: 0 replicas (cold) when ``coldStart: allowed``. A missing metric
@@ -32,6 +38,7 @@ from memplace.api import ModelDeploymentSpec, PlacementStatus, ScalingSpec
 
 __all__ = [
     "LOAD_BYTES_PER_SECOND",
+    "MOVE_MARGIN",
     "TOLERANCE",
     "Decision",
     "History",
@@ -39,6 +46,8 @@ __all__ = [
     "Sample",
     "at_max_spec",
     "cold_start_seconds",
+    "near",
+    "pinned_spec",
     "planning_spec",
     "replicas_needed",
     "start",
@@ -52,6 +61,17 @@ TOLERANCE = 0.1
 ``--horizontal-pod-autoscaler-tolerance`` (0.1; Kubernetes docs, "Horizontal Pod Autoscaling",
 "Algorithm details": "the control plane skips any scaling action if the ratio is sufficiently
 close to 1.0 (within a configurable tolerance, 0.1 by default)")."""
+
+MOVE_MARGIN = TOLERANCE
+"""Hysteresis on moves: the running placement stays while the planned demand is within this
+share of a demand at which it is the cheapest, a cost tie included (and it still serves the
+demand). The same
+share as :data:`TOLERANCE`, the HPA's measure of a change too small to act on: a demand within
+10% of a threshold is treated as at the threshold, so that crossing it is not a move. Together
+with the tolerance band, a demand swinging up to ``MOVE_MARGIN / (1 + MOVE_MARGIN)`` (9%)
+either side of a threshold moves the deployment once, the first time it crosses; wider swings
+move it each way, at most once per ``--min-move-interval``. The price: near a threshold the
+deployment may run a placement up to that share of demand away from the cheapest one."""
 
 LOAD_BYTES_PER_SECOND = 15.0e9 / 47.99
 """The assumed rate weights load at on a cold start, about 0.31 GB/s: vLLM's default
@@ -248,16 +268,32 @@ def planning_spec(
             "max_replicas": None,
         }
     )
-    update: dict[str, object] = {"workload": workload}
+    planned = spec.model_copy(update={"workload": workload})
     if decision.idle and current is not None:
-        update["placement"] = spec.placement.model_copy(
-            update={"pools": [current.pool], "tiers": [current.tier]}
-        )
-        pinned: dict[str, object] = {"precisions": [current.precision]}
-        if current.kv_cache_dtype is not None:
-            pinned["kv_cache_dtypes"] = [current.kv_cache_dtype]
-        update["quality"] = spec.quality.model_copy(update=pinned)
-    return spec.model_copy(update=update)
+        return pinned_spec(planned, current)
+    return planned
+
+
+def pinned_spec(spec: ModelDeploymentSpec, current: PlacementStatus) -> ModelDeploymentSpec:
+    """``spec`` allowed only ``current``'s pool, tier, precision and KV type: the planner then
+    sizes the running placement (its replicas) rather than choosing another. Its GPUs per
+    replica and variant are not pinned: the caller checks that the plan is still ``current``."""
+    placement = spec.placement.model_copy(update={"pools": [current.pool], "tiers": [current.tier]})
+    quality: dict[str, object] = {"precisions": [current.precision]}
+    if current.kv_cache_dtype is not None:
+        quality["kv_cache_dtypes"] = [current.kv_cache_dtype]
+    return spec.model_copy(
+        update={"placement": placement, "quality": spec.quality.model_copy(update=quality)}
+    )
+
+
+def near(decision: Decision) -> tuple[Decision, Decision]:
+    """The decision at the planned demand less and more :data:`MOVE_MARGIN`: where the
+    hysteresis looks for the running placement."""
+    return tuple(  # type: ignore[return-value]
+        Decision(decision.planned * factor, decision.source, decision.reason, decision.idle)
+        for factor in (1 - MOVE_MARGIN, 1 + MOVE_MARGIN)
+    )
 
 
 def at_max_spec(spec: ModelDeploymentSpec, policy: Policy) -> ModelDeploymentSpec | None:
