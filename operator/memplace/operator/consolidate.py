@@ -28,10 +28,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from memplace.api import PlacementStatus
+from memplace.planning import scaling
 from memplace.planning.batch import plan_batch
 from memplace.planning.plan import DeploymentRequest, Plan
 
-from . import indexed, inputs, kube
+from . import demand_status, indexed, inputs, kube
 from .state import Key, State
 
 __all__ = ["due", "refresh", "select"]
@@ -111,6 +112,7 @@ async def refresh(
     requests: list[DeploymentRequest] = []
     running: dict[Key, tuple[PlacementStatus, float | None]] = {}
     generations: dict[Key, Any] = {}
+    demands: dict[Key, float | None] = {}
     in_batch: set[Key] = set()
     unplaced: set[Key] = set()
     for key, store in list((indexes.get("models") or {}).items()):
@@ -124,6 +126,7 @@ async def refresh(
             continue  # not retried until its spec or inputs change (``reconcile``)
         try:
             spec = inputs.parse_spec(body.get("spec") or {})
+            demands[key] = _planned_demand(spec, status)
             config = await inputs.model_config(spec, key[0], api, state.settings, state.configs)
             variants = await inputs.variant_configs(
                 spec, key[0], api, state.settings, state.configs
@@ -134,6 +137,7 @@ async def refresh(
         except (inputs.InvalidSpec, inputs.Waiting):
             continue  # its own reconcile says why
         entry = inputs.placed_entry(inputs._plain(status))
+        spec = _at_demand(spec, status, entry.placement if entry else None)
         if entry is not None:
             cost = (status.get("cost") or {}).get("perHour")
             running[key] = (entry.placement, float(cost) if cost is not None else None)
@@ -169,7 +173,7 @@ async def refresh(
     # running deployments keep their place, and only the others take the batch's answer
     budget = 0 if why == "startup" else s.disruption_budget
     targets, moved = select(result.plans, running, budget, s.consolidation_threshold)
-    state.targets = {key: (generations[key], t) for key, t in targets.items()}
+    state.targets = {key: ((generations[key], demands[key]), t) for key, t in targets.items()}
     for key, target in targets.items():
         # re-planned this pass, towards its target: a running one the batch moves, or an
         # Unschedulable one the batch places (one without a status yet is its handler's)
@@ -185,9 +189,30 @@ async def refresh(
     return moved
 
 
-def target_for(state: State, key: Key, generation: Any) -> PlacementStatus | None:
-    """The batch's target for ``key``, while its spec is the one the batch planned."""
+def target_for(
+    state: State, key: Key, generation: Any, spec: Any = None, status: Any = None
+) -> PlacementStatus | None:
+    """The batch's target for ``key``, while its spec and, with ``spec.scaling``, the demand it
+    sizes for are those the batch planned: a target planned at yesterday's demand would hold a
+    deployment whose demand fell where it runs (or, at a different demand, send it to room sized
+    for another replica count)."""
     found = state.targets.get(key)
-    if found is None or found[0] != generation:
+    demand = _planned_demand(spec, status or {}) if spec is not None else None
+    if found is None or found[0] != (generation, demand):
         return None
     return found[1]
+
+
+def _planned_demand(spec: Any, status: Mapping[str, Any]) -> float | None:
+    """The demand a ``spec.scaling`` deployment's plans size for now (None: no spec.scaling)."""
+    policy = scaling.Policy.from_spec(spec)
+    return None if policy is None else demand_status.decision_in(status, policy).planned
+
+
+def _at_demand(spec: Any, status: Mapping[str, Any], current: PlacementStatus | None) -> Any:
+    """``spec`` as its re-plans see it: with ``spec.scaling``, sized for the planned demand
+    (``scaling.planning_spec``, as ``reconcile`` plans it), not the static one."""
+    policy = scaling.Policy.from_spec(spec)
+    if policy is None:
+        return spec
+    return scaling.planning_spec(spec, demand_status.decision_in(status, policy), policy, current)

@@ -170,7 +170,7 @@ async def plan_and_apply(
             calibration=indexed.calibration(indexes),
             checkpoints=checkpoints,
             model_adapters=listed,
-            target=consolidate.target_for(state, key, generation),
+            target=consolidate.target_for(state, key, generation, spec_model, previous),
         )
         policy = scaling.Policy.from_spec(spec_model)
         with PLAN_DURATION.time():

@@ -57,7 +57,8 @@ class State:
     watches: dict[Key, Any] = field(default_factory=dict)
     """What the measurement loop remembers per deployment between windows (``measure.Watch``)."""
     targets: dict[Key, tuple[Any, Any]] = field(default_factory=dict)
-    """Per deployment, (generation, placement) the last batch re-plan chose (``consolidate``)."""
+    """Per deployment, ((generation, planned demand), placement) the last batch re-plan chose
+    (``consolidate``)."""
     batch_capacity: int | None = None
     """The capacity fingerprint of the last batch re-plan; None: none yet (startup)."""
     batch_time: float = 0.0
