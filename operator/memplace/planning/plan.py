@@ -33,6 +33,7 @@ ranked here, ``solve``) and builds each plan with ``_decide`` given its choice; 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import OrderedDict
@@ -63,12 +64,13 @@ from .calibration import (
 from .candidates import Variant, enumerate_candidates
 from .checkpoint import Checkpoint, native_precision, with_checkpoint
 from .choose import (
+    RUNNERS_UP,
     TIER_ORDER,
+    Full,
     Ranking,
-    alternatives,
+    alternative_indices,
     candidate_rank_key,
     candidate_room_key,
-    cheapest,
     has_room,
     index,
     is_current,
@@ -79,6 +81,7 @@ from .feasibility import (
     STAGES,
     TENSOR_PARALLEL_ENGINES,
     Evaluation,
+    Rejection,
     Requirements,
     check_all,
     engine_refusal,
@@ -89,6 +92,7 @@ from .feasibility import (
     memory_need,
     slo_excess,
     spec_allows,
+    stage_of,
     tensor_parallel_refusal,
     within_budget,
 )
@@ -780,6 +784,15 @@ class _Ranked(Sequence[Evaluation]):
             return missed
         return _evaluate(self.bases[at], self.requirements, replicas, for_demand, check=False)
 
+    def candidate_at(self, i: int) -> Any:
+        """``self[i].candidate`` without building the Evaluation."""
+        return self.bases[self.rows[i][0]].candidate
+
+    def per_hour_at(self, i: int) -> float:
+        """``self[i].per_hour`` without building the Evaluation (the same product)."""
+        at, replicas, _ = self.rows[i]
+        return self.bases[at].per_replica * replicas
+
 
 def _rank(
     shape: _Shape,
@@ -925,7 +938,24 @@ def _assumed_cpu(c: Any) -> bool:
 
 def _alternative(e: Evaluation, code: str, reason: str, memo: dict) -> Alternative:
     """The Alternative for ``e`` losing for ``reason``: one object per distinct value."""
-    c = e.candidate
+    return _alternative_of(e.candidate, e.replicas, e.per_hour, code, reason, memo)
+
+
+def _alternative_at(ranking: Ranking, i: int, why: Any, memo: dict) -> Alternative:
+    """``_alternative`` for the ranking's i-th candidate, read from its row (no Evaluation)."""
+    ranked = ranking.ranked
+    if isinstance(ranked, _Ranked):
+        at, replicas, _ = ranked.rows[i]
+        b = ranked.bases[at]
+        return _alternative_of(
+            b.candidate, replicas, b.per_replica * replicas, why.code, why.message, memo
+        )
+    return _alternative(ranked[i], why.code, why.message, memo)  # pragma: no cover
+
+
+def _alternative_of(
+    c: Any, replicas: int, per_hour: float, code: str, reason: str, memo: dict
+) -> Alternative:
     if _assumed_cpu(c):
         reason = f"{reason} ({CPU_ASSUMED})"
     fields = (
@@ -936,8 +966,8 @@ def _alternative(e: Evaluation, code: str, reason: str, memo: dict) -> Alternati
         c.tier,
         c.variant.name,
         c.gpus,
-        e.replicas,
-        round(e.per_hour, 4),
+        replicas,
+        round(per_hour, 4),
         reason,
         code,
     )
@@ -1006,31 +1036,13 @@ def _decide(
     except _Invalid as error:
         return Plan(request.namespace, request.name, "Invalid", message=str(error))
     ranking = static.ranking
-    full_pools = request.full_pools
-
-    def room(key: tuple, i: int) -> Any:
-        # answers keep while the pool's free room does (``PoolCapacity.answers``); only a
-        # candidate without room is built, to be explained
-        pool, gpus, resident, replicas = key
-        capacity = cluster.capacity(pool)
-        if pool in full_pools:
-            return no_capacity(ranking.ranked[i], capacity, full_pools)
-        answers = capacity.answers
-        if key not in answers:
-            ok = has_room(capacity, gpus, resident, replicas)
-            answers[key] = None if ok else no_capacity(ranking.ranked[i], capacity)
-        return answers[key]
-
-    chosen, full = cheapest(ranking, room)
+    chosen, full, stamps = _room_answers(ranking, cluster, request.full_pools)
     if choice is None and request.target is not None:
         choice = _target_index(ranking, request.target)
     passed_over = None
     if choice is not None and choice not in full and choice != chosen:
         passed_over, chosen = chosen, choice
-    alts = [
-        _alternative(e, why.code, why.message, cluster.memo)
-        for e, why in alternatives(ranking, chosen, full)
-    ]
+    alts = _alternatives(ranking, chosen, full, stamps, cluster.memo)
     if passed_over is not None:
         alts.insert(
             0,
@@ -1114,6 +1126,162 @@ def _decide(
         message=message,
         funnel=tuple(steps),
     )
+
+
+_STAMP = ("memplace.plan", "stamp")
+"""The key of a ``PoolCapacity.answers`` entry that names the room as it is now: the answers
+are emptied whenever the room changes, so a stamp still there means an unchanged pool."""
+_WHY = "why"
+
+
+def _stamp(capacity: Any) -> object:
+    answers = capacity.answers
+    stamp = answers.get(_STAMP)
+    if stamp is None:
+        stamp = answers[_STAMP] = object()
+    return stamp
+
+
+def _room_answers(
+    ranking: Ranking, cluster: Cluster, full_pools: frozenset[str]
+) -> tuple[int | None, Full, dict[str, object]]:
+    """``choose.cheapest`` per pool: the first feasible candidate with room, and the ones
+    without (``choose.Full``). A pool's answers for a ranking are kept, stamped with the room
+    they were computed for (``_stamp``), so one deployment after another with the same spec
+    asks again only the pools whose room changed: per deployment the work is one lookup per
+    pool, not one per room key. Each has-room answer is kept on the pool's ``answers`` (shared
+    by every ranking); a NoCapacity rejection is built only when a plan shows it. Also the
+    stamp of each pool asked (none for ``full_pools``)."""
+    memo = ranking.room_memo
+    stamps: dict[str, object] = {}
+    chosen: int | None = None
+    full_keys: dict[str, Any] = {}
+    first_free: dict[str, int | None] = {}
+    count = 0
+    for pool, keyed in ranking.room_by_pool.items():
+        if pool in full_pools:  # this deployment's pods stayed unschedulable there
+            full_keys[pool] = {key for key, _ in keyed}
+            first_free[pool] = None
+            count += sum(len(indices) for _, indices in keyed)
+            continue
+        capacity = cluster.capacity(pool)
+        stamp = stamps[pool] = _stamp(capacity)
+        found = memo.get(pool)
+        if found is None or found[0] is not stamp:
+            answers = capacity.answers
+            first: int | None = None
+            lacking = set()
+            n = 0
+            for key, indices in keyed:
+                ok = answers.get(key)
+                if ok is None:
+                    _, gpus, resident, replicas = key
+                    ok = answers[key] = has_room(capacity, gpus, resident, replicas)
+                if ok:
+                    if first is None or indices[0] < first:
+                        first = indices[0]
+                else:
+                    lacking.add(key)
+                    n += len(indices)
+            found = memo[pool] = (stamp, first, frozenset(lacking), n)
+        _, first, lacking, n = found
+        if lacking:
+            full_keys[pool] = lacking
+            count += n
+        first_free[pool] = first
+        if first is not None and (chosen is None or first < chosen):
+            chosen = first
+
+    def why(key: tuple, i: int) -> Any:
+        pool = key[0]
+        capacity = cluster.capacity(pool)
+        if pool in full_pools:
+            return no_capacity(ranking.ranked[i], capacity, full_pools)
+        answers = capacity.answers
+        wkey = (_WHY, key)
+        found = answers.get(wkey)
+        if found is None:
+            found = answers[wkey] = no_capacity(ranking.ranked[i], capacity)
+        return found
+
+    return chosen, Full(ranking, full_keys, first_free, count, why), stamps
+
+
+def _alternatives(
+    ranking: Ranking, chosen: int | None, full: Full, stamps: Mapping[str, object], memo: dict
+) -> list[Alternative]:
+    """``choose.alternative_indices`` as Alternatives, in the same order, with what does not
+    change from one deployment of a spec to the next kept on the ranking: a pool's entry (its
+    first candidate with room, else its first feasible one, NoCapacity) while its room and the
+    chosen candidate's cost stay the same (``stamps``), the nearest misses always. The
+    runners-up, a few, are worked out each time."""
+    ranked = ranking.ranked
+    if not isinstance(ranked, _Ranked):  # pragma: no cover - the planner's rankings are _Ranked
+        return [
+            _alternative_at(ranking, i, why, memo)
+            for i, why in alternative_indices(ranking, chosen, full)
+        ]
+    winner_cost = None if chosen is None else ranked.per_hour_at(chosen)
+    cache = ranking.room_memo
+
+    def build(i: int, why: Any) -> Alternative:
+        return _alternative_at(ranking, i, why, memo)
+
+    def more_expensive(i: int) -> Any:
+        cost = ranked.per_hour_at(i)
+        more = cost - winner_cost  # type: ignore[operator]
+        if more < 5e-7:
+            return Rejection("MoreExpensive", f"${cost:.2f}/h, same cost; lost the tie-break")
+        return Rejection(
+            "MoreExpensive", f"${cost:.2f}/h, ${more:.2f}/h more than the chosen placement"
+        )
+
+    def kind(i: int) -> tuple:
+        c = ranked.candidate_at(i)
+        return (c.pool.name, c.precision.id, c.tier, c.variant.name)
+
+    picked: dict[int, Alternative] = {}
+    seen = set() if chosen is None else {kind(chosen)}
+    feasible = ranking.feasible
+    start = 0 if chosen is None else bisect.bisect_right(feasible, chosen)
+    runners = 0
+    for i in feasible[start:]:
+        if runners >= RUNNERS_UP:
+            break
+        if i in full:
+            continue
+        k = kind(i)
+        if k not in seen:
+            seen.add(k)
+            picked[i] = build(i, more_expensive(i))
+            runners += 1
+    chosen_pool = None if chosen is None else ranked.candidate_at(chosen).pool.name
+    for pool, indices in ranking.feasible_by_pool.items():
+        if pool == chosen_pool:
+            continue
+        stamp = stamps.get(pool)
+        key = ("alternative", pool)
+        found = cache.get(key) if stamp is not None else None
+        if found is None or found[0] is not stamp or found[1] != winner_cost:
+            best = full.first_free(pool, indices)
+            if best is None:
+                best = indices[0]
+            alt = build(best, full[best] if best in full else more_expensive(best))
+            found = (stamp, winner_cost, best, alt)
+            if stamp is not None:
+                cache[key] = found
+        if found[2] not in picked:
+            picked[found[2]] = found[3]
+    nearest = cache.get(("nearest",))
+    if nearest is None:
+        nearest = cache[("nearest",)] = [
+            (pool, i, build(i, min(ranked[i].rejections, key=stage_of)))
+            for pool, i in ranking.nearest_by_pool.items()
+        ]
+    for pool, i, alt in nearest:
+        if pool != chosen_pool and i not in picked:
+            picked[i] = alt
+    return [picked[i] for i in sorted(picked)]
 
 
 def _separately(cluster: Cluster) -> Any:
