@@ -21,7 +21,6 @@ from .solve import (
     Item,
     Room,
     Solution,
-    all_placed,
     first_fit,
     model_parts,
     polish,
@@ -51,20 +50,52 @@ def _model(cells: list, rows: list, items: Sequence[Item]) -> tuple[_Highs, list
     per_item: dict[int, list[int]] = {}
     for k, (i, _) in enumerate(cells):
         per_item.setdefault(i, []).append(k)
-    placing = []  # per item: ("row", its row) or ("col", its one column), to set "all placed"
+    placing = []  # per item: its row, or its one column, to make "all of it placed" a bound
     for i, ks in per_item.items():
         count = float(items[i].count)
         if len(ks) > 1:
-            placing.append(("row", h.getNumRow(), count))
+            placing.append((i, "row", h.getNumRow(), count))
             h.addRow(-_INF, count, len(ks), np.array(ks, dtype=np.int32), np.ones(len(ks)))
         else:
-            placing.append(("col", ks[0], count))
+            placing.append((i, "col", ks[0], count))
     at = {cell: k for k, cell in enumerate(cells)}
     for terms, bound in rows:
         idx = np.array([at[(i, j)] for i, j, _ in terms], dtype=np.int32)
         values = np.array([float(c) for _, _, c in terms])
         h.addRow(-_INF, float(bound), len(idx), idx, values)
     return h, placing
+
+
+def _keep_placed(
+    h: _Highs, items: Sequence[Item], cells: list, values: np.ndarray, placing: list
+) -> None:
+    """Stage 1's answer kept for the stages after it, per priority level: a level placed in
+    full as "each of its items places all of its count" (bounds, which the LP handles far
+    better than one dense row of weights), any other as "at least as many of it placed". With
+    level weights (``level_weights``) that is the same as keeping the placed weight when stage
+    1 is optimal; at a time limit it keeps each level's count of the best answer so far."""
+    got: dict[int, float] = {}
+    cols: dict[int, list[int]] = {}
+    for k, (i, _) in enumerate(cells):
+        level = items[i].priority
+        got[level] = got.get(level, 0.0) + float(values[k])
+        cols.setdefault(level, []).append(k)
+    total: dict[int, int] = {}
+    for item in items:
+        if item.options:
+            total[item.priority] = total.get(item.priority, 0) + item.count
+    for level, ks in sorted(cols.items()):
+        placed = round(got[level])
+        if placed >= total[level]:
+            for i, kind, at, count in placing:
+                if items[i].priority != level:
+                    continue
+                if kind == "row":
+                    h.changeRowBounds(at, count, count)
+                else:
+                    h.changeColBounds(at, count, count)
+        elif placed > 0:
+            h.addRow(float(placed), _INF, len(ks), np.array(ks, dtype=np.int32), np.ones(len(ks)))
 
 
 def _status(h: _Highs) -> str:
@@ -89,10 +120,15 @@ def solve_highs(
             values[k] = float(taken[j])
         elif taken == j:
             values[k] = 1.0
+    first = values
+    objectives = [
+        np.array(coefficients, dtype=float) * (-1.0 if sense > 0 else 1.0)  # HiGHS minimises
+        for _, coefficients, sense in stages
+    ]
     status, placed, solved = "optimal", 0, False
-    for s, (name, coefficients, sense) in enumerate(stages):
+    for s, (name, _, _) in enumerate(stages):
         share = STAGE_SHARES[name]
-        c = np.array(coefficients, dtype=float) * (-1.0 if sense > 0 else 1.0)  # HiGHS minimises
+        c = objectives[s]
         h.changeColsCost(n, every, c)
         left = time_limit_s - (time.perf_counter() - start)
         h.setOptionValue(
@@ -106,9 +142,7 @@ def solve_highs(
         h.run()
         stage_status = _status(h)
         if stage_status == "none":
-            if not solved:
-                return Solution([None] * len(items), "none", seconds=time.perf_counter() - start)
-            status = "feasible"
+            status = "feasible"  # keep the previous stage's answer (or the first fit)
             break
         values = np.array(h.getSolution().col_value)
         solved = True
@@ -116,14 +150,19 @@ def solve_highs(
             status = "feasible"
         value = round(float(np.dot(c, values)))
         placed = -value if s == 0 else placed
-        if name == "placed" and all_placed(items, placed):  # keep it as each item placed
-            for kind, at, count in placing:
-                if kind == "row":
-                    h.changeRowBounds(at, count, count)
-                else:
-                    h.changeColBounds(at, count, count)
+        if name == "placed":
+            _keep_placed(h, items, cells, values, placing)
         else:
             h.addRow(-_INF, value + 0.5, n, every, c)  # keep this stage's optimum
+    if status != "optimal":
+        # a best-so-far at the time limit is never worse than the first fit it started from
+        # (HiGHS may not take that start: it must be feasible for every row, stage rows too)
+        def score(v: np.ndarray) -> tuple:
+            return tuple(round(float(np.dot(c, v))) for c in objectives)
+
+        if not solved or score(first) < score(values):
+            values = first
+        placed = -score(values)[0] if objectives and stages[0][0] == "placed" else 0
     chosen: list = [None] * len(items)
     for i, item in enumerate(items):
         if item.count > 1:

@@ -12,9 +12,10 @@ per pool, its free room. This module chooses, lexicographically:
 3. then the least total cost per hour;
 4. then the planner's own rank order as the tie-break (it prefers the running placement at
    equal cost), earlier deployments first, so that equal-cost answers are the same every run:
-   ``polish`` moves each deployment, earliest first, to its best-ranked option of the same
-   cost and moves that the room left allows (a MIP stage for this tie-break alone took longer
-   than the three before it and rarely proved its optimum in the time limit).
+   ``polish`` moves each deployment, earliest first, to its best-ranked option of no higher
+   cost and no more moves that the room left allows (a MIP stage for this tie-break alone took
+   longer than the three before it and rarely proved its optimum in the time limit; after a
+   best-so-far at the time limit the same pass is a descent that only lowers the cost).
 
 Deployments of one spec are one item with a count (``aggregate``): the same optima with a
 variable per (spec, option) instead of per (deployment, option).
@@ -27,8 +28,8 @@ the chosen options onto nodes with its own ``PoolCapacity`` and repairs any the 
 refuses, so the conditions being necessary rather than exact never yields a wrong plan.
 
 Each stage is solved with the earlier stages' optima as constraints (and the previous answer
-as the starting solution; when everything is placed, stage 1's optimum is kept as "each item
-places all of its count", which the LP bounds handle far better than one dense row).
+as the starting solution; stage 1's optimum is kept per priority level, as bounds where a
+level is placed in full: ``_solve_highs._keep_placed``).
 Solvers: HiGHS (``highspy``, the default: on one core its LP bounds prove these
 knapsack-like models optimal in a fraction of a second, where CP-SAT with one worker often
 cannot close the gap in minutes; see ``bench/plan_quality.py``) and OR-Tools CP-SAT, kept
@@ -388,18 +389,11 @@ def first_fit(items: Sequence[Item], rows: list) -> list:
     return chosen
 
 
-def all_placed(items: Sequence[Item], placed_weight: int) -> bool:
-    """Whether ``placed_weight`` (stage 1's optimum) places every item that has an option."""
-    weights = _weights(items)
-    return placed_weight == sum(
-        weights[item.priority] * item.count for item in items if item.options
-    )
-
-
 def polish(items: Sequence[Item], rows: list, chosen: Sequence, threshold: float) -> list:
     """The tie-break (stage 4): per item in order, each of its deployments moved to its
-    best-ranked option of the same (integer) cost and no more moves, where the capacity rows'
-    room left allows it. Placed weight, moves and cost stay what the solver made them."""
+    best-ranked option of no higher (integer) cost and no more moves, where the capacity rows'
+    room left allows it. Placed weight and moves stay what the solver made them, and so does
+    the cost of a proven optimum; a best-so-far at the time limit only gets cheaper."""
     costs, moves = _costs_and_moves(items, threshold)
     by_cell: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for r, (terms, _) in enumerate(rows):
@@ -421,7 +415,7 @@ def polish(items: Sequence[Item], rows: list, chosen: Sequence, threshold: float
             for worse in range(len(row) - 1, better, -1):
                 if not row[worse]:
                     continue
-                if costs[i][worse] != costs[i][better] or moves[i][better] > moves[i][worse]:
+                if costs[i][better] > costs[i][worse] or moves[i][better] > moves[i][worse]:
                     continue
                 delta: dict[int, int] = {}
                 for r, c in by_cell.get((i, better), ()):
