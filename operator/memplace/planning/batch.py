@@ -82,17 +82,20 @@ def _undominated(options: list[Option]) -> list[Option]:
     beats: no dearer, the same GPUs per replica, no more replicas and (where GPUs are shared
     by bytes) no more bytes per GPU: it could only use more room for no gain."""
     kept: list[Option] = []
-    front: dict[tuple[str, int, bool], list[Option]] = {}
+    # per (pool, slots, shared): the kept options' (replicas, bytes per GPU) → least cost
+    front: dict[tuple[str, int, bool], dict[tuple[int, int], float]] = {}
     for o in options:
-        rivals = front.setdefault((o.pool, o.slots, o.shared), [])
+        rivals = front.setdefault((o.pool, o.slots, o.shared), {})
         if any(
-            r.cost <= o.cost + 1e-9
-            and r.replicas <= o.replicas
-            and (not o.shared or r.resident <= o.resident)
-            for r in rivals
+            cost <= o.cost + 1e-9
+            and replicas <= o.replicas
+            and (not o.shared or resident <= o.resident)
+            for (replicas, resident), cost in rivals.items()
         ):
             continue
-        rivals.append(o)
+        shape = (o.replicas, o.resident if o.shared else 0)
+        if o.cost < rivals.get(shape, float("inf")):
+            rivals[shape] = o.cost
         kept.append(o)
     return kept
 

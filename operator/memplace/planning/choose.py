@@ -132,12 +132,14 @@ def index(
     by_pool: dict[str, list[int]] = {}
     by_room: dict[tuple, list[int]] = {}
     key_of: list[tuple | None] = []
+    canonical: dict[tuple, tuple] = {}  # one tuple per distinct key, however many rows share it
     for i, (pool, key) in enumerate(rows):
-        key_of.append(key)
         if key is not None:
+            key = canonical.setdefault(key, key)
             feasible.append(i)
             by_pool.setdefault(pool, []).append(i)
             by_room.setdefault(key, []).append(i)
+        key_of.append(key)
     rooms = {key: tuple(indices) for key, indices in by_room.items()}
     room_by_pool: dict[str, list[tuple[tuple, tuple[int, ...]]]] = {}
     for key, indices in rooms.items():

@@ -222,6 +222,10 @@ STATICS_KEPT = 8192
 few built nearest misses (tens of KiB); ``bench/plan_scale.py`` draws ~9,600 distinct specs."""
 JUDGED_KEPT = 256
 """Verdicts kept per shape, one per distinct ``Requirements.group_rules``."""
+ALTERNATIVES_PER_RANKING = 512
+"""Alternatives a ranking keeps for its next deployments, by (candidate, reason): a pool's entry
+is the same while its first candidate with room and the chosen one's cost are (or, without
+room, while the NoCapacity text is); the table starts afresh past this size."""
 ALTERNATIVES_KEPT = 4096
 """Alternatives kept for reuse: the same fields, the same (frozen) object, in every plan that
 lists it (a 10,000-deployment plan lists ~200,000, of ~15,000 distinct values)."""
@@ -376,6 +380,7 @@ class _Base:
         "order",
         "index",
         "loss",
+        "rank_tail",
     )
 
 
@@ -477,6 +482,26 @@ class _Judged:
         ]
 
 
+def _hardware(pool: Any) -> tuple:
+    """Everything of a pool that a candidate's estimates, cost and fit read (all but its name
+    and nodes): pools equal in it are interchangeable for ``_bases``."""
+    instance = pool.instance
+    return (
+        None if pool.gpu is None else pool.gpu.id,
+        id(pool.gpu),
+        pool.gpus_per_node,
+        None if instance is None else instance.id,
+        id(instance),
+        pool.price_per_node_hour,
+        pool.vcpus_per_node,
+        pool.memory_bytes_per_node,
+        pool.sharing,
+        pool.usable_bytes_per_gpu,
+        pool.host_bytes_per_node,
+        pool.disk_bytes_per_node,
+    )
+
+
 def _bases(
     variants: Sequence[Variant], r: Requirements, cluster: Cluster, applicable: _Applicable = ()
 ) -> _Shape:
@@ -508,8 +533,9 @@ def _bases(
     out: list[_Base] = []
     groups: dict[tuple, _Group] = {}
     tp_memo: dict[tuple[int, int], frozenset[str]] = {}
-    for c in enumerate_candidates(variants, pools, cluster.catalogue):
-        arch, aid, pool = c.variant.architecture, arch_ids[id(c.variant)], c.pool
+
+    def facts(c: Any, arch: Any, aid: int, pool: Any) -> tuple | None:
+        """What the candidate's estimates, cost and fit are, or None (no offload needed)."""
         gpus = max(c.gpus, 1)
         mkey = (aid, c.precision.id, c.kv.id, ctx, conc, gpus, r.engine)
         mem = mem_memo.get(mkey)
@@ -549,7 +575,7 @@ def _bases(
         if c.tier == "offload":
             offload = offload_bytes_needed(mem, pool.usable_bytes_per_gpu)
             if offload == 0:
-                continue  # fits without offloading: the gpu-tier candidate covers it
+                return None  # fits without offloading: the gpu-tier candidate covers it
             if offload is not None:
                 resident = mem.total_bytes_per_gpu - offload
                 host_bytes = offload * gpus
@@ -599,10 +625,7 @@ def _bases(
         fraction = 1.0
         if pool.shares_gpus and c.gpus == 1 and c.tier == "gpu" and pool.usable_bytes_per_gpu:
             fraction = min(1.0, resident / pool.usable_bytes_per_gpu)
-        b = _Base()
-        b.candidate, b.memory, b.speed = c, mem, speed
-        b.offload, b.resident, b.host_bytes = offload, resident, host_bytes
-        b.per_replica = replica_cost(pool, c.gpus, fraction).total
+        per_replica = replica_cost(pool, c.gpus, fraction).total
         host, disk = host_share(pool, c.gpus)
         # fits and how far it misses, without and with offloadToDisk
         fits, over = [], []
@@ -620,10 +643,51 @@ def _bases(
             )
             fits.append(need <= have)
             over.append(excess(need, have))
-        b.fits, b.excess = tuple(fits), tuple(over)
-        b.tps = speed.output_tokens_per_second_per_replica if speed is not None else 0.0
-        b.ttft = speed.time_to_first_token_ms if speed is not None else math.inf
-        b.tpot = speed.time_per_output_token_ms if speed is not None else math.inf
+        return (
+            mem,
+            speed,
+            offload,
+            resident,
+            host_bytes,
+            per_replica,
+            tuple(fits),
+            tuple(over),
+            speed.output_tokens_per_second_per_replica if speed is not None else 0.0,
+            speed.time_to_first_token_ms if speed is not None else math.inf,
+            speed.time_per_output_token_ms if speed is not None else math.inf,
+        )
+
+    # pools with the same hardware, price and room per GPU give their candidates the same facts:
+    # worked out once per such class (``_hardware``), not once per pool
+    classes: dict[int, tuple] = {}
+    known: dict[tuple, tuple | None] = {}
+    skip = ()
+    for c in enumerate_candidates(variants, pools, cluster.catalogue):
+        arch, aid, pool = c.variant.architecture, arch_ids[id(c.variant)], c.pool
+        hardware = classes.get(id(pool))
+        if hardware is None:
+            hardware = classes[id(pool)] = _hardware(pool)
+        fkey = (hardware, id(c.variant), c.precision.id, c.kv.id, c.tier, c.gpus)
+        found = known.get(fkey, skip)
+        if found is skip:
+            found = known[fkey] = facts(c, arch, aid, pool)
+        if found is None:
+            continue
+        b = _Base()
+        b.candidate = c
+        (
+            b.memory,
+            b.speed,
+            b.offload,
+            b.resident,
+            b.host_bytes,
+            b.per_replica,
+            b.fits,
+            b.excess,
+            b.tps,
+            b.ttft,
+            b.tpot,
+        ) = found
         b.index = len(out)
         out.append(b)
         tkey = (aid, c.gpus)
@@ -654,6 +718,19 @@ def _bases(
     )
     for order, i in enumerate(static_order):
         out[i].order = order
+    for b in out:  # ``candidate_rank_key`` after cost and GPUs, for no running placement
+        c = b.candidate
+        b.rank_tail = (
+            -c.precision.weight_bits,
+            -c.kv.bits,
+            TIER_ORDER.get(c.tier, 9),
+            True,
+            c.pool.name,
+            c.gpus,
+            c.variant.name or "",
+            c.precision.id,
+            c.kv.id,
+        )
     return shapes.put(key, _Shape(list(groups.values()), out))
 
 
@@ -808,7 +885,10 @@ def _rank(
 
     def key(row: _Row) -> tuple:
         b, replicas = bases[row[0]], row[1]
-        return candidate_rank_key(b.candidate, b.per_replica * replicas, replicas, current)
+        if current is not None:
+            return candidate_rank_key(b.candidate, b.per_replica * replicas, replicas, current)
+        c = b.candidate  # the same key, its spec-independent part built once per candidate
+        return (round(b.per_replica * replicas, 6), replicas * max(c.gpus, 1)) + b.rank_tail
 
     rows.sort(key=key)
     facts = []
@@ -1036,13 +1116,13 @@ def _decide(
     except _Invalid as error:
         return Plan(request.namespace, request.name, "Invalid", message=str(error))
     ranking = static.ranking
-    chosen, full, stamps = _room_answers(ranking, cluster, request.full_pools)
+    chosen, full = _room_answers(ranking, cluster, request.full_pools)
     if choice is None and request.target is not None:
         choice = _target_index(ranking, request.target)
     passed_over = None
     if choice is not None and choice not in full and choice != chosen:
         passed_over, chosen = chosen, choice
-    alts = _alternatives(ranking, chosen, full, stamps, cluster.memo)
+    alts = _alternatives(ranking, chosen, full, cluster.memo)
     if passed_over is not None:
         alts.insert(
             0,
@@ -1144,16 +1224,14 @@ def _stamp(capacity: Any) -> object:
 
 def _room_answers(
     ranking: Ranking, cluster: Cluster, full_pools: frozenset[str]
-) -> tuple[int | None, Full, dict[str, object]]:
+) -> tuple[int | None, Full]:
     """``choose.cheapest`` per pool: the first feasible candidate with room, and the ones
     without (``choose.Full``). A pool's answers for a ranking are kept, stamped with the room
     they were computed for (``_stamp``), so one deployment after another with the same spec
     asks again only the pools whose room changed: per deployment the work is one lookup per
     pool, not one per room key. Each has-room answer is kept on the pool's ``answers`` (shared
-    by every ranking); a NoCapacity rejection is built only when a plan shows it. Also the
-    stamp of each pool asked (none for ``full_pools``)."""
+    by every ranking); a NoCapacity rejection is built only when a plan shows it."""
     memo = ranking.room_memo
-    stamps: dict[str, object] = {}
     chosen: int | None = None
     full_keys: dict[str, Any] = {}
     first_free: dict[str, int | None] = {}
@@ -1165,7 +1243,7 @@ def _room_answers(
             count += sum(len(indices) for _, indices in keyed)
             continue
         capacity = cluster.capacity(pool)
-        stamp = stamps[pool] = _stamp(capacity)
+        stamp = _stamp(capacity)
         found = memo.get(pool)
         if found is None or found[0] is not stamp:
             answers = capacity.answers
@@ -1204,17 +1282,17 @@ def _room_answers(
             found = answers[wkey] = no_capacity(ranking.ranked[i], capacity)
         return found
 
-    return chosen, Full(ranking, full_keys, first_free, count, why), stamps
+    return chosen, Full(ranking, full_keys, first_free, count, why)
 
 
 def _alternatives(
-    ranking: Ranking, chosen: int | None, full: Full, stamps: Mapping[str, object], memo: dict
+    ranking: Ranking, chosen: int | None, full: Full, memo: dict
 ) -> list[Alternative]:
     """``choose.alternative_indices`` as Alternatives, in the same order, with what does not
     change from one deployment of a spec to the next kept on the ranking: a pool's entry (its
-    first candidate with room, else its first feasible one, NoCapacity) while its room and the
-    chosen candidate's cost stay the same (``stamps``), the nearest misses always. The
-    runners-up, a few, are worked out each time."""
+    first candidate with room, else its first feasible one, NoCapacity) by candidate and reason
+    (``ALTERNATIVES_PER_RANKING``), the nearest misses always. The runners-up, a few, are
+    worked out each time."""
     ranked = ranking.ranked
     if not isinstance(ranked, _Ranked):  # pragma: no cover - the planner's rankings are _Ranked
         return [
@@ -1256,22 +1334,24 @@ def _alternatives(
             picked[i] = build(i, more_expensive(i))
             runners += 1
     chosen_pool = None if chosen is None else ranked.candidate_at(chosen).pool.name
+    built = cache.get(("built",))
+    if built is None or len(built) > ALTERNATIVES_PER_RANKING:
+        built = cache[("built",)] = {}
     for pool, indices in ranking.feasible_by_pool.items():
         if pool == chosen_pool:
             continue
-        stamp = stamps.get(pool)
-        key = ("alternative", pool)
-        found = cache.get(key) if stamp is not None else None
-        if found is None or found[0] is not stamp or found[1] != winner_cost:
-            best = full.first_free(pool, indices)
-            if best is None:
-                best = indices[0]
-            alt = build(best, full[best] if best in full else more_expensive(best))
-            found = (stamp, winner_cost, best, alt)
-            if stamp is not None:
-                cache[key] = found
-        if found[2] not in picked:
-            picked[found[2]] = found[3]
+        best = full.first_free(pool, indices)
+        if best is None:  # no room in the pool: its first feasible one, NoCapacity
+            best = indices[0]
+            why = full[best]
+            akey: tuple = (best, why.message)
+        else:
+            why, akey = None, (best, winner_cost)
+        alt = built.get(akey)
+        if alt is None:
+            alt = built[akey] = build(best, why if why is not None else more_expensive(best))
+        if best not in picked:
+            picked[best] = alt
     nearest = cache.get(("nearest",))
     if nearest is None:
         nearest = cache[("nearest",)] = [
