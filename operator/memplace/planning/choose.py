@@ -36,6 +36,7 @@ __all__ = [
     "index",
     "is_current",
     "no_capacity",
+    "no_room",
     "rank",
     "rank_key",
     "room_key",
@@ -100,14 +101,13 @@ class Ranking:
     """Per pool without a feasible candidate: the one that got furthest through the checks."""
     by_room: dict[tuple, tuple[int, ...]] = field(default_factory=dict)
     """Feasible indices by ``room_key``, in rank order: each key is asked for room once."""
-    room_by_pool: dict[str, tuple[tuple[tuple, tuple[int, ...]], ...]] = field(default_factory=dict)
-    """``by_room``'s items per pool (the key's first field): a pool's answers change only when
-    that pool's room does, so the planner asks per pool (``plan``'s room answers)."""
+    room_by_pool: dict[str, tuple[tuple, ...]] = field(default_factory=dict)
+    """``by_room``'s keys per pool (the key's first field), in ``by_room`` order: what the
+    planner asks pool by pool (``plan._room_answers``)."""
     key_of: list[tuple | None] = field(default_factory=list)
     """Per ranked index, its ``room_key``; None for an infeasible candidate."""
     room_memo: dict = field(default_factory=dict, repr=False, compare=False)
-    """The planner's per-pool answers for this ranking, each stamped with the room it was
-    computed for (``plan``): a pool unchanged since is not asked again."""
+    """What the planner keeps for this ranking's next deployments (``plan._alternatives``)."""
 
 
 def room_key(e: Evaluation) -> tuple:
@@ -141,16 +141,16 @@ def index(
             by_room.setdefault(key, []).append(i)
         key_of.append(key)
     rooms = {key: tuple(indices) for key, indices in by_room.items()}
-    room_by_pool: dict[str, list[tuple[tuple, tuple[int, ...]]]] = {}
-    for key, indices in rooms.items():
-        room_by_pool.setdefault(key[0], []).append((key, indices))
+    room_by_pool: dict[str, list[tuple]] = {}
+    for key in rooms:
+        room_by_pool.setdefault(key[0], []).append(key)
     return Ranking(
         ranked,
         feasible,
         {pool: tuple(indices) for pool, indices in by_pool.items()},
         {pool: i for pool, i in sorted(nearest.items()) if pool not in by_pool},
         rooms,
-        {pool: tuple(items) for pool, items in room_by_pool.items()},
+        {pool: tuple(keys) for pool, keys in room_by_pool.items()},
         key_of,
     )
 
@@ -184,24 +184,46 @@ def no_capacity(
 ) -> Rejection | None:
     """Whether ``capacity`` (the pool's ``PoolCapacity``) lacks room for the replicas."""
     c = e.candidate
-    if c.pool.name in full_pools:
+    return no_room(
+        c.pool.name,
+        c.pool.cpu_only,
+        c.gpus,
+        e.resident_bytes_per_gpu,
+        e.replicas,
+        capacity,
+        full_pools,
+    )
+
+
+def no_room(
+    pool: str,
+    cpu_only: bool,
+    gpus: int,
+    bytes_per_gpu: int,
+    replicas: int,
+    capacity: Any,
+    full_pools: frozenset[str] = frozenset(),
+) -> Rejection | None:
+    """``no_capacity`` from what it reads of a candidate (its ``room_key`` and whether its pool
+    is CPU-only): what a planner asks without building the Evaluation."""
+    if pool in full_pools:
         return Rejection(
             "NoCapacity",
-            f"pool {c.pool.name} is full for this deployment: its pods stayed unschedulable",
+            f"pool {pool} is full for this deployment: its pods stayed unschedulable",
             resolvable=True,
         )
-    if has_room(capacity, c.gpus, e.resident_bytes_per_gpu, e.replicas):
+    if has_room(capacity, gpus, bytes_per_gpu, replicas):
         return None
-    fits = capacity.replicas_possible(c.gpus, e.resident_bytes_per_gpu, e.replicas)
-    if c.pool.cpu_only:
+    fits = capacity.replicas_possible(gpus, bytes_per_gpu, replicas)
+    if cpu_only:
         free = f"{capacity.free_whole_gpus} of {capacity.total_gpus} nodes free"
-        need = f"{e.replicas} nodes"
+        need = f"{replicas} nodes"
     else:
         free = f"{capacity.free_whole_gpus} of {capacity.total_gpus} GPUs free"
-        need = f"{e.replicas} × {c.gpus} GPU"
+        need = f"{replicas} × {gpus} GPU"
     return Rejection(
         "NoCapacity",
-        f"needs {need}, room for {fits} in {c.pool.name} ({free})",
+        f"needs {need}, room for {fits} in {pool} ({free})",
         resolvable=True,
     )
 

@@ -74,7 +74,7 @@ from .choose import (
     has_room,
     index,
     is_current,
-    no_capacity,
+    no_room,
 )
 from .cost import cost_per_million_tokens, replica_cost
 from .feasibility import (
@@ -222,10 +222,10 @@ STATICS_KEPT = 8192
 few built nearest misses (tens of KiB); ``bench/plan_scale.py`` draws ~9,600 distinct specs."""
 JUDGED_KEPT = 256
 """Verdicts kept per shape, one per distinct ``Requirements.group_rules``."""
-ALTERNATIVES_PER_RANKING = 512
-"""Alternatives a ranking keeps for its next deployments, by (candidate, reason): a pool's entry
-is the same while its first candidate with room and the chosen one's cost are (or, without
-room, while the NoCapacity text is); the table starts afresh past this size."""
+ALTERNATIVES_PER_RANKING = 128
+"""MoreExpensive alternatives a ranking keeps for its next deployments, by (candidate, the
+chosen one's cost): a pool's entry is the same while both are; the table starts afresh past
+this size."""
 ALTERNATIVES_KEPT = 4096
 """Alternatives kept for reuse: the same fields, the same (frozen) object, in every plan that
 lists it (a 10,000-deployment plan lists ~200,000, of ~15,000 distinct values)."""
@@ -1208,78 +1208,62 @@ def _decide(
     )
 
 
-_STAMP = ("memplace.plan", "stamp")
-"""The key of a ``PoolCapacity.answers`` entry that names the room as it is now: the answers
-are emptied whenever the room changes, so a stamp still there means an unchanged pool."""
 _WHY = "why"
-
-
-def _stamp(capacity: Any) -> object:
-    answers = capacity.answers
-    stamp = answers.get(_STAMP)
-    if stamp is None:
-        stamp = answers[_STAMP] = object()
-    return stamp
+"""``PoolCapacity.answers`` holds, per room key, whether it has room now and, under
+(``_WHY``, key), the NoCapacity rejection: emptied whenever the pool's room changes."""
 
 
 def _room_answers(
     ranking: Ranking, cluster: Cluster, full_pools: frozenset[str]
 ) -> tuple[int | None, Full]:
-    """``choose.cheapest`` per pool: the first feasible candidate with room, and the ones
-    without (``choose.Full``). A pool's answers for a ranking are kept, stamped with the room
-    they were computed for (``_stamp``), so one deployment after another with the same spec
-    asks again only the pools whose room changed: per deployment the work is one lookup per
-    pool, not one per room key. Each has-room answer is kept on the pool's ``answers`` (shared
-    by every ranking); a NoCapacity rejection is built only when a plan shows it."""
-    memo = ranking.room_memo
+    """``choose.cheapest``, pool by pool: the first feasible candidate with room, and the ones
+    without (``choose.Full``: per pool its keys without room and its first index with room).
+    Each has-room answer is kept on the pool's ``answers`` (shared by every ranking, until the
+    pool's room changes); a NoCapacity rejection is built only when a plan shows it."""
+    by_room = ranking.by_room
     chosen: int | None = None
-    full_keys: dict[str, Any] = {}
+    full_keys: dict[str, set[tuple]] = {}
     first_free: dict[str, int | None] = {}
     count = 0
-    for pool, keyed in ranking.room_by_pool.items():
+    for pool, keys in ranking.room_by_pool.items():
         if pool in full_pools:  # this deployment's pods stayed unschedulable there
-            full_keys[pool] = {key for key, _ in keyed}
+            full_keys[pool] = set(keys)
             first_free[pool] = None
-            count += sum(len(indices) for _, indices in keyed)
+            count += sum(len(by_room[key]) for key in keys)
             continue
         capacity = cluster.capacity(pool)
-        stamp = _stamp(capacity)
-        found = memo.get(pool)
-        if found is None or found[0] is not stamp:
-            answers = capacity.answers
-            first: int | None = None
-            lacking = set()
-            n = 0
-            for key, indices in keyed:
-                ok = answers.get(key)
-                if ok is None:
-                    _, gpus, resident, replicas = key
-                    ok = answers[key] = has_room(capacity, gpus, resident, replicas)
-                if ok:
-                    if first is None or indices[0] < first:
-                        first = indices[0]
-                else:
-                    lacking.add(key)
-                    n += len(indices)
-            found = memo[pool] = (stamp, first, frozenset(lacking), n)
-        _, first, lacking, n = found
-        if lacking:
-            full_keys[pool] = lacking
-            count += n
+        answers = capacity.answers
+        first: int | None = None
+        lacking = None
+        for key in keys:
+            ok = answers.get(key)
+            if ok is None:
+                _, gpus, resident, replicas = key
+                ok = answers[key] = has_room(capacity, gpus, resident, replicas)
+            if ok:
+                at = by_room[key][0]
+                if first is None or at < first:
+                    first = at
+            else:
+                if lacking is None:
+                    lacking = full_keys[pool] = set()
+                lacking.add(key)
+                count += len(by_room[key])
         first_free[pool] = first
         if first is not None and (chosen is None or first < chosen):
             chosen = first
 
     def why(key: tuple, i: int) -> Any:
-        pool = key[0]
+        pool, gpus, resident, replicas = key
         capacity = cluster.capacity(pool)
+        cpu_only = ranking.ranked.candidate_at(i).pool.cpu_only
         if pool in full_pools:
-            return no_capacity(ranking.ranked[i], capacity, full_pools)
+            return no_room(pool, cpu_only, gpus, resident, replicas, capacity, full_pools)
         answers = capacity.answers
         wkey = (_WHY, key)
         found = answers.get(wkey)
         if found is None:
-            found = answers[wkey] = no_capacity(ranking.ranked[i], capacity)
+            found = answers[wkey] = no_room(pool, cpu_only, gpus, resident, replicas, capacity)
         return found
 
     return chosen, Full(ranking, full_keys, first_free, count, why)
@@ -1289,10 +1273,10 @@ def _alternatives(
     ranking: Ranking, chosen: int | None, full: Full, memo: dict
 ) -> list[Alternative]:
     """``choose.alternative_indices`` as Alternatives, in the same order, with what does not
-    change from one deployment of a spec to the next kept on the ranking: a pool's entry (its
-    first candidate with room, else its first feasible one, NoCapacity) by candidate and reason
-    (``ALTERNATIVES_PER_RANKING``), the nearest misses always. The runners-up, a few, are
-    worked out each time."""
+    change from one deployment of a spec to the next kept on the ranking: a pool's first
+    candidate with room, MoreExpensive, by candidate and the chosen one's cost
+    (``ALTERNATIVES_PER_RANKING``), and the nearest misses. The runners-up (a few) and each
+    NoCapacity (its text follows the room) are worked out each time."""
     ranked = ranking.ranked
     if not isinstance(ranked, _Ranked):  # pragma: no cover - the planner's rankings are _Ranked
         return [
@@ -1343,13 +1327,12 @@ def _alternatives(
         best = full.first_free(pool, indices)
         if best is None:  # no room in the pool: its first feasible one, NoCapacity
             best = indices[0]
-            why = full[best]
-            akey: tuple = (best, why.message)
-        else:
-            why, akey = None, (best, winner_cost)
-        alt = built.get(akey)
+            if best not in picked:
+                picked[best] = build(best, full[best])
+            continue
+        alt = built.get((best, winner_cost))
         if alt is None:
-            alt = built[akey] = build(best, why if why is not None else more_expensive(best))
+            alt = built[(best, winner_cost)] = build(best, more_expensive(best))
         if best not in picked:
             picked[best] = alt
     nearest = cache.get(("nearest",))
