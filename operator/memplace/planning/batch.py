@@ -4,7 +4,7 @@
 option, even when that leaves a later one with nothing. ``plan_batch`` with the ``optimal``
 strategy asks ``solve`` for one option per deployment over the planner's own feasible
 candidates (the checks and their explanations are untouched: the solver only chooses among
-what ``plan`` ranked), then builds every plan with ``plan._decide`` given that choice:
+what ``plan`` ranked), then builds every plan with ``decide._decide`` given that choice:
 
 1. release every deployment of the batch (each is being replanned);
 2. per deployment, its options: the first (cheapest) ranked candidate of each room key
@@ -29,8 +29,11 @@ from typing import Any
 
 from memplace.api import Alternative
 
+from .decide import _decide, _released
 from .inventory import Cluster, PoolCapacity
-from .plan import DeploymentRequest, Plan, _decide, _Invalid, _Ranked, _released, _static
+from .plan_types import DeploymentRequest, Plan
+from .ranking import _Ranked, _static
+from .sizing import _Invalid
 from .solve import OPTIONS_KEPT, Item, Option, Room, Solution, solve
 
 __all__ = ["STRATEGIES", "BatchResult", "plan_batch"]
@@ -190,7 +193,7 @@ def plan_batch(
     solver: str = "highs",
 ) -> BatchResult:
     """Plans for every request, in (namespace, name) order, by ``strategy``."""
-    from .plan import plan_cluster
+    from .decide import plan_cluster
 
     ordered = sorted(requests, key=lambda r: (r.namespace, r.name))
     if strategy == "greedy":

@@ -103,11 +103,11 @@ class Ranking:
     """Feasible indices by ``room_key``, in rank order: each key is asked for room once."""
     room_by_pool: dict[str, tuple[tuple, ...]] = field(default_factory=dict)
     """``by_room``'s keys per pool (the key's first field), in ``by_room`` order: what the
-    planner asks pool by pool (``plan._room_answers``)."""
+    planner asks pool by pool (``room._room_answers``)."""
     key_of: list[tuple | None] = field(default_factory=list)
     """Per ranked index, its ``room_key``; None for an infeasible candidate."""
     room_memo: dict = field(default_factory=dict, repr=False, compare=False)
-    """What the planner keeps for this ranking's next deployments (``plan._alternatives``)."""
+    """What the planner keeps for this ranking's next deployments (``explain._alternatives``)."""
 
 
 def room_key(e: Evaluation) -> tuple:
@@ -233,7 +233,7 @@ class Full(Mapping[int, Rejection]):
     answered per pool: ``full_keys`` holds per pool its room keys without room, ``first_free``
     per pool its first index with room (None: none), ``why(key, i)`` the rejection of a key
     (``i`` its first index), built only when asked. What ``cheapest`` returns as a dict, for a
-    planner that keeps its answers per pool (``plan``)."""
+    planner that keeps its answers per pool (``room``)."""
 
     __slots__ = ("_ranking", "_full_keys", "_first_free", "_count", "_why")
 
@@ -336,7 +336,7 @@ def alternative_indices(
     ranking: Ranking, chosen: int | None, full: Mapping[int, Rejection]
 ) -> list[tuple[int, Rejection]]:
     """``alternatives`` as ranking indices: what a planner whose ranking builds candidates on
-    access reads without building the ones it has shown before (``plan``)."""
+    access reads without building the ones it has shown before (``explain``)."""
     ranked = ranking.ranked
     winner_cost = None if chosen is None else _per_hour_at(ranked, chosen)
 
