@@ -45,15 +45,14 @@ def _room_answers(
         answers = capacity.answers
         first: int | None = None
         lacking = None
-        for key in keys:
+        for key in keys:  # in rank order of their first candidates (``by_room``'s order)
             ok = answers.get(key)
             if ok is None:
                 _, gpus, resident, replicas = key
                 ok = answers[key] = has_room(capacity, gpus, resident, replicas)
             if ok:
-                at = by_room[key][0]
-                if first is None or at < first:
-                    first = at
+                if first is None:
+                    first = by_room[key][0]
             else:
                 if lacking is None:
                     lacking = full_keys[pool] = set()
