@@ -204,14 +204,18 @@ def plan_batch(
     for request in ordered:
         _released(state, request.owner, in_place=True)
     items: list[Item] = []
+    statics: list[Any] = []  # per request, for its decision below (None: Invalid)
     shared_options: dict[int, tuple[Option, ...]] = {}
     rankings: list[Any] = []
     for request in ordered:
         try:
-            ranking = _static(request, state).ranking
+            static = _static(request, state)
         except _Invalid:
+            statics.append(None)
             items.append(Item((), request.spec.priority))
             continue
+        statics.append(static)
+        ranking = static.ranking
         # deployments with the same spec share the ranking, and so their options (the same
         # tuple: ``solve`` takes them as one item of that many)
         shared = request.current is None and not request.full_pools
@@ -254,7 +258,7 @@ def plan_batch(
         request = ordered[i]
         _released(state, request.owner, in_place=True)
         choice = picked[i].key if i in picked else None
-        plans[i] = _decide(request, state, consume=True, choice=choice)
+        plans[i] = _decide(request, state, consume=True, choice=choice, static=statics[i])
     held = {
         pool.name: sorted(state.capacity(pool.name).owners, key=lambda o: (-priority.get(o, 0), o))
         for pool in state.pools

@@ -35,22 +35,28 @@ from .explain import (
 from .inventory import Cluster
 from .memory import usable_gpu_bytes
 from .plan_types import DeploymentRequest, Plan
-from .ranking import _Ranked, _static
+from .ranking import _Ranked, _Static, _static
 from .room import _room_answers
 from .sizing import _Invalid
 
 
 def _decide(
-    request: DeploymentRequest, cluster: Cluster, consume: bool, choice: int | None = None
+    request: DeploymentRequest,
+    cluster: Cluster,
+    consume: bool,
+    choice: int | None = None,
+    static: _Static | None = None,
 ) -> Plan:
     """The plan for ``request``: its cheapest feasible candidate with room, or ``choice`` (a
     ranking index the batch solver picked, ``batch``) when that has room; a cheaper one with
     room that the choice passed over is listed first among the alternatives, with why. A base
-    with LoRA adapters is decided with them (``lora``), without a batch choice."""
+    with LoRA adapters is decided with them (``lora``), without a batch choice. ``static``:
+    ``ranking._static(request, …)`` when the caller has it already (the batch does)."""
     if request.lora is None and lora.has_adapters(request):
         return lora.decide(request, lambda r: _decide(r, cluster, consume), _separately(cluster))
     try:
-        static = _static(request, cluster)
+        if static is None:
+            static = _static(request, cluster)
     except _Invalid as error:
         return Plan(request.namespace, request.name, "Invalid", message=str(error))
     ranking = static.ranking
