@@ -249,10 +249,11 @@ class Full(Mapping[int, Rejection]):
         self._count, self._why = count, why
 
     def __contains__(self, i: object) -> bool:
-        if not isinstance(i, int) or not 0 <= i < len(self._ranking.key_of):
+        try:
+            key = self._ranking.key_of[i]  # type: ignore[index]
+        except (IndexError, TypeError):
             return False
-        key = self._ranking.key_of[i]
-        return key is not None and key in self._full_keys.get(key[0], ())
+        return key is not None and i >= 0 and key in self._full_keys.get(key[0], ())  # type: ignore[operator]
 
     def __getitem__(self, i: int) -> Rejection:
         if i not in self:

@@ -194,10 +194,10 @@ def _alternatives(
     ranking: Ranking, chosen: int | None, full: Full, memo: dict
 ) -> list[Alternative]:
     """``choose.alternative_indices`` as Alternatives, in the same order, with what does not
-    change from one deployment of a spec to the next kept on the ranking: a pool's first
-    candidate with room, MoreExpensive, by candidate and the chosen one's cost
-    (``ALTERNATIVES_PER_RANKING``), and the nearest misses. The runners-up (a few) and each
-    NoCapacity (its text follows the room) are worked out each time."""
+    change from one deployment of a spec to the next kept on the ranking
+    (``memo.ALTERNATIVES_PER_RANKING``): each MoreExpensive by candidate and the chosen one's
+    cost, each NoCapacity by candidate and text, and the nearest misses. Which candidates are
+    listed is worked out each time (it follows the room)."""
     ranked = ranking.ranked
     if not isinstance(ranked, _Ranked):  # pragma: no cover - the planner's rankings are _Ranked
         return [
@@ -219,6 +219,16 @@ def _alternatives(
             "MoreExpensive", f"${cost:.2f}/h, ${more:.2f}/h more than the chosen placement"
         )
 
+    built = cache.get(("built",))
+    if built is None or len(built) > ALTERNATIVES_PER_RANKING:
+        built = cache[("built",)] = {}
+
+    def more_expensive_alternative(i: int) -> Alternative:
+        alt = built.get((i, winner_cost))
+        if alt is None:
+            alt = built[(i, winner_cost)] = build(i, more_expensive(i))
+        return alt
+
     def kind(i: int) -> tuple:
         c = ranked.candidate_at(i)
         return (c.pool.name, c.precision.id, c.tier, c.variant.name)
@@ -236,12 +246,9 @@ def _alternatives(
         k = kind(i)
         if k not in seen:
             seen.add(k)
-            picked[i] = build(i, more_expensive(i))
+            picked[i] = more_expensive_alternative(i)
             runners += 1
     chosen_pool = None if chosen is None else ranked.candidate_at(chosen).pool.name
-    built = cache.get(("built",))
-    if built is None or len(built) > ALTERNATIVES_PER_RANKING:
-        built = cache[("built",)] = {}
     for pool, indices in ranking.feasible_by_pool.items():
         if pool == chosen_pool:
             continue
@@ -249,13 +256,13 @@ def _alternatives(
         if best is None:  # no room in the pool: its first feasible one, NoCapacity
             best = indices[0]
             if best not in picked:
-                picked[best] = build(best, full[best])
-            continue
-        alt = built.get((best, winner_cost))
-        if alt is None:
-            alt = built[(best, winner_cost)] = build(best, more_expensive(best))
-        if best not in picked:
-            picked[best] = alt
+                why = full[best]
+                alt = built.get((best, why.message))
+                if alt is None:
+                    alt = built[(best, why.message)] = build(best, why)
+                picked[best] = alt
+        elif best not in picked:
+            picked[best] = more_expensive_alternative(best)
     nearest = cache.get(("nearest",))
     if nearest is None:
         nearest = cache[("nearest",)] = [

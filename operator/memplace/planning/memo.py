@@ -73,10 +73,10 @@ JUDGED_KEPT = 256
 """Verdicts kept per shape, one per distinct ``Requirements.group_rules``."""
 
 
-ALTERNATIVES_PER_RANKING = 128
-"""MoreExpensive alternatives a ranking keeps for its next deployments, by (candidate, the
-chosen one's cost): a pool's entry is the same while both are; the table starts afresh past
-this size."""
+ALTERNATIVES_PER_RANKING = 256
+"""Alternatives a ranking keeps for its next deployments (``explain._alternatives``):
+MoreExpensive by (candidate, the chosen one's cost), NoCapacity by (candidate, its text: the
+same while the pool stays as full); the table starts afresh past this size."""
 
 
 ALTERNATIVES_KEPT = 4096
