@@ -209,3 +209,28 @@ def test_polish_never_raises_the_cost_and_lowers_it_after_a_time_limit():
     rows = solving._rows(items, {"p": Room((1, 1)), "q": Room((4,))})
     # a best-so-far with all three in q: two fit in p, the third stays
     assert polish(items, rows, [(0, 3)], threshold=0.1) == [(2, 1)]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_paused_for_a_batch_and_left_as_it_was(enabled, monkeypatch):
+    import gc
+
+    from memplace.planning import batch
+
+    seen = []
+    real = batch.solve
+
+    def solve_and_look(*a, **k):
+        seen.append(gc.isenabled())
+        return real(*a, **k)
+
+    monkeypatch.setattr(batch, "solve", solve_and_look)
+    cluster = build_cluster(nodes=l4_nodes(1))
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        batch.plan_batch([request("a"), request("b")], cluster)
+        assert seen == [False]
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -24,13 +24,15 @@ message. Same input, same output: the solver runs one worker with a fixed seed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from memplace.api import Alternative
 
 from .decide import _decide, _released
 from .inventory import Cluster, PoolCapacity
+from .memo import collector_paused
 from .plan_types import DeploymentRequest, Plan
 from .ranking import _Ranked, _static
 from .sizing import _Invalid
@@ -60,31 +62,41 @@ class BatchResult:
     """The solver found nothing in time: the plans are greedy."""
 
 
-def _options(ranking: Any, request: DeploymentRequest, cluster: Cluster) -> list[Option]:
+def _options(
+    ranking: Any, request: DeploymentRequest, cluster: Cluster, limit: int | None = None
+) -> list[Option]:
+    """The deployment's options, cheapest first, less the dominated ones (``_undominated``):
+    the first ranked candidate of each room key; at most ``limit`` (the rest not built)."""
     ranked = ranking.ranked
-    out = []
-    for key, indices in ranking.by_room.items():
-        pool, gpus, resident, replicas = key
-        if pool in request.full_pools or replicas <= 0:
-            continue
-        i = indices[0]
-        if isinstance(ranked, _Ranked):
-            at, reps, _ = ranked.rows[i]
-            cost = ranked.bases[at].per_replica * reps
-        else:  # pragma: no cover - the planner's rankings are _Ranked
-            cost = ranked[i].per_hour
-        capacity = cluster.capacity(pool)
-        shared = capacity.sharing and gpus == 1
-        out.append(Option(i, pool, max(gpus, 1), resident, replicas, cost, shared))
-    out.sort(key=lambda o: o.key)
-    return _undominated(out)
+
+    def every() -> Iterator[Option]:
+        # ``by_room`` is in rank order of each key's first candidate: cheapest first
+        for key, indices in ranking.by_room.items():
+            pool, gpus, resident, replicas = key
+            if pool in request.full_pools or replicas <= 0:
+                continue
+            i = indices[0]
+            if isinstance(ranked, _Ranked):
+                at, reps, _ = ranked.rows[i]
+                cost = ranked.bases[at].per_replica * reps
+            else:  # pragma: no cover - the planner's rankings are _Ranked
+                cost = ranked[i].per_hour
+            shared = cluster.capacity(pool).sharing and gpus == 1
+            yield Option(i, pool, max(gpus, 1), resident, replicas, cost, shared)
+
+    return list(itertools.islice(_kept(every()), limit))
 
 
 def _undominated(options: list[Option]) -> list[Option]:
     """``options`` (cheapest first) less each one that another kept option of the same pool
     beats: no dearer, the same GPUs per replica, no more replicas and (where GPUs are shared
     by bytes) no more bytes per GPU: it could only use more room for no gain."""
-    kept: list[Option] = []
+    return list(_kept(options))
+
+
+def _kept(options: Iterable[Option]) -> Iterator[Option]:
+    """``_undominated``, one option at a time (whether one is kept depends only on those
+    before it, so the first N kept are the same however many follow)."""
     # per (pool, slots, shared): the kept options' (replicas, bytes per GPU) → least cost
     front: dict[tuple[str, int, bool], dict[tuple[int, int], float]] = {}
     for o in options:
@@ -99,8 +111,7 @@ def _undominated(options: list[Option]) -> list[Option]:
         shape = (o.replicas, o.resident if o.shared else 0)
         if o.cost < rivals.get(shape, float("inf")):
             rivals[shape] = o.cost
-        kept.append(o)
-    return kept
+        yield o
 
 
 def _room(capacity: PoolCapacity) -> Room:
@@ -200,6 +211,20 @@ def plan_batch(
         return BatchResult(plan_cluster(ordered, cluster), None)
     if strategy != "optimal":
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    with collector_paused():
+        return _optimal(ordered, cluster, threshold, time_limit_s, solver)
+
+
+def _optimal(
+    ordered: list[DeploymentRequest],
+    cluster: Cluster,
+    threshold: float,
+    time_limit_s: float,
+    solver: str,
+) -> BatchResult:
+    """``plan_batch``'s optimal strategy, the steps of the module docstring."""
+    from .decide import plan_cluster
+
     state = cluster.mutable_copy()
     for request in ordered:
         _released(state, request.owner, in_place=True)
@@ -223,7 +248,9 @@ def plan_batch(
         if found is not None:
             items.append(Item(found, request.spec.priority))
             continue
-        options = _options(ranking, request, state)
+        # without a running placement only the cheapest OPTIONS_KEPT are ever used
+        limit = OPTIONS_KEPT if request.current is None else None
+        options = _options(ranking, request, state, limit)
         current = _current_option(options, ranking, request)
         if len(options) > OPTIONS_KEPT:  # the cheapest, and the running placement
             kept = options[:OPTIONS_KEPT]

@@ -33,6 +33,7 @@ from .explain import (
     _what,
 )
 from .inventory import Cluster
+from .memo import collector_paused
 from .memory import usable_gpu_bytes
 from .plan_types import DeploymentRequest, Plan
 from .ranking import _Ranked, _Static, _static
@@ -196,9 +197,10 @@ def plan_deployment(request: DeploymentRequest, cluster: Cluster) -> Plan:
 
 def plan_cluster(requests: Iterable[DeploymentRequest], cluster: Cluster) -> list[Plan]:
     """Decide many deployments in (namespace, name) order, each consuming the room it takes."""
-    state = cluster.mutable_copy()
-    plans = []
-    for request in sorted(requests, key=lambda r: (r.namespace, r.name)):
-        _released(state, request.owner, in_place=True)
-        plans.append(_decide(request, state, consume=True))
-    return plans
+    with collector_paused():
+        state = cluster.mutable_copy()
+        plans = []
+        for request in sorted(requests, key=lambda r: (r.namespace, r.name)):
+            _released(state, request.owner, in_place=True)
+            plans.append(_decide(request, state, consume=True))
+        return plans
