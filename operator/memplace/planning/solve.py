@@ -144,19 +144,22 @@ def aggregate(items: Sequence[Item]) -> tuple[list[Item], list[list[int]]]:
     groups: list[Item] = []
     members: list[list[int]] = []
     at: dict[tuple, int] = {}
+    by_id: dict[tuple[int, int], int] = {}  # the same tuple object: no need to hash its options
     for i, item in enumerate(items):
         if item.current is not None or item.count != 1:
             groups.append(item)
             members.append([i])
             continue
-        key = (item.options, item.priority)
-        g = at.get(key)
+        g = by_id.get((id(item.options), item.priority))
         if g is None:
-            at[key] = len(groups)
-            groups.append(item)
-            members.append([i])
-        else:
-            members[g].append(i)
+            key = (item.options, item.priority)
+            g = at.get(key)
+            if g is None:
+                g = at[key] = len(groups)
+                groups.append(item)
+                members.append([])
+            by_id[(id(item.options), item.priority)] = g
+        members[g].append(i)
     return [
         item if len(m) == 1 else Item(item.options, item.priority, None, len(m))
         for item, m in zip(groups, members, strict=True)
