@@ -197,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strategy",
         choices=("greedy", "optimal"),
-        default="greedy",
-        help="plan_cluster (greedy) or plan_batch (optimal: the solver, 1 s limit)",
+        default="optimal",
+        help="plan_batch (optimal, the default as in memplace plan: the solver, 1 s limit) or "
+        "plan_cluster (greedy)",
     )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)

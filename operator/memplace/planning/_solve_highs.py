@@ -142,7 +142,9 @@ def solve_highs(
         h.run()
         stage_status = _status(h)
         if stage_status == "none":
-            status = "feasible"  # keep the previous stage's answer (or the first fit)
+            if not solved:  # nothing in time: the caller falls back to greedy, saying so
+                return Solution([None] * len(items), "none", seconds=time.perf_counter() - start)
+            status = "feasible"  # keep the previous stage's answer
             break
         values = np.array(h.getSolution().col_value)
         solved = True
@@ -160,7 +162,7 @@ def solve_highs(
         def score(v: np.ndarray) -> tuple:
             return tuple(round(float(np.dot(c, v))) for c in objectives)
 
-        if not solved or score(first) < score(values):
+        if score(first) < score(values):
             values = first
         placed = -score(values)[0] if objectives and stages[0][0] == "placed" else 0
     chosen: list = [None] * len(items)
