@@ -132,20 +132,29 @@ def _decide(
         gpu_memory_source=c.pool.gpu_memory_source if c.gpus else None,
         usable_gpu_memory_bytes=usable_gpu_bytes(c.pool.gpu_memory_bytes) if c.gpus else None,
     )
-    cost = CostStatus(
-        per_hour=round(e.per_hour, 4),
-        per_million_output_tokens=_round(cost_per_million_tokens(e.per_hour, tokens), 4),
-        naive_per_hour=_round(static.naive_per_hour, 4),
-    )
-    message = f"{_what(e)}, ${e.per_hour:.2f}/h"
+    # what the chosen candidate says of itself is the same for every deployment of the spec
+    # (kept on the ranking, unless profiles or LoRA slots, which are the request's, apply)
+    kept = request.calibration is None and request.lora is None
+    said = ranking.room_memo.get(("placed", chosen)) if kept else None
+    if said is None:
+        cost = CostStatus(
+            per_hour=round(e.per_hour, 4),
+            per_million_output_tokens=_round(cost_per_million_tokens(e.per_hour, tokens), 4),
+            naive_per_hour=_round(static.naive_per_hour, 4),
+        )
+        estimate = _estimate_status(
+            e, _calibration_status(e, r.engine, request.calibration, cluster.memo), request.lora
+        )
+        said = (estimate, cost, f"{_what(e)}, ${e.per_hour:.2f}/h")
+        if kept:
+            ranking.room_memo[("placed", chosen)] = said
+    estimate, cost, message = said
     return Plan(
         request.namespace,
         request.name,
         "Placed",
         placement=placement,
-        estimate=_estimate_status(
-            e, _calibration_status(e, r.engine, request.calibration, cluster.memo), request.lora
-        ),
+        estimate=estimate,
         cost=cost,
         alternatives=tuple(alts),
         message=message,
