@@ -226,8 +226,12 @@ def _optimal(
     from .decide import plan_cluster
 
     state = cluster.mutable_copy()
-    for request in ordered:
-        _released(state, request.owner, in_place=True)
+    owners = {request.owner for request in ordered}
+    unique = len(owners) == len(ordered)
+    for pool in state.pools:  # every deployment of the batch is being replanned
+        capacity = state.capacity(pool.name)
+        for owner in [o for o in capacity.owners if o in owners]:
+            capacity.release(owner)
     items: list[Item] = []
     statics: list[Any] = []  # per request, for its decision below (None: Invalid)
     shared_options: dict[int, tuple[Option, ...]] = {}
@@ -283,7 +287,10 @@ def _optimal(
     plans: dict[int, Plan] = {}
     for i in sorted(range(len(ordered)), key=lambda i: (-ordered[i].spec.priority, i)):
         request = ordered[i]
-        _released(state, request.owner, in_place=True)
+        if not unique:  # the same deployment twice: whatever it holds now
+            _released(state, request.owner, in_place=True)
+        elif i in picked:  # all it holds: the packing's room, in its pool
+            state.capacity(picked[i].pool).release(request.owner)
         choice = picked[i].key if i in picked else None
         plans[i] = _decide(request, state, consume=True, choice=choice, static=statics[i])
     held = {
