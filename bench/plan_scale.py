@@ -23,12 +23,12 @@ handful of workload shapes, SLOs and quality budgets, so many deployments share 
 the planner's memo (estimates per architecture × precision × KV × shape, rankings per spec)
 does what it does in production. Nodes are spread over pools of real catalogue instance types.
 
-Figures (seed 1, fleet; this 2-core machine, other helpers' operator tests on the other core;
+Figures (seed 1, fleet; this 2-core machine, another helper's benchmark on the other core;
 ``b38bb2b`` before, this code after, each pair back to back, two runs; the README's "Scale"):
 
-    1,000 / 500 / 10     greedy  1.6–1.9 → 0.7–1.0 s    optimal  2.6–3.0 → 1.3 s     108 → 88 MiB
-    10,000 / 5,000 / 50  greedy 14.7–15.9 → 7.1–8.0 s   optimal 27.7–28.4 → 9.3–10.5 s
-                         peak RSS (optimal) 700–706 → 356–361 MiB; solver 3.5–3.7 → 1.2 s
+    1,000 / 500 / 10     greedy  1.7 → 0.9–1.0 s        optimal  3.2–3.3 → 1.1–1.3 s
+    10,000 / 5,000 / 50  greedy 15.2–15.9 → 8.0–8.5 s   optimal 25.5–28.1 → 9.95–10.2 s
+                         peak RSS (optimal) 700–702 → 356–358 MiB; solver 3.3–3.6 → 1.4 s
 """
 
 from __future__ import annotations
