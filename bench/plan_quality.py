@@ -14,6 +14,13 @@ time limit) and for the reference; then the worst and median ratios.
 
 ``--scale N``: the solver's own time (building and solving the model, ``Solution.seconds``) at
 N deployments of ``bench/plan_scale.py``'s workload and cluster (N/2 nodes, 20 pools).
+
+Figures (this 2-core machine, other helpers' tests on the other core, two runs): ``--instances
+20 --seed 1``: the default strategy matches the reference on 20 of 20 (cost ratio 1.0), before
+(``b38bb2b``) and after the solver took one item per spec; greedy's placed ratio 0.22 at
+worst. ``--scale 1000``: 1.03–1.05 s at the 1 s limit, best-so-far $7,632.10/h, 15,574
+variables (before) → 0.46–0.54 s, proven optimal $7,524.96/h, 1,823 variables for 115 specs
+(after).
 """
 
 from __future__ import annotations

@@ -70,8 +70,10 @@ def test_the_planner_never_splits_qwen2_5s_28_heads_over_eight_gpus():
 def test_the_fast_path_counts_tensor_parallel_refusals_as_the_checks_do(engine):
     # the planner's grouped fast path and every check on every candidate must agree, also
     # for a model (28 heads, 4 KV heads) whose 8-GPU candidates vLLM and TGI refuse
-    from memplace.planning import plan as planning
-    from memplace.planning.feasibility import check_all, funnel
+    from memplace.planning.evaluation import _evaluate, _evaluate_all
+    from memplace.planning.feasibility import Requirements, check_all, funnel
+    from memplace.planning.grouping import _bases
+    from memplace.planning.sizing import _variants
 
     config = json.loads((CONFIGS / "qwen2.5-7b.json").read_text())
     spec = ModelDeploymentSpec.model_validate(
@@ -85,14 +87,14 @@ def test_the_fast_path_counts_tensor_parallel_refusals_as_the_checks_do(engine):
     )
     cluster = build_cluster(nodes=a100_nodes(1) + l4_nodes(1))
     request = DeploymentRequest("ml", "x", spec)
-    variants, _ = planning._variants(request, cluster.memo)
-    r = planning.Requirements.from_spec(request.spec)
-    shape = planning._bases(variants, r, cluster)
-    kept, _, steps, _ = planning._evaluate_all(shape, r)
+    variants, _ = _variants(request, cluster.memo)
+    r = Requirements.from_spec(request.spec)
+    shape = _bases(variants, r, cluster)
+    kept, _, steps, _ = _evaluate_all(shape, r)
     slow = []
     for g in shape.groups:
         for b in g.members:
-            e = planning._evaluate(b, r, 1, 1, check=False)
+            e = _evaluate(b, r, 1, 1, check=False)
             demand = r.demand_tokens_per_second
             e.replicas_for_demand = int(-(-demand // b.tps)) if b.tps else 10**9
             e.rejections = check_all(e, r)

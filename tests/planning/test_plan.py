@@ -265,19 +265,21 @@ def _spec(**over) -> ModelDeploymentSpec:
     ],
 )
 def test_the_fast_path_counts_what_every_check_on_every_candidate_counts(over):
-    from memplace.planning import plan as planning
-    from memplace.planning.feasibility import check_all, funnel
+    from memplace.planning.evaluation import _evaluate, _evaluate_all
+    from memplace.planning.feasibility import Requirements, check_all, funnel
+    from memplace.planning.grouping import _bases
+    from memplace.planning.sizing import _variants
 
     cluster = build_cluster(nodes=l4_nodes() + a100_nodes() + h100_nodes())
     request = DeploymentRequest("ml", "x", _spec(**over))
-    variants, _ = planning._variants(request, cluster.memo)
-    r = planning.Requirements.from_spec(request.spec)
-    shape = planning._bases(variants, r, cluster)
-    kept, misses, steps, _ = planning._evaluate_all(shape, r)
+    variants, _ = _variants(request, cluster.memo)
+    r = Requirements.from_spec(request.spec)
+    shape = _bases(variants, r, cluster)
+    kept, misses, steps, _ = _evaluate_all(shape, r)
     slow = []
     for g in shape.groups:
         for b in g.members:
-            e = planning._evaluate(b, r, 1, 1, check=False)
+            e = _evaluate(b, r, 1, 1, check=False)
             demand = r.demand_tokens_per_second
             for_demand = -(-demand // b.tps) if demand and b.tps else (10**9 if demand else 0)
             e.replicas_for_demand = int(for_demand)

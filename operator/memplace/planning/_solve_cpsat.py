@@ -1,5 +1,6 @@
-"""``solve``'s OR-Tools CP-SAT backend: a Boolean per (deployment, option), one stage per
-objective. One worker with a fixed seed, so the same input gives the same answer."""
+"""``solve``'s OR-Tools CP-SAT backend: a Boolean per (deployment, option), or an integer
+0..count per (aggregated item, option), one stage per objective. One worker with a fixed
+seed, so the same input gives the same answer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from ortools.sat.python import cp_model
 
-from .solve import STAGE_SHARES, Item, Room, Solution, first_fit, model_parts
+from .solve import STAGE_SHARES, Item, Room, Solution, first_fit, model_parts, polish
 
 _STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible"}
 
@@ -28,19 +29,28 @@ def solve_cpsat(
     start = time.perf_counter()
     cells, stages, rows = model_parts(items, rooms, threshold)
     model = cp_model.CpModel()
-    x = [model.new_bool_var(f"x{k}") for k in range(len(cells))]
+    x = [
+        model.new_bool_var(f"x{k}")
+        if items[i].count == 1
+        else model.new_int_var(0, items[i].count, f"x{k}")
+        for k, (i, _) in enumerate(cells)
+    ]
     per_item: dict[int, list] = {}
     for (i, _), v in zip(cells, x, strict=True):
         per_item.setdefault(i, []).append(v)
-    for vs in per_item.values():
+    for i, vs in per_item.items():
         if len(vs) > 1:
-            model.add_at_most_one(vs)
+            if items[i].count == 1:
+                model.add_at_most_one(vs)
+            else:
+                model.add(sum(vs) <= items[i].count)
     at = {cell: k for k, cell in enumerate(cells)}
     for terms, bound in rows:
         model.add(sum(c * x[at[(i, j)]] for i, j, c in terms) <= bound)
     start_from = first_fit(items, rows)
     for (i, j), v in zip(cells, x, strict=True):
-        model.add_hint(v, start_from[i] == j)
+        taken = start_from[i]
+        model.add_hint(v, taken[j] if isinstance(taken, tuple) else int(taken == j))
     solver, status, placed = None, "optimal", 0
     for n, (name, coefficients, sense) in enumerate(stages):
         share = STAGE_SHARES[name]
@@ -67,12 +77,23 @@ def solve_cpsat(
         model.add(objective >= value if sense > 0 else objective <= value)
         model.clear_hints()
         for v in x:
-            model.add_hint(v, solver.boolean_value(v))
+            model.add_hint(v, solver.value(v))
     assert solver is not None
-    chosen: list[int | None] = [None] * len(items)
+    chosen: list = [None] * len(items)
+    for i, item in enumerate(items):
+        if item.count > 1:
+            chosen[i] = (0,) * len(item.options)
     for (i, j), v in zip(cells, x, strict=True):
-        if solver.boolean_value(v):
+        taken = solver.value(v)
+        if taken <= 0:
+            continue
+        if items[i].count > 1:
+            counts = list(chosen[i])
+            counts[j] = taken
+            chosen[i] = tuple(counts)
+        else:
             chosen[i] = j
+    chosen = polish(items, rows, chosen, threshold)
     return Solution(
         chosen,
         status,

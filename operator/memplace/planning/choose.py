@@ -16,7 +16,8 @@ pool can take the replicas now (and ``no_capacity`` explains when it cannot), ``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import bisect
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,9 @@ from .feasibility import Evaluation, Rejection, stage_of
 
 __all__ = [
     "TIER_ORDER",
+    "Full",
     "Ranking",
+    "alternative_indices",
     "alternatives",
     "candidate_rank_key",
     "candidate_room_key",
@@ -33,6 +36,7 @@ __all__ = [
     "index",
     "is_current",
     "no_capacity",
+    "no_room",
     "rank",
     "rank_key",
     "room_key",
@@ -97,6 +101,13 @@ class Ranking:
     """Per pool without a feasible candidate: the one that got furthest through the checks."""
     by_room: dict[tuple, tuple[int, ...]] = field(default_factory=dict)
     """Feasible indices by ``room_key``, in rank order: each key is asked for room once."""
+    room_by_pool: dict[str, tuple[tuple, ...]] = field(default_factory=dict)
+    """``by_room``'s keys per pool (the key's first field), in ``by_room`` order: what the
+    planner asks pool by pool (``room._room_answers``)."""
+    key_of: list[tuple | None] = field(default_factory=list)
+    """Per ranked index, its ``room_key``; None for an infeasible candidate."""
+    room_memo: dict = field(default_factory=dict, repr=False, compare=False)
+    """What the planner keeps for this ranking's next deployments (``explain._alternatives``)."""
 
 
 def room_key(e: Evaluation) -> tuple:
@@ -120,17 +131,27 @@ def index(
     feasible: list[int] = []
     by_pool: dict[str, list[int]] = {}
     by_room: dict[tuple, list[int]] = {}
+    key_of: list[tuple | None] = []
+    canonical: dict[tuple, tuple] = {}  # one tuple per distinct key, however many rows share it
     for i, (pool, key) in enumerate(rows):
         if key is not None:
+            key = canonical.setdefault(key, key)
             feasible.append(i)
             by_pool.setdefault(pool, []).append(i)
             by_room.setdefault(key, []).append(i)
+        key_of.append(key)
+    rooms = {key: tuple(indices) for key, indices in by_room.items()}
+    room_by_pool: dict[str, list[tuple]] = {}
+    for key in rooms:
+        room_by_pool.setdefault(key[0], []).append(key)
     return Ranking(
         ranked,
         feasible,
         {pool: tuple(indices) for pool, indices in by_pool.items()},
         {pool: i for pool, i in sorted(nearest.items()) if pool not in by_pool},
-        {key: tuple(indices) for key, indices in by_room.items()},
+        rooms,
+        {pool: tuple(keys) for pool, keys in room_by_pool.items()},
+        key_of,
     )
 
 
@@ -163,26 +184,100 @@ def no_capacity(
 ) -> Rejection | None:
     """Whether ``capacity`` (the pool's ``PoolCapacity``) lacks room for the replicas."""
     c = e.candidate
-    if c.pool.name in full_pools:
+    return no_room(
+        c.pool.name,
+        c.pool.cpu_only,
+        c.gpus,
+        e.resident_bytes_per_gpu,
+        e.replicas,
+        capacity,
+        full_pools,
+    )
+
+
+def no_room(
+    pool: str,
+    cpu_only: bool,
+    gpus: int,
+    bytes_per_gpu: int,
+    replicas: int,
+    capacity: Any,
+    full_pools: frozenset[str] = frozenset(),
+) -> Rejection | None:
+    """``no_capacity`` from what it reads of a candidate (its ``room_key`` and whether its pool
+    is CPU-only): what a planner asks without building the Evaluation."""
+    if pool in full_pools:
         return Rejection(
             "NoCapacity",
-            f"pool {c.pool.name} is full for this deployment: its pods stayed unschedulable",
+            f"pool {pool} is full for this deployment: its pods stayed unschedulable",
             resolvable=True,
         )
-    if has_room(capacity, c.gpus, e.resident_bytes_per_gpu, e.replicas):
+    if has_room(capacity, gpus, bytes_per_gpu, replicas):
         return None
-    fits = capacity.replicas_possible(c.gpus, e.resident_bytes_per_gpu, e.replicas)
-    if c.pool.cpu_only:
+    fits = capacity.replicas_possible(gpus, bytes_per_gpu, replicas)
+    if cpu_only:
         free = f"{capacity.free_whole_gpus} of {capacity.total_gpus} nodes free"
-        need = f"{e.replicas} nodes"
+        need = f"{replicas} nodes"
     else:
         free = f"{capacity.free_whole_gpus} of {capacity.total_gpus} GPUs free"
-        need = f"{e.replicas} × {c.gpus} GPU"
+        need = f"{replicas} × {gpus} GPU"
     return Rejection(
         "NoCapacity",
-        f"needs {need}, room for {fits} in {c.pool.name} ({free})",
+        f"needs {need}, room for {fits} in {pool} ({free})",
         resolvable=True,
     )
+
+
+class Full(Mapping[int, Rejection]):
+    """The feasible candidates of a ranking that lack room, by index, and why (NoCapacity),
+    answered per pool: ``full_keys`` holds per pool its room keys without room, ``first_free``
+    per pool its first index with room (None: none), ``why(key, i)`` the rejection of a key
+    (``i`` its first index), built only when asked. What ``cheapest`` returns as a dict, for a
+    planner that keeps its answers per pool (``room``)."""
+
+    __slots__ = ("_ranking", "_full_keys", "_first_free", "_count", "_why")
+
+    def __init__(
+        self,
+        ranking: Ranking,
+        full_keys: Mapping[str, frozenset[tuple] | set[tuple]],
+        first_free: Mapping[str, int | None],
+        count: int,
+        why: Callable[[tuple, int], Rejection],
+    ) -> None:
+        self._ranking, self._full_keys, self._first_free = ranking, full_keys, first_free
+        self._count, self._why = count, why
+
+    def __contains__(self, i: object) -> bool:
+        try:
+            key = self._ranking.key_of[i]  # type: ignore[index]
+        except (IndexError, TypeError):
+            return False
+        return key is not None and i >= 0 and key in self._full_keys.get(key[0], ())  # type: ignore[operator]
+
+    def __getitem__(self, i: int) -> Rejection:
+        if i not in self:
+            raise KeyError(i)
+        key = self._ranking.key_of[i]
+        return self._why(key, self._ranking.by_room[key][0])
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[int]:
+        for keys in self._full_keys.values():
+            for key in keys:
+                yield from self._ranking.by_room[key]
+
+    def first_free(self, pool: str, indices: Sequence[int]) -> int | None:
+        """The first of ``indices`` (the pool's feasible ones) with room, or None."""
+        return self._first_free.get(pool)
+
+
+def _first_free(full: Mapping[int, Rejection], pool: str, indices: Sequence[int]) -> int | None:
+    if isinstance(full, Full):
+        return full.first_free(pool, indices)
+    return next((i for i in indices if i not in full), None)
 
 
 def cheapest(
@@ -217,59 +312,79 @@ def primary(e: Evaluation) -> Rejection | None:
     return min(e.rejections, key=stage_of) if e.rejections else None
 
 
+def _candidate_at(ranked: Sequence[Evaluation], i: int) -> Any:
+    at = getattr(ranked, "candidate_at", None)
+    return at(i) if at is not None else ranked[i].candidate
+
+
+def _per_hour_at(ranked: Sequence[Evaluation], i: int) -> float:
+    at = getattr(ranked, "per_hour_at", None)
+    return at(i) if at is not None else ranked[i].per_hour
+
+
 def alternatives(
-    ranking: Ranking, chosen: int | None, full: dict[int, Rejection]
+    ranking: Ranking, chosen: int | None, full: Mapping[int, Rejection]
 ) -> list[tuple[Evaluation, Rejection]]:
     """The next few feasible candidates and the best one per other pool, one reason each.
 
     Per pool, "best" is its cheapest feasible candidate with room, else its cheapest feasible
     one (NoCapacity), else the one that got furthest through the checks (the near miss worth
     explaining). In rank order; a feasible loser's reason is MoreExpensive."""
-    built: dict[int, Evaluation] = {}
+    return [(ranking.ranked[i], why) for i, why in alternative_indices(ranking, chosen, full)]
 
-    def at(i: int) -> Evaluation:  # each asked once: the planner's Ranking builds on access
-        e = built.get(i)
-        if e is None:
-            e = built[i] = ranking.ranked[i]
-        return e
 
-    winner = None if chosen is None else at(chosen)
+def alternative_indices(
+    ranking: Ranking, chosen: int | None, full: Mapping[int, Rejection]
+) -> list[tuple[int, Rejection]]:
+    """``alternatives`` as ranking indices: what a planner whose ranking builds candidates on
+    access reads without building the ones it has shown before (``explain``)."""
+    ranked = ranking.ranked
+    winner_cost = None if chosen is None else _per_hour_at(ranked, chosen)
 
     def reason(i: int) -> Rejection:
-        e = at(i)
         if i in full:
             return full[i]
-        if e.rejections:
-            return primary(e)  # type: ignore[return-value]
-        assert winner is not None
-        more = e.per_hour - winner.per_hour
+        if not ranking.key_of or ranking.key_of[i] is None:  # infeasible: its own reason
+            rejections = ranked[i].rejections
+            if rejections:
+                return min(rejections, key=stage_of)
+        assert winner_cost is not None
+        cost = _per_hour_at(ranked, i)
+        more = cost - winner_cost
         if more < 5e-7:
-            return Rejection("MoreExpensive", f"${e.per_hour:.2f}/h, same cost; lost the tie-break")
+            return Rejection("MoreExpensive", f"${cost:.2f}/h, same cost; lost the tie-break")
         return Rejection(
-            "MoreExpensive", f"${e.per_hour:.2f}/h, ${more:.2f}/h more than the chosen placement"
+            "MoreExpensive", f"${cost:.2f}/h, ${more:.2f}/h more than the chosen placement"
         )
 
-    def kind(e: Evaluation) -> tuple:
-        c = e.candidate
+    def kind(i: int) -> tuple:
+        c = _candidate_at(ranked, i)
         return (c.pool.name, c.precision.id, c.tier, c.variant.name)
 
     picked: dict[int, Rejection] = {}
-    seen = set() if winner is None else {kind(winner)}
-    for i in ranking.feasible:
+    seen = set() if chosen is None else {kind(chosen)}
+    feasible = ranking.feasible
+    # candidates ranked before the chosen one are never runners-up: start after it
+    start = 0 if chosen is None else bisect.bisect_right(feasible, chosen)
+    for i in feasible[start:]:
         if len(picked) >= RUNNERS_UP:
             break
-        if i == chosen or i in full or (chosen is not None and i < chosen):
+        if i == chosen or i in full:
             continue
-        if kind(at(i)) not in seen:  # differing only in GPUs or KV dtype: not news
-            seen.add(kind(at(i)))
+        k = kind(i)
+        if k not in seen:  # differing only in GPUs or KV dtype: not news
+            seen.add(k)
             picked[i] = reason(i)
-    chosen_pool = None if winner is None else winner.candidate.pool.name
+    chosen_pool = None if chosen is None else _candidate_at(ranked, chosen).pool.name
     for pool, indices in ranking.feasible_by_pool.items():
         if pool == chosen_pool:
             continue
-        best = next((i for i in indices if i not in full), indices[0])
-        picked.setdefault(best, reason(best))
+        best = _first_free(full, pool, indices)
+        if best is None:
+            best = indices[0]
+        if best not in picked:
+            picked[best] = reason(best)
     for pool, i in ranking.nearest_by_pool.items():
-        if pool != chosen_pool:
-            picked.setdefault(i, reason(i))
-    return [(at(i), picked[i]) for i in sorted(picked)]
+        if pool != chosen_pool and i not in picked:
+            picked[i] = reason(i)
+    return [(i, picked[i]) for i in sorted(picked)]

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
 from typing import Any, Literal
@@ -145,6 +145,9 @@ class EfficiencyTable:
     default_step_overhead_s: float
     min_rows: int
     provenance: str
+    _looked_up: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    """``lookup``'s answers by (engine, GPU architecture, format, regime): a pure function of
+    the table, asked for every speed estimate (thousands per plan of a big cluster)."""
 
     def weight_format(self, engine: str, precision: str) -> WeightFormat:
         """The format ``engine`` serves ``precision`` in (llama.cpp int4 -> GGUF Q4_K_M)."""
@@ -166,6 +169,13 @@ class EfficiencyTable:
     def lookup(self, engine: str, gpu: Gpu, fmt: str, concurrency: int) -> Efficiency:
         """Bandwidth and compute fractions for one estimate, each from the nearest entry."""
         arch, regime = gpu_architecture(gpu), batch_regime(concurrency)
+        key = (engine, arch, fmt, regime)
+        found = self._looked_up.get(key)
+        if found is None:
+            found = self._looked_up[key] = self._lookup(engine, arch, fmt, regime)
+        return found
+
+    def _lookup(self, engine: str, arch: str, fmt: str, regime: str) -> Efficiency:
         bandwidth, b_src = self._field(("bandwidth",), engine, arch, fmt)
         other = "batched" if regime == "single" else "single"
         compute, c_src = self._field((f"compute_{regime}", f"compute_{other}"), engine, arch, fmt)

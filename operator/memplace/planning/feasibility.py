@@ -15,7 +15,7 @@ Checks run in ``STAGES`` order; a candidate's first rejection is the one people 
 
 Each rule is defined once, as a predicate over plain values (``pool_allowed``,
 ``engine_refusal``, ``memory_need``, ``meets_slo`` …). The check functions ask the predicate and
-explain a "no" with numbers; the planner's fast path (``plan._evaluate_all``) asks the same
+explain a "no" with numbers; the planner's fast path (``evaluation._evaluate_all``) asks the same
 predicates once per group of candidates that share pool, tier, precision, KV dtype and variant,
 and per candidate only what differs inside a group (memory, speed, replicas).
 """

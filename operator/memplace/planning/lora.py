@@ -1,6 +1,6 @@
 """Planning a base model with its LoRA adapters: one Deployment, sized with every adapter.
 
-``decide`` wraps the planner's one-deployment decision (``plan._decide``):
+``decide`` wraps the planner's one-deployment decision (``decide._decide``):
 
 1. collect the adapters: ``spec.adapters`` first, then the ModelAdapters naming the deployment
    (``Listed``); a ModelAdapter whose name the spec already uses is Rejected (``NameTaken``),

@@ -11,7 +11,14 @@ per pool, its free room. This module chooses, lexicographically:
    something);
 3. then the least total cost per hour;
 4. then the planner's own rank order as the tie-break (it prefers the running placement at
-   equal cost), earlier deployments first, so that equal-cost answers are the same every run.
+   equal cost), earlier deployments first, so that equal-cost answers are the same every run:
+   ``polish`` moves each deployment, earliest first, to its best-ranked option of no higher
+   cost and no more moves that the room left allows (a MIP stage for this tie-break alone took
+   longer than the three before it and rarely proved its optimum in the time limit; after a
+   best-so-far at the time limit the same pass is a descent that only lowers the cost).
+
+Deployments of one spec are one item with a count (``aggregate``): the same optima with a
+variable per (spec, option) instead of per (deployment, option).
 
 Capacity is modelled per pool by necessary conditions that are linear (exact node packing
 would need a variable per node): whole GPUs (slots, for CPU nodes) in total; for every
@@ -21,10 +28,12 @@ the chosen options onto nodes with its own ``PoolCapacity`` and repairs any the 
 refuses, so the conditions being necessary rather than exact never yields a wrong plan.
 
 Each stage is solved with the earlier stages' optima as constraints (and the previous answer
-as the starting solution). Solvers: HiGHS (``highspy``, the default: on one core its LP
-bounds prove these knapsack-like models optimal in a fraction of a second, where CP-SAT with
-one worker often cannot close the gap in minutes; see ``bench/plan_quality.py``) and OR-Tools
-CP-SAT, kept for that comparison. Each stage runs under its share of ``time_limit_s``
+as the starting solution; stage 1's optimum is kept per priority level, as bounds where a
+level is placed in full: ``_solve_highs._keep_placed``).
+Solvers: HiGHS (``highspy``, the default: on one core its LP bounds prove these
+knapsack-like models optimal in a fraction of a second, where CP-SAT with one worker often
+cannot close the gap in minutes; see ``bench/plan_quality.py``) and OR-Tools CP-SAT, kept
+for that comparison. Each stage runs under its share of ``time_limit_s``
 (``STAGE_SHARES``); a stage that ends without proof keeps its best solution
 (``Solution.optimal`` False); none at all gives ``Solution.status`` "none" and the caller
 falls back to greedy.
@@ -32,6 +41,7 @@ falls back to greedy.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -42,12 +52,14 @@ __all__ = [
     "Option",
     "Room",
     "Solution",
+    "aggregate",
     "level_weights",
     "solve",
+    "spread",
 ]
 
 SOLVERS = ("highs", "cp-sat")
-STAGE_SHARES = {"placed": 0.4, "moves": 0.1, "cost": 0.35, "tie": 0.15}
+STAGE_SHARES = {"placed": 0.5, "moves": 0.1, "cost": 0.4}
 """The share of the time limit each stage may use (the last takes what is left)."""
 OPTIONS_KEPT = 16
 """Options per deployment given to the solver, cheapest first (after dropping dominated ones,
@@ -86,6 +98,9 @@ class Item:
     priority: int = 0
     current: int | None = None
     """Position in ``options`` of the running placement."""
+    count: int = 1
+    """How many interchangeable deployments this item stands for (``aggregate``): the backends
+    choose how many of them take each option, an integer in 0..count per option."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,60 @@ class Solution:
         return self.status == "optimal"
 
 
+def aggregate(items: Sequence[Item]) -> tuple[list[Item], list[list[int]]]:
+    """Items that are interchangeable (the same options, the same priority, no running
+    placement: deployments of one spec in a fleet) as one item with their ``count``, in the
+    order of each group's first member; and per group its members' positions, in order.
+
+    The capacity rows, the placed weight and the cost see only how many of a group take each
+    option, so the aggregated model has the same optima as the one with a variable per
+    deployment, with a variable per (spec, option) instead: at 1,000 deployments of ~120 specs
+    ~1,900 integers instead of ~15,600 Booleans, and none of the symmetry between
+    interchangeable deployments that keeps a MIP solver from proving the optimum."""
+    groups: list[Item] = []
+    members: list[list[int]] = []
+    at: dict[tuple, int] = {}
+    by_id: dict[tuple[int, int], int] = {}  # the same tuple object: no need to hash its options
+    for i, item in enumerate(items):
+        if item.current is not None or item.count != 1:
+            groups.append(item)
+            members.append([i])
+            continue
+        g = by_id.get((id(item.options), item.priority))
+        if g is None:
+            key = (item.options, item.priority)
+            g = at.get(key)
+            if g is None:
+                g = at[key] = len(groups)
+                groups.append(item)
+                members.append([])
+            by_id[(id(item.options), item.priority)] = g
+        members[g].append(i)
+    return [
+        item if len(m) == 1 else Item(item.options, item.priority, None, len(m))
+        for item, m in zip(groups, members, strict=True)
+    ], members
+
+
+def spread(
+    chosen: Sequence[int | None], groups: Sequence[Item], members: Sequence[list[int]]
+) -> list[int | None]:
+    """The per-deployment answer of an aggregated one (``aggregate``; ``chosen`` per group: an
+    option, or with ``Item.count`` > 1 a tuple of how many take each option): within a group,
+    the earlier deployment (the caller's order) gets the better-ranked option, and those left
+    out are the last."""
+    out: list[int | None] = [None] * sum(len(m) for m in members)
+    for g, (item, m) in enumerate(zip(groups, members, strict=True)):
+        picked = chosen[g]
+        if item.count == 1 or picked is None or isinstance(picked, int):
+            out[m[0]] = picked  # type: ignore[assignment]
+            continue
+        order = [j for j, n in enumerate(picked) for _ in range(n)]
+        for i, j in zip(m, order, strict=False):
+            out[i] = j
+    return out
+
+
 def level_weights(priorities: Sequence[int]) -> dict[int, int]:
     """Per priority, the weight of placing one deployment of it: 1 for the lowest level, and
     each level above one more than everything below it together, so that placing one of a
@@ -126,6 +195,10 @@ def level_weights(priorities: Sequence[int]) -> dict[int, int]:
         weights[level] = below + 1
         below += weights[level] * sum(1 for p in priorities if p == level)
     return weights
+
+
+def _weights(items: Sequence[Item]) -> dict[int, int]:
+    return level_weights([item.priority for item in items for _ in range(item.count)])
 
 
 def _costs_and_moves(
@@ -191,32 +264,50 @@ def solve(
     lexicographic optimum of the whole is the union of the parts' optima."""
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
-    contested = _contested(items, rooms)
-    hard = [i for i, item in enumerate(items) if any(o.pool in contested for o in item.options)]
-    chosen: list[int | None] = [_own_best(item, threshold) for item in items]
+    start = time.perf_counter()
+    groups, members = aggregate(items)
+    contested = _contested(groups, rooms)
+    hard = [g for g, item in enumerate(groups) if any(o.pool in contested for o in item.options)]
+    chosen: list = [_own_best(item, threshold) for item in groups]
+    for g, item in enumerate(groups):
+        if item.count > 1 and chosen[g] is not None:  # all of them: their pools have room
+            chosen[g] = tuple(item.count if j == chosen[g] else 0 for j in range(len(item.options)))
+    stats = {"deployments": len(items), "groups": len(groups)}
     if not hard:
-        return Solution(chosen, "optimal", stats={"variables": 0, "rows": 0, "contested": 0})
-    sub = [items[i] for i in hard]
+        stats.update(variables=0, rows=0, contested=0)
+        return Solution(
+            spread(chosen, groups, members),
+            "optimal",
+            seconds=time.perf_counter() - start,
+            stats=stats,
+        )
+    sub = [groups[g] for g in hard]
     sub_rooms = {pool: room for pool, room in rooms.items() if pool in contested}
     if solver == "cp-sat":
         from ._solve_cpsat import solve_cpsat as backend
     else:
         from ._solve_highs import solve_highs as backend
     found = backend(sub, sub_rooms, threshold, time_limit_s)
+    seconds = time.perf_counter() - start
     if found.status == "none":
-        return found if len(hard) == len(items) else Solution([None] * len(items), "none")
-    for i, j in zip(hard, found.chosen, strict=True):
-        chosen[i] = j
-    found.stats["contested"] = len(hard)
-    return Solution(chosen, found.status, found.placed_weight, found.seconds, found.stats)
+        return Solution([None] * len(items), "none", seconds=seconds)
+    for g, j in zip(hard, found.chosen, strict=True):
+        chosen[g] = j
+    stats.update(found.stats)
+    stats["contested"] = sum(groups[g].count for g in hard)
+    return Solution(
+        spread(chosen, groups, members), found.status, found.placed_weight, seconds, stats
+    )
 
 
 def _contested(items: Sequence[Item], rooms: Mapping[str, Room]) -> set[str]:
-    """The pools where the items' largest options together could exceed a capacity row."""
+    """The pools where the items' largest options together (times each item's count) could
+    exceed a capacity row."""
     out = set()
     for terms, bound, pool in _rows(items, rooms, labelled=True):
         largest: dict[int, int] = {}
         for i, _, c in terms:
+            c *= items[i].count
             if c > largest.get(i, 0):
                 largest[i] = c
         if sum(largest.values()) > bound:
@@ -241,30 +332,27 @@ def model_parts(
     items: Sequence[Item], rooms: Mapping[str, Room], threshold: float
 ) -> tuple[list[tuple[int, int]], list[Stage], list]:
     """What both backends build from: the cells (item, option), the objectives in
-    lexicographic order (placed by priority, moves below the threshold, cost, tie-break) and
-    the capacity rows."""
-    weights = level_weights([item.priority for item in items])
+    lexicographic order (placed by priority, moves below the threshold, cost) and the capacity
+    rows (the tie-break is ``polish``'s)."""
+    weights = _weights(items)
     costs, moves = _costs_and_moves(items, threshold)
     cells = [(i, j) for i, item in enumerate(items) for j in range(len(item.options))]
-    n = len(items)
     stages: list[Stage] = [
         ("placed", [weights[items[i].priority] for i, _ in cells], +1),
         ("moves", [moves[i][j] for i, j in cells], -1),
         ("cost", [costs[i][j] for i, j in cells], -1),
-        # earlier items (the caller's order) weigh more, so that among equal costs the earlier
-        # deployment gets its better-ranked option, as the greedy order would give it
-        ("tie", [j * (n - i) for i, j in cells], -1),
     ]
     stages = [stage for stage in stages if any(stage[1])]  # e.g. no running placement
     return cells, stages, _rows(items, rooms)
 
 
-def first_fit(items: Sequence[Item], rows: list) -> list[int | None]:
+def first_fit(items: Sequence[Item], rows: list) -> list:
     """A starting solution: the items by priority, then smallest first (the share of the
-    pools' room their leanest option takes), each taking its first (cheapest) option that the
-    capacity rows still allow, then the leanest one. Smallest first is the classic greedy for
-    placing the most; the solver starts from it and improves the cost, and a best-so-far at
-    the time limit is never worse than it."""
+    pools' room their leanest option takes), each of an item's ``count`` deployments taking
+    its first (cheapest) option that the capacity rows still allow. Smallest first is the
+    classic greedy for placing the most; the solver starts from it and improves the cost, and
+    a best-so-far at the time limit is never worse than it. Per item, the option taken (None:
+    none), or with ``count`` > 1 how many take each option."""
     used = [0] * len(rows)
     by_cell: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for r, (terms, _) in enumerate(rows):
@@ -282,15 +370,70 @@ def first_fit(items: Sequence[Item], rows: list) -> list[int | None]:
         range(len(items)),
         key=lambda i: (-items[i].priority, share(i, lean[i]) if lean[i] is not None else 0, i),
     )
-    chosen: list[int | None] = [None] * len(items)
+    chosen: list = [None] * len(items)
     for i in order:
         if lean[i] is None:
             continue
-        for j in (*range(len(items[i].options)),):
-            need = by_cell.get((i, j), ())
-            if all(used[r] + c <= rows[r][1] for r, c in need):
-                for r, c in need:
-                    used[r] += c
-                chosen[i] = j
-                break
+        taken = [0] * len(items[i].options)
+        j = 0
+        for _ in range(items[i].count):
+            while j < len(taken):
+                need = by_cell.get((i, j), ())
+                if all(used[r] + c <= rows[r][1] for r, c in need):
+                    for r, c in need:
+                        used[r] += c
+                    taken[j] += 1
+                    break
+                j += 1  # full for this one: full for the rest of the item too
+        if items[i].count > 1:
+            chosen[i] = tuple(taken)
+        else:
+            chosen[i] = next((j for j, n in enumerate(taken) if n), None)
     return chosen
+
+
+def polish(items: Sequence[Item], rows: list, chosen: Sequence, threshold: float) -> list:
+    """The tie-break (stage 4): per item in order, each of its deployments moved to its
+    best-ranked option of no higher (integer) cost and no more moves, where the capacity rows'
+    room left allows it. Placed weight and moves stay what the solver made them, and so does
+    the cost of a proven optimum; a best-so-far at the time limit only gets cheaper."""
+    costs, moves = _costs_and_moves(items, threshold)
+    by_cell: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for r, (terms, _) in enumerate(rows):
+        for i, j, c in terms:
+            by_cell.setdefault((i, j), []).append((r, c))
+    counts = [
+        list(picked)
+        if isinstance(picked, tuple)
+        else [int(j == picked) for j in range(len(item.options))]
+        for item, picked in zip(items, chosen, strict=True)
+    ]
+    used = [0] * len(rows)
+    for i, row in enumerate(counts):
+        for j, n in enumerate(row):
+            for r, c in by_cell.get((i, j), ()) if n else ():
+                used[r] += c * n
+    for i, row in enumerate(counts):
+        for better in range(len(row)):
+            for worse in range(len(row) - 1, better, -1):
+                if not row[worse]:
+                    continue
+                if costs[i][better] > costs[i][worse] or moves[i][better] > moves[i][worse]:
+                    continue
+                delta: dict[int, int] = {}
+                for r, c in by_cell.get((i, better), ()):
+                    delta[r] = delta.get(r, 0) + c
+                for r, c in by_cell.get((i, worse), ()):
+                    delta[r] = delta.get(r, 0) - c
+                while row[worse] and all(used[r] + d <= rows[r][1] for r, d in delta.items()):
+                    for r, d in delta.items():
+                        used[r] += d
+                    row[worse] -= 1
+                    row[better] += 1
+    out: list = []
+    for item, row in zip(items, counts, strict=True):
+        if item.count > 1:
+            out.append(tuple(row))
+        else:
+            out.append(next((j for j, n in enumerate(row) if n), None))
+    return out
