@@ -136,6 +136,24 @@ def test_a_running_placement_moves_when_that_places_something_of_higher_priority
     assert kept["small"].placement.pool == "a100"  # alone, it would have stayed
 
 
+@pytest.mark.parametrize("solver", ["highs", "cp-sat"])
+def test_a_running_placement_does_not_move_to_place_one_of_its_own_priority(solver):
+    # The same cluster, but big has small's priority: placing it would need small to move for
+    # no saving, which the rule allows only for something of higher priority.
+    cluster = build_cluster(nodes=l4_nodes(1) + a100_nodes(1))
+    big = _needing_all_eight_a100s(cluster).model_copy(update={"priority": 0})
+    small = spec()
+    alone = plan_batch([request("small", spec=small)], cluster).plans[0]
+    running = alone.placement.model_copy(update={
+        "pool": "a100", "gpu_model": "A100-SXM4-80GB", "precision": "bf16",
+        "kv_cache_dtype": "bf16", "replicas": 1, "gpus_per_replica": 1, "nodes": None})
+    requests = [request("small", spec=small, current=running), request("big", spec=big)]
+    plans = {p.name: p for p in plan_batch(requests, cluster, threshold=0.99,
+                                           solver=solver).plans}
+    assert plans["small"].phase == "Placed" and plans["small"].placement.pool == "a100"
+    assert plans["big"].phase == "Unschedulable"
+
+
 def test_without_a_solution_in_time_the_plans_are_greedy_and_say_so(monkeypatch):
     cluster = build_cluster(nodes=l4_nodes(1) + a100_nodes(1))
     requests = [request(f"chat-{i}") for i in range(3)]

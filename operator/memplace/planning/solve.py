@@ -8,7 +8,9 @@ per pool, its free room. This module chooses, lexicographically:
    number of lower-priority ones (level weights: each exceeds the total of all levels below);
 2. then the fewest moves of running placements to options that save no more than the
    consolidation threshold (so such a move happens only when stage 1 needs it, to place
-   something);
+   something; and only to place something of higher priority: ``_only_for_higher`` solves
+   again with the running placements of a level held where a move of theirs placed nothing
+   above it);
 3. then the least total cost per hour;
 4. then the planner's own rank order as the tie-break (it prefers the running placement at
    equal cost), earlier deployments first, so that equal-cost answers are the same every run:
@@ -255,6 +257,101 @@ def solve(
     time_limit_s: float = 1.0,
     solver: str = "highs",
 ) -> Solution:
+    """Choose one option (or none) per item, lexicographically as the module says, then hold
+    running placements to the priority rule (``_only_for_higher``)."""
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
+    found = _solve(items, rooms, threshold, time_limit_s, solver)
+    return _only_for_higher(items, rooms, threshold, time_limit_s, solver, found)
+
+
+def _only_for_higher(
+    items: Sequence[Item],
+    rooms: Mapping[str, Room],
+    threshold: float,
+    time_limit_s: float,
+    solver: str,
+    found: Solution,
+) -> Solution:
+    """A running placement moves (for no more than the threshold's saving) only to place
+    something of HIGHER priority: the placed weight of stage 1 would also move one to place
+    another of its own priority. Per priority level whose running placements moved, lowest
+    first: solve again with those placements held to their own option (and the moves that pass
+    the threshold); when that places as many of every higher level, the held answer is the one
+    (the moves placed only equals or lower ones). One more solve per such level, and only when a
+    running placement moved: a rare event in a batch."""
+    if found.status == "none":
+        return found
+    _, moves = _costs_and_moves(items, threshold)
+
+    def moved_levels(chosen: Sequence[int | None]) -> list[int]:
+        return sorted(
+            {
+                item.priority
+                for item, j, row in zip(items, chosen, moves, strict=True)
+                if item.current is not None and j is not None and row[j]
+            }
+        )
+
+    held: set[int] = set()  # positions of the items held so far
+    for level in moved_levels(found.chosen):
+        hold = held | {
+            i for i, item in enumerate(items) if item.current is not None and item.priority == level
+        }
+        keep = [
+            [j for j in range(len(item.options)) if i not in hold or not moves[i][j]]
+            for i, item in enumerate(items)
+        ]
+        narrowed = [
+            Item(
+                tuple(item.options[j] for j in kept),
+                item.priority,
+                kept.index(item.current) if item.current is not None else None,
+                item.count,
+            )
+            for item, kept in zip(items, keep, strict=True)
+        ]
+        again = _solve(narrowed, rooms, threshold, time_limit_s, solver)
+        if again.status == "none":
+            continue
+        chosen = [
+            None if j is None else kept[j] for j, kept in zip(again.chosen, keep, strict=True)
+        ]
+        if _placed_above(items, chosen, level) >= _placed_above(items, found.chosen, level):
+            held = hold
+            found = Solution(
+                chosen,
+                again.status,
+                again.placed_weight,
+                found.seconds + again.seconds,
+                {**again.stats, "held_levels": sorted({items[i].priority for i in hold})},
+            )
+        else:
+            found.seconds += again.seconds
+    return found
+
+
+def _placed_above(items: Sequence[Item], chosen: Sequence[int | None], level: int) -> list[int]:
+    """Per priority above ``level``, highest first, how many are placed (compared as a list:
+    lexicographically, as stage 1 weighs them)."""
+    above = sorted({item.priority for item in items if item.priority > level}, reverse=True)
+    return [
+        sum(
+            item.count
+            for item, j in zip(items, chosen, strict=True)
+            if item.priority == p and j is not None
+        )
+        for p in above
+    ]
+
+
+def _solve(
+    items: Sequence[Item],
+    rooms: Mapping[str, Room],
+    threshold: float,
+    time_limit_s: float,
+    solver: str,
+) -> Solution:
     """Choose one option (or none) per item, lexicographically as the module says.
 
     Only the contested part goes to the solver: a pool whose rows hold even if every item took
@@ -262,8 +359,6 @@ def solve(
     all in such pools takes its own best option (most placed, fewest moves, least cost, rank:
     the stages restricted to it). The objectives add up over independent parts, so the
     lexicographic optimum of the whole is the union of the parts' optima."""
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(SOLVERS)}")
     start = time.perf_counter()
     groups, members = aggregate(items)
     contested = _contested(groups, rooms)
