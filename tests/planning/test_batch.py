@@ -205,3 +205,23 @@ def test_a_target_from_the_batch_is_kept_by_a_single_replan_while_it_has_room():
     gone = target.model_copy(update={"replicas": 99})
     plan = plan_deployment(DeploymentRequest(r.namespace, r.name, r.spec, target=gone), cluster)
     assert plan.placement.pool == cheapest.placement.pool
+
+
+def test_a_deployment_planned_alone_names_who_holds_the_room_it_lacks():
+    # The operator plans each change alone (plan_deployment): name_holders gives its
+    # NoCapacity reasons the holders a batch would name.
+    from memplace.planning.plan import plan_deployment
+
+    cluster = build_cluster(nodes=a100_nodes(1))
+    big = spec(workload={"outputTokensPerSecond": 4000})  # 6 of the node's 8 GPUs
+    high = request("z-high", spec=big.model_copy(update={"priority": 3}))
+    placed = plan_deployment(high, cluster)
+    assert placed.phase == "Placed"
+    full = cluster.reserve(placed.placement, placed.estimate, high.owner)
+    alone = plan_deployment(request("a-low", spec=big), full)
+    assert alone.phase == "Unschedulable"
+    assert not any("held by" in a.reason for a in alone.alternatives)
+    named = batch.name_holders(alone, full, {high.owner: 3})
+    held = [a.reason for a in named.alternatives if a.code == "NoCapacity"]
+    assert held and all("held by ml/z-high (priority 3)" in r for r in held)
+    assert batch.name_holders(placed, full, {}) is placed  # nothing to name: the same plan

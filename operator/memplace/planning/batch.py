@@ -38,7 +38,7 @@ from .ranking import _Ranked, _static
 from .sizing import _Invalid
 from .solve import OPTIONS_KEPT, Item, Option, Room, Solution, solve
 
-__all__ = ["STRATEGIES", "BatchResult", "plan_batch"]
+__all__ = ["STRATEGIES", "BatchResult", "name_holders", "plan_batch"]
 
 STRATEGIES = ("optimal", "greedy")
 CONSOLIDATION_THRESHOLD = 0.10
@@ -192,6 +192,22 @@ class _Holders:
                     changed = True
             alts.append(a)
         return dataclasses.replace(plan, alternatives=tuple(alts)) if changed else plan
+
+
+def name_holders(plan: Plan, cluster: Cluster, priority: Mapping[tuple[str, str], int]) -> Plan:
+    """``plan`` (one deployment planned alone, as the operator plans each change) with each
+    NoCapacity alternative naming who holds that pool in ``cluster``, highest priority first,
+    as a batch names them; ``priority``: every known deployment's ``spec.priority`` (one not
+    in it is named "outside this plan")."""
+    if not any(a.code == "NoCapacity" for a in plan.alternatives):
+        return plan
+    held = {
+        pool.name: sorted(
+            cluster.capacity(pool.name).owners, key=lambda o: (-priority.get(o, 0), o)
+        )
+        for pool in cluster.pools
+    }
+    return _Holders(held, priority).amend(plan)
 
 
 def plan_batch(
