@@ -54,7 +54,7 @@ from memplace.api import (
     PlacementPoolSpec,
 )
 
-from . import inputs, measure, modeladapters, moves, reconcile, render, resync
+from . import inputs, measure, modeladapters, moves, reconcile, render, resync, storage
 from .metrics import Metrics
 from .settings import current
 from .state import Key, State, stop_loops
@@ -74,10 +74,9 @@ async def configure(
     settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any
 ) -> None:
     config = current()
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="memplace.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="memplace.io", key="last-handled-spec"
-    )
+    # In status, with our status: one write per handled object (older annotations are read).
+    settings.persistence.progress_storage = storage.progress_storage()
+    settings.persistence.diffbase_storage = storage.diffbase_storage()
     settings.posting.reporting_component = config.reporting_component
     settings.posting.event_name_prefix = "memplace-"
     settings.watching.server_timeout = 300  # dropped or stale watches are re-established
