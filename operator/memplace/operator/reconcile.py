@@ -537,9 +537,26 @@ def _status_changes(
     generation: int | None,
 ) -> dict[str, Any]:
     new = mdstatus.status_patch(previous, outcome, ready, generation=generation)
+    if outcome.kind in ("placed", "kept") and state.settings.prometheus is None:
+        new["conditions"] = _slo_not_measured(new.get("conditions") or [], generation)
     changed = {k: v for k, v in new.items() if previous.get(k) != v}
     state.metrics.observe(key[0], key[1], {**previous, **new})
     return changed
+
+
+def _slo_not_measured(conditions: list[dict[str, Any]], generation: int | None) -> list[Any]:
+    """``SLOMet`` Unknown (no ``--prometheus-url``), as the measurement loop would set it, in
+    the same write as the placement: that loop then finds it set and writes nothing (one status
+    write per placement, not two). Kept as it is when already there."""
+    if any(c.get("type") == "SLOMet" for c in conditions):
+        return conditions
+    from .measure import NO_PROMETHEUS  # here: measure imports reconcile (through calibrate)
+
+    now = datetime.datetime.now(datetime.UTC)
+    return mdstatus.set_condition(
+        conditions, "SLOMet", "Unknown", "NoPrometheus", NO_PROMETHEUS, generation=generation,
+        now=now,
+    )
 
 
 def _render(
