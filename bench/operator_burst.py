@@ -50,7 +50,9 @@ import argparse
 import asyncio
 import contextvars
 import json
+import math
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -61,6 +63,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "operator"), str(ROOT / "operator")]
 
+import aiohttp  # noqa: E402
 import kmock  # noqa: E402
 from operator_process import OperatorProcess, write_kubeconfig  # noqa: E402
 from operator_support import (  # noqa: E402
@@ -94,6 +97,8 @@ class BenchCluster(Cluster):
     calls = 0
     writes = 0
     last_write = 0.0
+    placed_events: dict[str, asyncio.Event]
+    """Per probe name, set when the operator's ``Placed`` Event for it has been stored."""
     fast = True
     """Match in O(1) (above); False: KMock's own matching, for ``--emulator-only``."""
 
@@ -111,9 +116,16 @@ class BenchCluster(Cluster):
             self.writes += 1
             self.last_write = time.monotonic()
         _HANDLING.set(request)  # this request's task only (aiohttp runs each in its own)
-        return await super()._handle(request)
+        response = await super()._handle(request)
+        data = request.data if isinstance(request.data, dict) else {}
+        if data.get("reason") == "Placed" and request.resource == _EVENTS:
+            name = (data.get("involvedObject") or {}).get("name")
+            if name in getattr(self, "placed_events", {}):
+                self.placed_events[name].set()
+        return response
 
 
+_EVENTS = kmock.resource("v1/events")
 _HANDLING: contextvars.ContextVar[kmock.Request | None] = contextvars.ContextVar(
     "handling", default=None)
 KEPT_REQUESTS = 256
@@ -125,10 +137,17 @@ SIZES = (1.0e9, 4.0e9, 8.0e9, 14.0e9, 32.0e9, 70.0e9)
 READS = {"GET", "HEAD"}
 
 
-async def _inventory(cluster: Cluster) -> None:
-    for index in range(20):
+def _scale(n: int) -> int:
+    """How many times the base inventory (20 A100 nodes, 200 L4 nodes) the burst of ``n`` gets:
+    one per 300 deployments, so that most of a burst can be placed at any N (then calls per
+    placed deployment says what a placement costs, not what the Unschedulable ones cost)."""
+    return max(1, math.ceil(n / 300))
+
+
+async def _inventory(cluster: Cluster, scale: int = 1) -> None:
+    for index in range(20 * scale):
         await cluster.create(NODES_URL, gpu_node(f"a100-node-{index}", "a100"))
-    for index in range(200):
+    for index in range(200 * scale):
         await cluster.create(NODES_URL, gpu_node(
             f"l4-node-{index}", "l4", gpus=1, product="NVIDIA-L4", memory_mib=23034))
     for index in range(PROBES_ROOM):
@@ -148,17 +167,6 @@ def _phases(cluster: Cluster, namespace: str) -> list[str | None]:
     ]
 
 
-def _placed_event(cluster: Cluster, namespace: str, name: str) -> bool:
-    wanted = kmock.resource("v1/events")
-    for (res, ns, _), obj in list(cluster.objects.items()):
-        if res == wanted and ns == namespace and not obj.deleted:
-            raw = obj.raw
-            if raw.get("reason") == "Placed" and (raw.get("involvedObject") or {}).get(
-                    "name") == name:
-                return True
-    return False
-
-
 def _is_write(request: kmock.Request) -> bool:
     return str(getattr(request.method, "value", request.method)).upper() not in READS
 
@@ -167,6 +175,29 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` so far (``/proc/PID/stat`` fields 14, 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _plans(metrics: str) -> float:
+    """How many plans the operator has made (``memplace_plan_duration_seconds_count``); waits
+    for its metrics server to answer (at start)."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                async with aiohttp.ClientSession() as session, session.get(metrics) as response:
+                    text = await response.text()
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.5)
+    for line in text.splitlines():
+        if line.startswith("memplace_plan_duration_seconds_count"):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def _rss_mib(pid: int) -> float:
@@ -183,16 +214,19 @@ async def one(n: int, probes: int, quiet: float, timeout: float,
     for resource, info in (MEMPLACE_RESOURCES | KOPF_RESOURCES).items():
         cluster.resources[resource] = kmock.ResourceInfo(verbs=VERBS, **info)
     async with cluster, kmock.Server(cluster):
-        await _inventory(cluster)
+        await _inventory(cluster, _scale(n))
         with tempfile.TemporaryDirectory() as tmp:
             kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", str(cluster.url).rstrip("/"),
                                           cluster.operator_token)
-            operator = OperatorProcess(kubeconfig, Path(tmp) / "operator.log", "--resync", "1s")
+            metrics_port = _free_port()
+            operator = OperatorProcess(kubeconfig, Path(tmp) / "operator.log", "--resync", "1s",
+                                       "--metrics-port", str(metrics_port))
             if source:  # another checkout's operator (a "before" figure), same bench
                 operator.env["PYTHONPATH"] = str(Path(source) / "operator")
             operator.start()
             try:
-                return await _measure(cluster, operator, n, probes, quiet, timeout)
+                metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+                return await _measure(cluster, operator, metrics, n, probes, quiet, timeout)
             except BaseException:
                 print(operator.tail(), file=sys.stderr)
                 raise
@@ -200,9 +234,10 @@ async def one(n: int, probes: int, quiet: float, timeout: float,
                 await operator.stop()
 
 
-async def _measure(cluster: BenchCluster, operator: OperatorProcess, n: int, probes: int,
-                   quiet: float, timeout: float) -> dict[str, Any]:
-    await asyncio.sleep(3.0)  # the operator lists and indexes the inventory first
+async def _measure(cluster: BenchCluster, operator: OperatorProcess, metrics: str, n: int,
+                   probes: int, quiet: float, timeout: float) -> dict[str, Any]:
+    await _plans(metrics)  # it serves metrics once started, then lists and indexes the inventory
+    await asyncio.sleep(3.0)
     ns = "burst"
     objects = []
     for index in range(n):
@@ -214,6 +249,7 @@ async def _measure(cluster: BenchCluster, operator: OperatorProcess, n: int, pro
     before, writes_before = cluster.calls, cluster.writes
     assert operator.process is not None
     cpu_before = _cpu_seconds(operator.process.pid)
+    plans_before = await _plans(metrics)
     start = time.monotonic()
     await asyncio.gather(*(cluster.create(md_url(ns), md) for md in objects))
     terminal = None
@@ -242,17 +278,18 @@ async def _measure(cluster: BenchCluster, operator: OperatorProcess, n: int, pro
     placed = sum(p in ("Placed", "Ready") for p in phases)
     api_calls = cluster.calls - before - n  # less the bench's own creates
     writes = cluster.writes - writes_before - n
+    plans = await _plans(metrics) - plans_before
 
     latencies = []
     for index in range(probes):
         name = f"probe-{index:02d}"
         md = model_deployment(name, parameters=1.0e9, placement={"pools": ["probe"]})
         md["metadata"]["namespace"] = "probe"
+        cluster.placed_events = {name: (event_stored := asyncio.Event())}
         t0 = time.monotonic()
         await cluster.create(md_url("probe"), md)
         async with asyncio.timeout(30):
-            while not _placed_event(cluster, "probe", name):
-                await asyncio.sleep(0.005)
+            await event_stored.wait()
         latencies.append((time.monotonic() - t0) * 1000)
         await asyncio.sleep(0.3)
     latencies.sort()
@@ -267,6 +304,8 @@ async def _measure(cluster: BenchCluster, operator: OperatorProcess, n: int, pro
         "apiCalls": api_calls,
         "writes": writes,
         "callsPerPlaced": round(api_calls / max(placed, 1), 2),
+        "callsPerDeployment": round(api_calls / n, 2),
+        "plansPerDeployment": round(plans / n, 2),
         "operatorCpuSeconds": round(cpu, 1),
         "placedEventP50Ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
         "placedEventP95Ms": round(latencies[int(len(latencies) * 0.95)], 1) if latencies

@@ -143,6 +143,7 @@ async def plan_and_apply(
     config = None
     variant_configs: dict[str, dict[str, Any]] = {}
     lora = None
+    policy = None
     try:
         spec_model = inputs.parse_spec(spec)
         config = await inputs.model_config(
@@ -221,7 +222,11 @@ async def plan_and_apply(
             fields = {"phase": "Invalid", "message": str(error)}
         else:
             await modeladapters.write_statuses(api, indexes, key, fields)
-            return {**applied, **{k: v for k, v in scaled_fields.items() if previous.get(k) != v}}
+            scaled_changes = {k: v for k, v in scaled_fields.items() if previous.get(k) != v}
+            changes = {**applied, **scaled_changes}
+            if policy is None:
+                changes = _with_slo_not_measured(state, previous, changes, generation)
+            return changes
 
     state.fingerprints[key] = fingerprint
     await modeladapters.write_statuses(api, indexes, key, fields)
@@ -537,26 +542,32 @@ def _status_changes(
     generation: int | None,
 ) -> dict[str, Any]:
     new = mdstatus.status_patch(previous, outcome, ready, generation=generation)
-    if outcome.kind in ("placed", "kept") and state.settings.prometheus is None:
-        new["conditions"] = _slo_not_measured(new.get("conditions") or [], generation)
     changed = {k: v for k, v in new.items() if previous.get(k) != v}
     state.metrics.observe(key[0], key[1], {**previous, **new})
     return changed
 
 
-def _slo_not_measured(conditions: list[dict[str, Any]], generation: int | None) -> list[Any]:
-    """``SLOMet`` Unknown (no ``--prometheus-url``), as the measurement loop would set it, in
-    the same write as the placement: that loop then finds it set and writes nothing (one status
-    write per placement, not two). Kept as it is when already there."""
+def _with_slo_not_measured(
+    state: State, previous: Mapping[str, Any], changes: dict[str, Any], generation: int | None
+) -> dict[str, Any]:
+    """``changes`` plus ``SLOMet`` Unknown when nothing is measured (no ``--prometheus-url``),
+    as the measurement loop would set it, in the same write as the placement: that loop then
+    finds it set and writes nothing (one status write per placement, not two). Not for a
+    ``spec.scaling`` deployment (its verdict follows the demand: the loop sets it), nor when
+    the condition is there already."""
+    if state.settings.prometheus is not None:
+        return changes
+    conditions = changes.get("conditions") or previous.get("conditions") or []
     if any(c.get("type") == "SLOMet" for c in conditions):
-        return conditions
+        return changes
     from .measure import NO_PROMETHEUS  # here: measure imports reconcile (through calibrate)
 
     now = datetime.datetime.now(datetime.UTC)
-    return mdstatus.set_condition(
+    conditions = mdstatus.set_condition(
         conditions, "SLOMet", "Unknown", "NoPrometheus", NO_PROMETHEUS, generation=generation,
         now=now,
     )
+    return {**changes, "conditions": conditions}
 
 
 def _render(
