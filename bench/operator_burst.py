@@ -126,6 +126,8 @@ class BenchCluster(Cluster):
 
 
 _EVENTS = kmock.resource("v1/events")
+_NODES = kmock.resource("v1/nodes")
+POOLS = "memplace.io/v1alpha1/placementpools"
 _HANDLING: contextvars.ContextVar[kmock.Request | None] = contextvars.ContextVar(
     "handling", default=None)
 KEPT_REQUESTS = 256
@@ -139,9 +141,9 @@ READS = {"GET", "HEAD"}
 
 def _scale(n: int) -> int:
     """How many times the base inventory (20 A100 nodes, 200 L4 nodes) the burst of ``n`` gets:
-    one per 300 deployments, so that most of a burst can be placed at any N (then calls per
+    one per 200 deployments, so that all of a burst can be placed at any N (then calls per
     placed deployment says what a placement costs, not what the Unschedulable ones cost)."""
-    return max(1, math.ceil(n / 300))
+    return max(1, math.ceil(n / 200))
 
 
 async def _inventory(cluster: Cluster, scale: int = 1) -> None:
@@ -236,8 +238,13 @@ async def one(n: int, probes: int, quiet: float, timeout: float,
 
 async def _measure(cluster: BenchCluster, operator: OperatorProcess, metrics: str, n: int,
                    probes: int, quiet: float, timeout: float) -> dict[str, Any]:
-    await _plans(metrics)  # it serves metrics once started, then lists and indexes the inventory
-    await asyncio.sleep(3.0)
+    started = time.monotonic()
+    async with asyncio.timeout(timeout):  # listed and indexed: its resync loop writes pools
+        while not all((cluster.stored(POOLS, None, name) or {}).get("status")
+                      for name in ("a100", "l4", "probe")):
+            await asyncio.sleep(0.2)
+    ready = time.monotonic() - started
+    await asyncio.sleep(2.0)
     ns = "burst"
     objects = []
     for index in range(n):
@@ -296,6 +303,8 @@ async def _measure(cluster: BenchCluster, operator: OperatorProcess, metrics: st
     assert operator.process is not None
     return {
         "deployments": n,
+        "nodes": sum(1 for res, _, _ in cluster.objects if res == _NODES),
+        "readySeconds": round(ready, 1),
         "placed": placed,
         "unschedulable": sum(p == "Unschedulable" for p in phases),
         "invalid": sum(p == "Invalid" for p in phases),
