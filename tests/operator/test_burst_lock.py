@@ -1,0 +1,61 @@
+"""A first placement's creates run with the planning lock released (``reconcile._create_unlocked``):
+its room is reserved before, so plans made meanwhile never take it, and a create that fails
+gives it back."""
+
+from __future__ import annotations
+
+import asyncio
+
+from operator_support import (
+    NODES_URL,
+    POOLS_URL,
+    events_for,
+    eventually,
+    gpu_node,
+    md_url,
+    model_deployment,
+    pool,
+    status_of,
+)
+
+
+async def _one_gpu_nodes(cluster, count: int) -> None:
+    for index in range(count):
+        await cluster.create(NODES_URL, gpu_node(
+            f"tiny-node-{index}", "tiny", gpus=1, product="NVIDIA-L4", memory_mib=23034))
+    await cluster.create(POOLS_URL, pool("tiny", 1.0, model="L4", gpus=1))
+
+
+def _small(name: str) -> dict:
+    return model_deployment(name, parameters=1.0e9, placement={"pools": ["tiny"]})
+
+
+async def test_a_burst_never_places_two_on_one_gpu(cluster, operator):
+    await _one_gpu_nodes(cluster, 3)
+    names = [f"model-{index}" for index in range(4)]
+    await asyncio.gather(*(cluster.create(md_url(), _small(name)) for name in names))
+
+    phases = await eventually(
+        lambda: (found := [status_of(cluster, n).get("phase") for n in names])
+        and all(p in ("Placed", "Unschedulable") for p in found) and found,
+        what="every deployment terminal")
+    assert sorted(phases) == ["Placed", "Placed", "Placed", "Unschedulable"], phases
+    nodes = [node for n in names for node in (status_of(cluster, n).get("placement") or {}).get(
+        "nodes") or []]
+    assert sorted(nodes) == ["tiny-node-0", "tiny-node-1", "tiny-node-2"], nodes
+
+
+async def test_a_create_that_fails_gives_its_room_back(cluster, operator):
+    await _one_gpu_nodes(cluster, 1)
+    cluster.refuse("services", "first", "failed to allocate a serviceIP: range is full",
+                   status=500, reason="InternalError")
+    await cluster.create(md_url(), _small("first"))
+    await eventually(lambda: events_for(cluster, "first", "ApiError"), what="the ApiError")
+    assert not status_of(cluster, "first").get("placement")
+
+    await cluster.create(md_url(), _small("second"))
+    status = await eventually(
+        lambda: (s := status_of(cluster, "second")).get("phase") in ("Placed", "Unschedulable")
+        and s, what="the second deployment's plan")
+    assert status["phase"] == "Placed", status.get("message")
+    assert status["placement"]["nodes"] == ["tiny-node-0"]
