@@ -129,7 +129,8 @@ _EVENTS = kmock.resource("v1/events")
 _NODES = kmock.resource("v1/nodes")
 POOLS = "memplace.io/v1alpha1/placementpools"
 _HANDLING: contextvars.ContextVar[kmock.Request | None] = contextvars.ContextVar(
-    "handling", default=None)
+    "handling", default=None
+)
 KEPT_REQUESTS = 256
 PROBES_ROOM = 25
 """Nodes of pool ``probe``, kept for the probes (the burst may fill the other pools)."""
@@ -150,11 +151,15 @@ async def _inventory(cluster: Cluster, scale: int = 1) -> None:
     for index in range(20 * scale):
         await cluster.create(NODES_URL, gpu_node(f"a100-node-{index}", "a100"))
     for index in range(200 * scale):
-        await cluster.create(NODES_URL, gpu_node(
-            f"l4-node-{index}", "l4", gpus=1, product="NVIDIA-L4", memory_mib=23034))
+        await cluster.create(
+            NODES_URL,
+            gpu_node(f"l4-node-{index}", "l4", gpus=1, product="NVIDIA-L4", memory_mib=23034),
+        )
     for index in range(PROBES_ROOM):
-        await cluster.create(NODES_URL, gpu_node(
-            f"probe-node-{index}", "probe", gpus=1, product="NVIDIA-L4", memory_mib=23034))
+        await cluster.create(
+            NODES_URL,
+            gpu_node(f"probe-node-{index}", "probe", gpus=1, product="NVIDIA-L4", memory_mib=23034),
+        )
     await cluster.create(POOLS_URL, pool("a100", 30.0))
     await cluster.create(POOLS_URL, pool("l4", 0.9, model="L4", gpus=1))
     await cluster.create(POOLS_URL, pool("probe", 5.0, model="L4", gpus=1))
@@ -209,8 +214,9 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def one(n: int, probes: int, quiet: float, timeout: float,
-              source: str | None) -> dict[str, Any]:
+async def one(
+    n: int, probes: int, quiet: float, timeout: float, source: str | None
+) -> dict[str, Any]:
     cluster = BenchCluster()
     cluster.resources.load_bundled()
     for resource, info in (MEMPLACE_RESOURCES | KOPF_RESOURCES).items():
@@ -218,11 +224,18 @@ async def one(n: int, probes: int, quiet: float, timeout: float,
     async with cluster, kmock.Server(cluster):
         await _inventory(cluster, _scale(n))
         with tempfile.TemporaryDirectory() as tmp:
-            kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", str(cluster.url).rstrip("/"),
-                                          cluster.operator_token)
+            kubeconfig = write_kubeconfig(
+                Path(tmp) / "kubeconfig", str(cluster.url).rstrip("/"), cluster.operator_token
+            )
             metrics_port = _free_port()
-            operator = OperatorProcess(kubeconfig, Path(tmp) / "operator.log", "--resync", "1s",
-                                       "--metrics-port", str(metrics_port))
+            operator = OperatorProcess(
+                kubeconfig,
+                Path(tmp) / "operator.log",
+                "--resync",
+                "1s",
+                "--metrics-port",
+                str(metrics_port),
+            )
             if source:  # another checkout's operator (a "before" figure), same bench
                 operator.env["PYTHONPATH"] = str(Path(source) / "operator")
             operator.start()
@@ -236,12 +249,21 @@ async def one(n: int, probes: int, quiet: float, timeout: float,
                 await operator.stop()
 
 
-async def _measure(cluster: BenchCluster, operator: OperatorProcess, metrics: str, n: int,
-                   probes: int, quiet: float, timeout: float) -> dict[str, Any]:
+async def _measure(
+    cluster: BenchCluster,
+    operator: OperatorProcess,
+    metrics: str,
+    n: int,
+    probes: int,
+    quiet: float,
+    timeout: float,
+) -> dict[str, Any]:
     started = time.monotonic()
     async with asyncio.timeout(timeout):  # listed and indexed: its resync loop writes pools
-        while not all((cluster.stored(POOLS, None, name) or {}).get("status")
-                      for name in ("a100", "l4", "probe")):
+        while not all(
+            (cluster.stored(POOLS, None, name) or {}).get("status")
+            for name in ("a100", "l4", "probe")
+        ):
             await asyncio.sleep(0.2)
     ready = time.monotonic() - started
     await asyncio.sleep(2.0)
@@ -271,11 +293,14 @@ async def _measure(cluster: BenchCluster, operator: OperatorProcess, metrics: st
                     await asyncio.sleep(0.2)
     except TimeoutError:  # a figure too: how far it got
         phases = _phases(cluster, ns)
-        return {"deployments": n, "terminalSeconds": f"> {timeout:g}",
-                "terminalByThen": sum(p in TERMINAL for p in phases),
-                "operatorCpuSeconds": round(_cpu_seconds(operator.process.pid) - cpu_before, 1),
-                "apiCalls": cluster.calls - before - n,
-                "peakRssMiB": round(_rss_mib(operator.process.pid), 1)}  # type: ignore[union-attr]
+        return {
+            "deployments": n,
+            "terminalSeconds": f"> {timeout:g}",
+            "terminalByThen": sum(p in TERMINAL for p in phases),
+            "operatorCpuSeconds": round(_cpu_seconds(operator.process.pid) - cpu_before, 1),
+            "apiCalls": cluster.calls - before - n,
+            "peakRssMiB": round(_rss_mib(operator.process.pid), 1),
+        }  # type: ignore[union-attr]
     async with asyncio.timeout(timeout):
         while time.monotonic() - max(cluster.last_write, start + terminal) < quiet:
             await asyncio.sleep(0.2)
@@ -317,8 +342,7 @@ async def _measure(cluster: BenchCluster, operator: OperatorProcess, metrics: st
         "plansPerDeployment": round(plans / n, 2),
         "operatorCpuSeconds": round(cpu, 1),
         "placedEventP50Ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
-        "placedEventP95Ms": round(latencies[int(len(latencies) * 0.95)], 1) if latencies
-        else None,
+        "placedEventP95Ms": round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
         "peakRssMiB": round(_rss_mib(operator.process.pid), 1),
     }
 
@@ -352,9 +376,14 @@ async def emulator_only(n: int, fast: bool) -> dict[str, Any]:
         await asyncio.gather(*(cluster.create(md_url(ns), md) for md in objects))
         figures["createsPerSecond"] = round(n / (time.monotonic() - t0), 1)
         t0 = time.monotonic()
-        await asyncio.gather(*(
-            cluster.merge_patch(md_url(ns, md["metadata"]["name"]) + "/status",
-                                {"status": {"phase": "Placed"}}) for md in objects))
+        await asyncio.gather(
+            *(
+                cluster.merge_patch(
+                    md_url(ns, md["metadata"]["name"]) + "/status", {"status": {"phase": "Placed"}}
+                )
+                for md in objects
+            )
+        )
         figures["statusPatchesPerSecond"] = round(n / (time.monotonic() - t0), 1)
         t0 = time.monotonic()
         for md in objects:  # one at a time: the latency of one read
@@ -371,15 +400,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deployments", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--probes", type=int, default=20)
-    parser.add_argument("--quiet", type=float, default=5.0,
-                        help="seconds without an operator write that count as idle")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds to wait for all terminal (else how many were, by then)")
-    parser.add_argument("--source", metavar="DIR",
-                        help="run the operator from this checkout (default: this one)")
-    parser.add_argument("--emulator-only", action="store_true",
-                        help="no operator: the emulator's own request rate, with the bench's "
-                             "O(1) matching and with KMock's own")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=5.0,
+        help="seconds without an operator write that count as idle",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for all terminal (else how many were, by then)",
+    )
+    parser.add_argument(
+        "--source", metavar="DIR", help="run the operator from this checkout (default: this one)"
+    )
+    parser.add_argument(
+        "--emulator-only",
+        action="store_true",
+        help="no operator: the emulator's own request rate, with the bench's "
+        "O(1) matching and with KMock's own",
+    )
     args = parser.parse_args()
     if args.emulator_only:
         for n in args.deployments:

@@ -21,8 +21,10 @@ from operator_support import (
 
 async def _one_gpu_nodes(cluster, count: int) -> None:
     for index in range(count):
-        await cluster.create(NODES_URL, gpu_node(
-            f"tiny-node-{index}", "tiny", gpus=1, product="NVIDIA-L4", memory_mib=23034))
+        await cluster.create(
+            NODES_URL,
+            gpu_node(f"tiny-node-{index}", "tiny", gpus=1, product="NVIDIA-L4", memory_mib=23034),
+        )
     await cluster.create(POOLS_URL, pool("tiny", 1.0, model="L4", gpus=1))
 
 
@@ -36,26 +38,41 @@ async def test_a_burst_never_places_two_on_one_gpu(cluster, operator):
     await asyncio.gather(*(cluster.create(md_url(), _small(name)) for name in names))
 
     phases = await eventually(
-        lambda: (found := [status_of(cluster, n).get("phase") for n in names])
-        and all(p in ("Placed", "Unschedulable") for p in found) and found,
-        what="every deployment terminal")
+        lambda: (
+            (found := [status_of(cluster, n).get("phase") for n in names])
+            and all(p in ("Placed", "Unschedulable") for p in found)
+            and found
+        ),
+        what="every deployment terminal",
+    )
     assert sorted(phases) == ["Placed", "Placed", "Placed", "Unschedulable"], phases
-    nodes = [node for n in names for node in (status_of(cluster, n).get("placement") or {}).get(
-        "nodes") or []]
+    nodes = [
+        node
+        for n in names
+        for node in (status_of(cluster, n).get("placement") or {}).get("nodes") or []
+    ]
     assert sorted(nodes) == ["tiny-node-0", "tiny-node-1", "tiny-node-2"], nodes
 
 
 async def test_a_create_that_fails_gives_its_room_back(cluster, operator):
     await _one_gpu_nodes(cluster, 1)
-    cluster.refuse("services", "first", "failed to allocate a serviceIP: range is full",
-                   status=500, reason="InternalError")
+    cluster.refuse(
+        "services",
+        "first",
+        "failed to allocate a serviceIP: range is full",
+        status=500,
+        reason="InternalError",
+    )
     await cluster.create(md_url(), _small("first"))
     await eventually(lambda: events_for(cluster, "first", "ApiError"), what="the ApiError")
     assert not status_of(cluster, "first").get("placement")
 
     await cluster.create(md_url(), _small("second"))
     status = await eventually(
-        lambda: (s := status_of(cluster, "second")).get("phase") in ("Placed", "Unschedulable")
-        and s, what="the second deployment's plan")
+        lambda: (
+            (s := status_of(cluster, "second")).get("phase") in ("Placed", "Unschedulable") and s
+        ),
+        what="the second deployment's plan",
+    )
     assert status["phase"] == "Placed", status.get("message")
     assert status["placement"]["nodes"] == ["tiny-node-0"]

@@ -33,7 +33,8 @@ def _writes(cluster, since: int = 0) -> list[tuple[str, str, str | None]]:
     return [
         (r.method.value, r.resource.plural, r.subresource)
         for r in cluster.seen()[since:]
-        if r.resource is not None and r.method.value not in ("GET", "HEAD")
+        if r.resource is not None
+        and r.method.value not in ("GET", "HEAD")
         and r.resource.plural in ("modeldeployments", "deployments", "services", "events")
     ]
 
@@ -46,12 +47,15 @@ async def test_a_placement_costs_four_writes_and_kopf_records_it_in_status(clust
     await asyncio.sleep(1.0)  # several resync passes: none writes again
 
     writes = [w for w in _writes(cluster, before) if w != ("POST", "modeldeployments", None)]
-    assert sorted(writes, key=repr) == sorted([
-        ("POST", "services", None),
-        ("POST", "deployments", None),
-        ("PATCH", "modeldeployments", "status"),
-        ("POST", "events", None),
-    ], key=repr), writes
+    assert sorted(writes, key=repr) == sorted(
+        [
+            ("POST", "services", None),
+            ("POST", "deployments", None),
+            ("PATCH", "modeldeployments", "status"),
+            ("POST", "events", None),
+        ],
+        key=repr,
+    ), writes
     stored = cluster.stored(MDS, NS, "summarizer")
     assert not [a for a in stored["metadata"].get("annotations") or {} if a.startswith("memplace")]
     handled = json.loads(stored["status"]["kopf"]["lastHandledSpec"])
@@ -88,8 +92,11 @@ async def test_an_object_an_older_operator_recorded_in_annotations_is_resumed_no
     await restartable_operator.start()
 
     status = await eventually(
-        lambda: (s := status_of(cluster, "summarizer"))
-        and condition(s, "Placed")["reason"] == "KeptAfterRestart" and s,
+        lambda: (
+            (s := status_of(cluster, "summarizer"))
+            and condition(s, "Placed")["reason"] == "KeptAfterRestart"
+            and s
+        ),
         what="the restart to keep the placement",
     )
     await asyncio.sleep(1.0)

@@ -505,8 +505,13 @@ def api_error_status(
     running = inputs.placed_entry(previous) is not None
     now = datetime.datetime.now(datetime.UTC)
     new["conditions"] = mdstatus.set_condition(
-        new.get("conditions") or previous.get("conditions") or [], "Placed", running,
-        "ApiError", words, generation=generation, now=now,
+        new.get("conditions") or previous.get("conditions") or [],
+        "Placed",
+        running,
+        "ApiError",
+        words,
+        generation=generation,
+        now=now,
     )
     new["message"] = words
     if previous.get("message") != words:
@@ -541,8 +546,10 @@ def waited_out(
     timeout = state.settings.input_timeout_seconds
     if (now - seen[1]).total_seconds() < timeout:
         return None
-    message = f"{what} still missing after {timeout:g} s (--input-timeout); fix the spec or "\
+    message = (
+        f"{what} still missing after {timeout:g} s (--input-timeout); fix the spec or "
         "create it, then edit the spec to retry"
+    )
     fields = {"phase": "Invalid", "message": message}
     outcome = mdstatus.Outcome("invalid", fields, reason="Invalid", message=message)
     if previous.get("message") != message or previous.get("observedGeneration") != generation:
@@ -615,7 +622,12 @@ def _with_slo_not_measured(
 
     now = datetime.datetime.now(datetime.UTC)
     conditions = mdstatus.set_condition(
-        conditions, "SLOMet", "Unknown", "NoPrometheus", NO_PROMETHEUS, generation=generation,
+        conditions,
+        "SLOMet",
+        "Unknown",
+        "NoPrometheus",
+        NO_PROMETHEUS,
+        generation=generation,
         now=now,
     )
     return {**changes, "conditions": conditions}

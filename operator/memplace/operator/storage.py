@@ -53,17 +53,21 @@ class _StatusFirstProgress(kopf.MultiProgressStorage):
 
 def diffbase_storage() -> kopf.DiffBaseStorage:
     """``status.kopf.lastHandledSpec``, falling back to the annotation of older operators."""
-    return _StatusFirstDiffBase([
-        kopf.StatusDiffBaseStorage(field=f"{STATUS_FIELD}.lastHandledSpec"),
-        kopf.AnnotationsDiffBaseStorage(prefix=PREFIX, key="last-handled-spec"),
-    ])
+    return _StatusFirstDiffBase(
+        [
+            kopf.StatusDiffBaseStorage(field=f"{STATUS_FIELD}.lastHandledSpec"),
+            kopf.AnnotationsDiffBaseStorage(prefix=PREFIX, key="last-handled-spec"),
+        ]
+    )
 
 
 def progress_storage() -> kopf.ProgressStorage:
     """``status.kopf.progress``, falling back to the annotations of older operators."""
-    return _StatusFirstProgress([
-        kopf.StatusProgressStorage(
-            field=f"{STATUS_FIELD}.progress", touch_field=f"{STATUS_FIELD}.dummy"
-        ),
-        kopf.AnnotationsProgressStorage(prefix=PREFIX),
-    ])
+    return _StatusFirstProgress(
+        [
+            kopf.StatusProgressStorage(
+                field=f"{STATUS_FIELD}.progress", touch_field=f"{STATUS_FIELD}.dummy"
+            ),
+            kopf.AnnotationsProgressStorage(prefix=PREFIX),
+        ]
+    )
