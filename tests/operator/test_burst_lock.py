@@ -8,8 +8,8 @@ import asyncio
 
 from operator_support import (
     NODES_URL,
+    NS,
     POOLS_URL,
-    events_for,
     eventually,
     gpu_node,
     md_url,
@@ -56,15 +56,26 @@ async def test_a_burst_never_places_two_on_one_gpu(cluster, operator):
 
 async def test_a_create_that_fails_gives_its_room_back(cluster, operator):
     await _one_gpu_nodes(cluster, 1)
-    cluster.refuse(
-        "services",
-        "first",
-        "failed to allocate a serviceIP: range is full",
-        status=500,
-        reason="InternalError",
+    # A Service of that name that memplace does not own: the create meets a 409, the handler
+    # fails (retried in a minute, not at once) and the room it had reserved must be free again.
+    await cluster.create(
+        f"/api/v1/namespaces/{NS}/services",
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "first", "namespace": NS},
+            "spec": {"ports": [{"port": 80}]},
+        },
     )
     await cluster.create(md_url(), _small("first"))
-    await eventually(lambda: events_for(cluster, "first", "ApiError"), what="the ApiError")
+    await eventually(
+        lambda: any(
+            r.method.value == "GET" and r.url.path.endswith("/services/first")
+            for r in cluster.seen()
+        ),
+        what="the create to meet the Service that is not memplace's",
+    )
+    await asyncio.sleep(0.2)
     assert not status_of(cluster, "first").get("placement")
 
     await cluster.create(md_url(), _small("second"))
@@ -76,3 +87,25 @@ async def test_a_create_that_fails_gives_its_room_back(cluster, operator):
     )
     assert status["phase"] == "Placed", status.get("message")
     assert status["placement"]["nodes"] == ["tiny-node-0"]
+
+
+async def test_a_removed_node_is_not_planned_on(cluster, operator):
+    """The ledger skips its walk of every node while the pool and node counts and their index
+    events stand still (``indexed.quick_key``): a removal, which runs no index handler, changes
+    the count (unit: ``test_capacity``); here, end to end, the removed node is not planned on."""
+    await _one_gpu_nodes(cluster, 2)
+    await cluster.create(md_url(), _small("first"))
+    status = await eventually(lambda: status_of(cluster, "first").get("placement"), what="placed")
+    [taken] = status["nodes"]
+    other = "tiny-node-1" if taken == "tiny-node-0" else "tiny-node-0"
+    await cluster.remove(f"{NODES_URL}/{other}")
+    await asyncio.sleep(0.5)  # the watch event is indexed
+
+    await cluster.create(md_url(), _small("second"))
+    second = await eventually(
+        lambda: (
+            (s := status_of(cluster, "second")).get("phase") in ("Placed", "Unschedulable") and s
+        ),
+        what="the second deployment's plan",
+    )
+    assert second["phase"] == "Unschedulable", second.get("placement")

@@ -105,8 +105,18 @@ def probe_deployments(memo: kopf.Memo, **_: Any) -> int:
 # ------------------------------------------------------------------------------------ indexes
 
 
+def _inventory_event(memo: Any) -> None:
+    """Count a PlacementPool or Node index event (``indexed.quick_key``)."""
+    state: State | None = getattr(memo, "state", None)
+    if state is not None:
+        state.inventory_events += 1
+
+
 @kopf.index(*PP)
-def pools(name: str, spec: Any, logger: Any, **_: Any) -> dict[str, PlacementPoolSpec] | None:
+def pools(
+    name: str, spec: Any, logger: Any, memo: Any, **_: Any
+) -> dict[str, PlacementPoolSpec] | None:
+    _inventory_event(memo)
     entry = inputs.pool_entry(spec, logger)
     return {name: entry} if entry is not None else None
 
@@ -124,7 +134,8 @@ def pool_objects(name: str, meta: Any, spec: Any, status: Any, **_: Any) -> dict
 
 
 @kopf.index("v1", "nodes")
-def nodes(name: str, body: Any, logger: Any, **_: Any) -> dict[str, Any] | None:
+def nodes(name: str, body: Any, logger: Any, memo: Any, **_: Any) -> dict[str, Any] | None:
+    _inventory_event(memo)
     entry = inputs.node_entry(body, logger)
     return {name: entry} if entry is not None else None
 

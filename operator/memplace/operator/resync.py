@@ -430,7 +430,9 @@ def _refresh_readiness(
     """The status fields that change because the Deployment became (un)available."""
     previous = body.get("status") or {}
     running = inputs.placed_entry(previous)
-    state.metrics.observe(key[0], key[1], previous)
+    if state.observed.get(key) is not previous:  # the index holds a new status (a watch event)
+        state.metrics.observe(key[0], key[1], previous)
+        state.observed[key] = previous  # held: its id is not reused while compared
     if running is None:
         return {}
     ready = mdstatus.readiness(indexed.serving(indexes, key))
