@@ -1,12 +1,16 @@
 """The real operator under a burst: N ModelDeployments applied at once against KMock.
 
     python bench/operator_burst.py --deployments 100 300 1000
+    python bench/operator_burst.py --emulator-only --deployments 300
 
-For each N, a fresh emulator (``tests/conftest.Cluster``: KMock with the metadata stamps) holds
-the burst's pools, ``a100`` (20 nodes × 8 A100-80GB) and ``l4`` (200 nodes × 1 L4), and the
-probes' pool ``probe`` (25 L4s), and a fresh
-``memplace run`` process (``tests/operator/operator_process``: kubeconfig login, ``--resync
-1s``) watches it. All N are created concurrently; the bench then prints one JSON line:
+For each N, a fresh emulator (``tests/conftest.Cluster``: KMock with the metadata stamps, here
+matching each request in O(1): ``BenchCluster``) holds the burst's pools, ``a100`` (20 nodes ×
+8 A100-80GB) and ``l4`` (200 nodes × 1 L4), both times ⌈N / 200⌉ so that the whole burst fits,
+and the probes' pool ``probe`` (25 L4s); a fresh ``memplace run`` process
+(``tests/operator/operator_process``: kubeconfig login, ``--resync 1s``, ``--metrics-port``)
+watches it. Once the operator has listed and indexed the inventory (its resync loop has written
+every pool's status: ``readySeconds``), all N are created concurrently; the bench then prints
+one JSON line:
 
 - ``terminalSeconds``: from the first create until every deployment has a terminal phase
   (Placed, Ready, Unschedulable or Invalid);
@@ -14,34 +18,23 @@ probes' pool ``probe`` (25 L4s), and a fresh
   watch or a read (a write: create, patch, delete) before a quiet ``--quiet`` seconds;
 - ``apiCalls`` / ``writes``: requests the operator made from the first create until idle
   (every HTTP request the emulator served, less the bench's own creates; a watch counts once),
-  and those that wrote;
-  ``callsPerPlaced``: apiCalls ÷ deployments placed;
+  and those that wrote; ``callsPerPlaced``: apiCalls ÷ deployments placed;
+- ``plansPerDeployment``: plans the operator made from the first create until idle
+  (``memplace_plan_duration_seconds_count``) ÷ N: 1.0 is one plan each, no re-plan pass;
 - ``placedEventP50Ms`` / ``P95Ms``: once idle, ``--probes`` more deployments applied one at a
-  time, each timed from its create to its ``Placed`` Event;
-- ``operatorCpuSeconds``: CPU the operator process used from the first create until idle (on a
-  loaded machine the emulator, not the operator, may set the pace: this says what the operator
-  itself cost);
+  time, each timed from its create to the moment the emulator stored its ``Placed`` Event;
+- ``operatorCpuSeconds`` / ``emulatorCpuSeconds``: CPU the operator process and this process
+  (the emulator) used from the first create until idle: on a 2-core machine shared with other
+  work, they compete for the same cores;
 - ``peakRssMiB``: the operator process's VmHWM.
 
 ``--source DIR`` runs the operator from another checkout (``git archive REV operator | tar -x
--C DIR``) under the same bench, for a before/after pair. Nothing is asserted: these are
-figures to compare before and after a change, on one machine under the same load (say what
-else was running).
+-C DIR``) under the same bench, for a before/after pair. ``--emulator-only``: no operator, the
+emulator's own pace (creates and status patches per second, a read's latency) with the O(1)
+matching and with KMock's own. Nothing is asserted: these are figures to compare before and
+after a change, on one machine under the same load (say what else was running).
 
-Figures (2026-12-01, the 2-core shared machine at load average 4–5 from other sessions; the
-"before" operator is commit ee76d08, run by this bench with ``--source``; pytest ran during
-part of the before run):
-
-====================  ======  =========  ======  ====  =======  ===============  ======
-run                   termin.  idle (s)  calls   /pl.  CPU (s)  Placed p50/p95    RSS
-====================  ======  =========  ======  ====  =======  ===============  ======
-before N=100 (5 pr.)  136.2    138.6      988    9.88   7.9     1595 / 2514 ms   88.5
-after  N=100 (20 pr.) 112.8    118.9      625    6.25   4.2      714 / 1091 ms   86.9
-after  N=300 (5 pr.)  118.5    121.3     1641    6.84   7.9      379 /  587 ms   94.7
-====================  ======  =========  ======  ====  =======  ===============  ======
-
-Terminal time is set by the emulator on this machine (the operator used 4–8 CPU seconds of
-it); N = 1,000 was not run to its end here.
+FIGURES
 """
 
 from __future__ import annotations
@@ -278,6 +271,7 @@ async def _measure(
     before, writes_before = cluster.calls, cluster.writes
     assert operator.process is not None
     cpu_before = _cpu_seconds(operator.process.pid)
+    emulator_before = time.process_time()
     plans_before = await _plans(metrics)
     start = time.monotonic()
     await asyncio.gather(*(cluster.create(md_url(ns), md) for md in objects))
@@ -306,6 +300,7 @@ async def _measure(
             await asyncio.sleep(0.2)
     last_write = max(cluster.last_write, start)
     cpu = _cpu_seconds(operator.process.pid) - cpu_before
+    emulator_cpu = time.process_time() - emulator_before
     phases = _phases(cluster, ns)
     placed = sum(p in ("Placed", "Ready") for p in phases)
     api_calls = cluster.calls - before - n  # less the bench's own creates
@@ -341,6 +336,7 @@ async def _measure(
         "callsPerDeployment": round(api_calls / n, 2),
         "plansPerDeployment": round(plans / n, 2),
         "operatorCpuSeconds": round(cpu, 1),
+        "emulatorCpuSeconds": round(emulator_cpu, 1),
         "placedEventP50Ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
         "placedEventP95Ms": round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
         "peakRssMiB": round(_rss_mib(operator.process.pid), 1),
