@@ -26,7 +26,7 @@ one JSON line:
 - ``operatorCpuSeconds`` / ``emulatorCpuSeconds``: CPU the operator process and this process
   (the emulator) used from the first create until idle: on a 2-core machine shared with other
   work, they compete for the same cores;
-- ``peakRssMiB``: the operator process's VmHWM.
+- ``peakRssMiB``: the operator process's VmHWM (``peakRssAtReadyMiB``: when the burst began).
 
 ``--source DIR`` runs the operator from another checkout (``git archive REV operator | tar -x
 -C DIR``) under the same bench, for a before/after pair. ``--emulator-only``: no operator, the
@@ -259,6 +259,8 @@ async def _measure(
         ):
             await asyncio.sleep(0.2)
     ready = time.monotonic() - started
+    assert operator.process is not None
+    rss_ready = _rss_mib(operator.process.pid)
     await asyncio.sleep(2.0)
     ns = "burst"
     objects = []
@@ -340,6 +342,7 @@ async def _measure(
         "placedEventP50Ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
         "placedEventP95Ms": round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
         "peakRssMiB": round(_rss_mib(operator.process.pid), 1),
+        "peakRssAtReadyMiB": round(rss_ready, 1),
     }
 
 

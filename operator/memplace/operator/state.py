@@ -36,9 +36,9 @@ class State:
     none: re-plan it on the next resync pass."""
     inventory_events: int = 0
     """How many times the PlacementPool and Node index handlers ran (``indexed.quick_key``)."""
-    observed: dict[Key, Any] = field(default_factory=dict)
-    """Per deployment, the indexed status the resync loop last put in the metrics (it is
-    skipped while that object stays the same: ``resync._refresh_readiness``)."""
+    observed: dict[Key, str | None] = field(default_factory=dict)
+    """Per deployment, the ``resourceVersion`` whose status the resync loop last put in the
+    metrics (skipped while it stays the same: ``resync._refresh_readiness``)."""
     ledger: Ledger = field(default_factory=Ledger)
     """The one planning Cluster, its reservations moved on placement, release and capacity
     events (``capacity``)."""
