@@ -1,6 +1,6 @@
-"""A first placement's creates run with the planning lock released (``reconcile._create_unlocked``):
-its room is reserved before, so plans made meanwhile never take it, and a create that fails
-gives it back."""
+"""A burst under the planning lock: each plan sees the room the previous ones took (none is
+placed twice on one GPU), a create that fails leaves no room held, and the ledger's quick
+inventory check still sees a node go."""
 
 from __future__ import annotations
 

@@ -4,9 +4,10 @@ inputs (indexes → planning inputs) → ``plan_deployment`` → render and appl
 events → the status fields to write. All the decisions are in ``memplace.planning``; the pure
 halves of the effects are in ``render``, ``status`` and ``events``. The Kopf handlers
 (``handlers``) and the resync loop (``resync``) both come here; plans are made one at a time
-(``State.planning``) so that each sees the room the previous one took; a first placement
-reserves its room and creates its Service and Deployment with the lock released
-(``_create_unlocked``), so that a burst is not serialised on the API server's round trips.
+(``State.planning``) so that each sees the room the previous one took. The lock is held
+across a first placement's two creates too: releasing it for them (the room reserved first)
+was measured at N = 1,000 (``bench/operator_burst.py``): a little faster on average, but the
+peak RSS rose from 160 to 190-240 MiB, so it is not done.
 
 Safety rules:
 
@@ -24,7 +25,6 @@ Safety rules:
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from collections.abc import Mapping
 from typing import Any
@@ -338,10 +338,7 @@ async def _apply_placed(
         selects = ((serving or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
         if selects:  # what the serving Deployment selects, also one rendered before it had
             service["spec"]["selector"] = dict(selects)  # a workload label: no upgrade gap
-        if likely_new:  # a first placement: its room is held, the writes need no lock
-            deployment = await _create_unlocked(state, key, planned, api, (deployment, service))
-        else:
-            deployment = await owned.apply(api, (deployment, service))
+        deployment = await owned.apply(api, (deployment, service), likely_new=likely_new)
         await _delete_strays(api, key, indexes, keep={target})
         state.recent[key] = planned
         _emit_placed(body, previous, running, fields, trigger)
@@ -394,51 +391,6 @@ async def _apply_placed(
         state, key, previous, outcome, mdstatus.readiness(serving), generation
     )
     return {**changes, **({"move": move} if previous.get("move") != move else {})}
-
-
-async def _create_unlocked(
-    state: State,
-    key: Key,
-    planned: inputs.Placed,
-    api: kube.Kube,
-    desired: tuple[dict[str, Any], dict[str, Any]],
-) -> dict[str, Any]:
-    """Create a first placement's Service and Deployment with the planning lock released.
-
-    Plans are made one at a time (``State.planning``, held by every caller) so that each sees
-    the room the previous one took; the two creates need no lock, and holding it across their
-    round trips would serialise a burst on the API server's latency. So the room is reserved
-    first (``state.recent``: the next plan's ledger sync takes it), the lock is released for the
-    creates and taken again before returning. A create that fails gives the room back: the
-    reservation is undone and the caller's error handling retries as before."""
-    had, before = key in state.recent, state.recent.get(key)
-    state.recent[key] = planned
-    state.planning.release()
-    try:
-        return await owned.apply(api, desired, likely_new=True)
-    except BaseException:
-        if state.recent.get(key) is planned:  # nothing decided since: undo the reservation
-            if had:
-                state.recent[key] = before
-            else:
-                del state.recent[key]
-        raise
-    finally:
-        await _reacquire(state.planning)
-
-
-async def _reacquire(lock: asyncio.Lock) -> None:
-    """Take ``lock`` again even if cancelled meanwhile (the caller's ``async with`` releases
-    it), then let the cancellation through."""
-    cancelled = False
-    while True:
-        try:
-            await lock.acquire()
-            break
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 def _owned_known(indexes: Mapping[str, Any], key: Key) -> bool:
