@@ -23,8 +23,10 @@ NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
 
 def indexes(a100: int = 4, l4: int = 4) -> dict[str, Any]:
     nodes = [gpu_node(f"a100-node-{i}", "a100") for i in range(a100)]
-    nodes += [gpu_node(f"l4-node-{i}", "l4", gpus=1, product="NVIDIA-L4", memory_mib=23034)
-              for i in range(l4)]
+    nodes += [
+        gpu_node(f"l4-node-{i}", "l4", gpus=1, product="NVIDIA-L4", memory_mib=23034)
+        for i in range(l4)
+    ]
     return {
         "pools": {
             "a100": [PlacementPoolSpec.model_validate(pool("a100", 30.0)["spec"])],
@@ -35,18 +37,31 @@ def indexes(a100: int = 4, l4: int = 4) -> dict[str, Any]:
 
 
 def placed(pool_name: str, nodes: list[str], gpus: int = 1, total: int = 20 << 30) -> Any:
-    return inputs.placed_entry({
-        "phase": "Placed",
-        "placement": {"pool": pool_name, "precision": "bf16", "tier": "gpu",
-                      "gpusPerReplica": gpus, "replicas": len(nodes), "nodes": nodes},
-        "estimate": {"totalBytesPerGpu": total},
-    })
+    return inputs.placed_entry(
+        {
+            "phase": "Placed",
+            "placement": {
+                "pool": pool_name,
+                "precision": "bf16",
+                "tier": "gpu",
+                "gpusPerReplica": gpus,
+                "replicas": len(nodes),
+                "nodes": nodes,
+            },
+            "estimate": {"totalBytesPerGpu": total},
+        }
+    )
 
 
 def fresh(index: dict[str, Any], held: dict[Any, Any]) -> Any:
     return inputs.build_planning_cluster(
-        indexed.pools(index), indexed.values(index.get("nodes")), [], held,
-        exclude=("", ""), now=NOW)
+        indexed.pools(index),
+        indexed.values(index.get("nodes")),
+        [],
+        held,
+        exclude=("", ""),
+        now=NOW,
+    )
 
 
 def free(cluster: Any) -> dict[str, Any]:
@@ -118,11 +133,13 @@ def test_a_restart_reserves_every_placement_on_the_nodes_its_status_records():
 
 def test_a_replan_keeps_the_nodes_it_holds():
     index = indexes(l4=6)
-    spec = ModelDeploymentSpec.model_validate({
-        "model": {"name": "m", "parameters": 1.0e9},
-        "workload": {"contextTokens": 4096, "concurrency": 4, "minReplicas": 2},
-        "runtime": {"engine": "vllm"},
-    })
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "model": {"name": "m", "parameters": 1.0e9},
+            "workload": {"contextTokens": 4096, "concurrency": 4, "minReplicas": 2},
+            "runtime": {"engine": "vllm"},
+        }
+    )
     cluster = fresh(index, {})
     first = plan_deployment(DeploymentRequest("ml", "m", spec), cluster).status_fields()
     recorded = ["l4-node-4", "l4-node-1"]
@@ -130,7 +147,8 @@ def test_a_replan_keeps_the_nodes_it_holds():
     running = inputs.placed_entry({**first, "placement": current})
     held = {("ml", "m"): running}
     again = plan_deployment(
-        DeploymentRequest("ml", "m", spec, current=running.placement), fresh(index, held))
+        DeploymentRequest("ml", "m", spec, current=running.placement), fresh(index, held)
+    )
     assert first["placement"]["pool"] == "l4"
     assert again.status_fields()["placement"]["nodes"] == recorded
 
@@ -144,8 +162,16 @@ def test_only_what_a_change_can_affect_is_replanned():
     held = {("ml", "on-a100"): placed("a100", ["a100-node-0"])}
     sync(ledger, index, held)
     state = state_with(ledger)
-    on_a100 = {"phase": "Placed", "placement": {
-        "pool": "a100", "precision": "bf16", "tier": "gpu", "gpusPerReplica": 1, "replicas": 1}}
+    on_a100 = {
+        "phase": "Placed",
+        "placement": {
+            "pool": "a100",
+            "precision": "bf16",
+            "tier": "gpu",
+            "gpusPerReplica": 1,
+            "replicas": 1,
+        },
+    }
     waiting = {"phase": "Unschedulable"}
     for key in (("ml", "on-a100"), ("ml", "waiting")):
         state.fingerprints[key] = ledger.stamp()
@@ -175,3 +201,34 @@ def test_only_what_a_change_can_affect_is_replanned():
     index["nodes"]["h100-node-0"] = [inputs.node_entry(gpu_node("h100-node-0", "h100"))]
     sync(ledger, index, dict(held))
     assert resync.replan_reason(state, ("ml", "on-a100"), on_a100) == "a pool was added"
+
+
+def test_the_quick_key_skips_the_walk_of_the_inventory_until_it_moves():
+    index, ledger = indexes(), capacity.Ledger()
+    held: dict[Any, Any] = {}
+    walks = []
+
+    def walk() -> Any:
+        walks.append(1)
+        return capacity.inventory_key(index, NOW)
+
+    ledger.sync(held, walk, lambda: fresh(index, held), quick=(1, 2, 8))
+    assert (len(walks), ledger.rebuilds) == (1, 1)
+    ledger.sync(held, walk, lambda: fresh(index, held), quick=(1, 2, 8))
+    assert (len(walks), ledger.rebuilds) == (1, 1)  # not walked, not rebuilt
+    ledger.sync(held, walk, lambda: fresh(index, held), quick=(2, 2, 8))
+    assert (len(walks), ledger.rebuilds) == (2, 1)  # walked: the same entries, no rebuild
+    del index["nodes"]["l4-node-3"]
+    ledger.sync(held, walk, lambda: fresh(index, held), quick=(2, 2, 7))
+    assert (len(walks), ledger.rebuilds) == (3, 2)
+
+
+def test_the_quick_key_counts_pools_nodes_and_their_events_and_gives_up_with_reports():
+    state = State(settings=Settings(), metrics=Metrics())
+    index = indexes()
+    assert indexed.quick_key(state, index) == (0, 2, 8)
+    state.inventory_events += 1
+    del index["nodes"]["a100-node-0"]
+    assert indexed.quick_key(state, index) == (1, 2, 7)
+    index["reports"] = {"a100-node-1": [object()]}
+    assert indexed.quick_key(state, index) is None

@@ -22,7 +22,8 @@ Model tree::
         ├── cost: CostStatus
         ├── demand: DemandStatus
         ├── alternatives: [Alternative]
-        └── conditions: [Condition]
+        ├── conditions: [Condition]
+        └── kopf: KopfStatus
 """
 
 from __future__ import annotations
@@ -705,6 +706,19 @@ class MoveStatus(ApiModel):
     """The successor's readiness, e.g. `1/2 replicas ready`."""
 
 
+class KopfStatus(ApiModel):
+    """The operator framework's own bookkeeping (Kopf), written with the rest of the status so
+    that one write records both (``memplace.operator.storage``); not meant for people."""
+
+    last_handled_spec: str | None = None
+    """The spec (and labels and annotations) last handled, as JSON: a later event whose spec
+    differs is an update."""
+    progress: dict[str, Any] | None = None
+    """Per handler in progress, its retries and delays; empty once each succeeded."""
+    dummy: str | None = None
+    """A value Kopf changes to wake itself up after a delay."""
+
+
 class ModelDeploymentStatus(ApiModel):
     """What memplace decided and observed; written only by the operator."""
 
@@ -737,6 +751,8 @@ class ModelDeploymentStatus(ApiModel):
     `--min-move-interval` from here. The first placement is not a move."""
     conditions: Conditions
     """Valid, Placed, Ready and SLOMet."""
+    kopf: KopfStatus | None = None
+    """The operator framework's bookkeeping: the last handled spec and handler progress."""
 
 
 MODEL_DEPLOYMENT_NAME = NameRule(

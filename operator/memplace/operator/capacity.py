@@ -67,17 +67,36 @@ class Ledger:
     rebuilds: int = 0
     """How many times the Cluster was rebuilt from the inventory (a figure for tests)."""
     _inventory: tuple[Any, ...] = ()
+    _quick: Any = None
     _pools: dict[str, Any] = field(default_factory=dict)
 
-    def sync(self, placed: Mapping[Key, inputs.Placed], inventory: tuple[Any, ...],
-             build: Callable[[], Cluster]) -> Cluster:
+    def sync(
+        self,
+        placed: Mapping[Key, inputs.Placed],
+        inventory: tuple[Any, ...] | Callable[[], tuple[Any, ...]],
+        build: Callable[[], Cluster],
+        quick: Any = None,
+    ) -> Cluster:
         """The Cluster with ``placed`` reserved: rebuilt (``build``: the inventory with every
         placement reserved) when ``inventory`` (``inventory_key``) moved, else only the
-        reservations that differ from ``placed`` moved."""
-        if self.cluster is None or not _same(inventory, self._inventory):
-            self._rebuild(placed, inventory, build())
+        reservations that differ from ``placed`` moved.
+
+        ``quick``: a key that is the same only while the inventory is (``indexed.quick_key``;
+        None: none can be had). While it is the last one, ``inventory`` (then best a callable:
+        it walks every node) is not even looked at."""
+        if self.cluster is not None and quick is not None and quick == self._quick:
+            return self._move(placed)
+        current = inventory() if callable(inventory) else inventory
+        self._quick = quick
+        if self.cluster is None or not _same(current, self._inventory):
+            self._rebuild(placed, current, build())
             return self.cluster  # type: ignore[return-value]
+        return self._move(placed)
+
+    def _move(self, placed: Mapping[Key, inputs.Placed]) -> Cluster:
+        """Reserve and release only the placements that differ from what is reserved."""
         cluster = self.cluster
+        assert cluster is not None
         for owner in [o for o in self.reserved if o not in placed]:
             cluster = _release(cluster, owner)
             del self.reserved[owner]
@@ -115,8 +134,9 @@ class Ledger:
         then = dict(stamp.pools).get(pool)
         return then is None or then != self.pool_versions.get(pool)
 
-    def _rebuild(self, placed: Mapping[Key, inputs.Placed], inventory: tuple[Any, ...],
-                 cluster: Cluster) -> None:
+    def _rebuild(
+        self, placed: Mapping[Key, inputs.Placed], inventory: tuple[Any, ...], cluster: Cluster
+    ) -> None:
         pools = {p.name: _essence(p, cluster.capacity(p.name).usable) for p in cluster.pools}
         for name in set(pools) | set(self._pools):
             if pools.get(name) != self._pools.get(name):
@@ -188,4 +208,5 @@ def _fresh(report: Any, now: datetime.datetime) -> bool:
         return False
     observed = datetime.datetime.fromisoformat(str(report.observed_at).replace("Z", "+00:00"))
     return (now - observed).total_seconds() <= STALE_AFTER_HEARTBEATS * float(
-        report.heartbeat_seconds)
+        report.heartbeat_seconds
+    )

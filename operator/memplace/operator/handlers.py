@@ -54,7 +54,7 @@ from memplace.api import (
     PlacementPoolSpec,
 )
 
-from . import inputs, measure, modeladapters, moves, reconcile, render, resync
+from . import inputs, measure, modeladapters, moves, reconcile, render, resync, storage
 from .metrics import Metrics
 from .settings import current
 from .state import Key, State, stop_loops
@@ -74,10 +74,9 @@ async def configure(
     settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any
 ) -> None:
     config = current()
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="memplace.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="memplace.io", key="last-handled-spec"
-    )
+    # In status, with our status: one write per handled object (older annotations are read).
+    settings.persistence.progress_storage = storage.progress_storage()
+    settings.persistence.diffbase_storage = storage.diffbase_storage()
     settings.posting.reporting_component = config.reporting_component
     settings.posting.event_name_prefix = "memplace-"
     settings.watching.server_timeout = 300  # dropped or stale watches are re-established
@@ -106,8 +105,18 @@ def probe_deployments(memo: kopf.Memo, **_: Any) -> int:
 # ------------------------------------------------------------------------------------ indexes
 
 
+def _inventory_event(memo: Any) -> None:
+    """Count a PlacementPool or Node index event (``indexed.quick_key``)."""
+    state: State | None = getattr(memo, "state", None)
+    if state is not None:
+        state.inventory_events += 1
+
+
 @kopf.index(*PP)
-def pools(name: str, spec: Any, logger: Any, **_: Any) -> dict[str, PlacementPoolSpec] | None:
+def pools(
+    name: str, spec: Any, logger: Any, memo: Any, **_: Any
+) -> dict[str, PlacementPoolSpec] | None:
+    _inventory_event(memo)
     entry = inputs.pool_entry(spec, logger)
     return {name: entry} if entry is not None else None
 
@@ -125,7 +134,8 @@ def pool_objects(name: str, meta: Any, spec: Any, status: Any, **_: Any) -> dict
 
 
 @kopf.index("v1", "nodes")
-def nodes(name: str, body: Any, logger: Any, **_: Any) -> dict[str, Any] | None:
+def nodes(name: str, body: Any, logger: Any, memo: Any, **_: Any) -> dict[str, Any] | None:
+    _inventory_event(memo)
     entry = inputs.node_entry(body, logger)
     return {name: entry} if entry is not None else None
 

@@ -112,11 +112,32 @@ def sync_cluster(state: State, indexes: Mapping[str, Any]) -> Cluster:
 
     def build() -> Cluster:
         return inputs.build_planning_cluster(
-            pools(indexes), values(indexes.get("nodes")), planning_reports(indexes), held,
-            exclude=("", ""), now=now,
+            pools(indexes),
+            values(indexes.get("nodes")),
+            planning_reports(indexes),
+            held,
+            exclude=("", ""),
+            now=now,
         )
 
-    return state.ledger.sync(held, capacity.inventory_key(indexes, now), build)
+    return state.ledger.sync(
+        held, lambda: capacity.inventory_key(indexes, now), build, quick_key(state, indexes)
+    )
+
+
+def quick_key(state: State, indexes: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """A key that stays the same only while the pools and nodes do, in O(1): how many times
+    their index handlers ran (``State.inventory_events``: any add or change runs one) and how
+    many there are (a removal runs none, and leaves one fewer). None while NodeMemoryReports
+    exist: their freshness moves with time, and the pods on their nodes (several per key) can
+    go without changing a count; then the full ``capacity.inventory_key`` is compared."""
+    if indexes.get("reports"):
+        return None
+    return (
+        state.inventory_events,
+        len(indexes.get("pools") or {}),
+        len(indexes.get("nodes") or {}),
+    )
 
 
 def stamp(state: State, indexes: Mapping[str, Any], key: Key) -> capacity.Stamp:

@@ -4,7 +4,10 @@ inputs (indexes → planning inputs) → ``plan_deployment`` → render and appl
 events → the status fields to write. All the decisions are in ``memplace.planning``; the pure
 halves of the effects are in ``render``, ``status`` and ``events``. The Kopf handlers
 (``handlers``) and the resync loop (``resync``) both come here; plans are made one at a time
-(``State.planning``) so that each sees the room the previous one took.
+(``State.planning``) so that each sees the room the previous one took. The lock is held
+across a first placement's two creates too: releasing it for them (the room reserved first)
+was measured at N = 1,000 (``bench/operator_burst.py``): a little faster on average, but the
+peak RSS rose from 160 to 190-240 MiB, so it is not done.
 
 Safety rules:
 
@@ -143,6 +146,7 @@ async def plan_and_apply(
     config = None
     variant_configs: dict[str, dict[str, Any]] = {}
     lora = None
+    policy = None
     try:
         spec_model = inputs.parse_spec(spec)
         config = await inputs.model_config(
@@ -221,7 +225,11 @@ async def plan_and_apply(
             fields = {"phase": "Invalid", "message": str(error)}
         else:
             await modeladapters.write_statuses(api, indexes, key, fields)
-            return {**applied, **{k: v for k, v in scaled_fields.items() if previous.get(k) != v}}
+            scaled_changes = {k: v for k, v in scaled_fields.items() if previous.get(k) != v}
+            changes = {**applied, **scaled_changes}
+            if policy is None:
+                changes = _with_slo_not_measured(state, previous, changes, generation)
+            return changes
 
     state.fingerprints[key] = fingerprint
     await modeladapters.write_statuses(api, indexes, key, fields)
@@ -449,8 +457,13 @@ def api_error_status(
     running = inputs.placed_entry(previous) is not None
     now = datetime.datetime.now(datetime.UTC)
     new["conditions"] = mdstatus.set_condition(
-        new.get("conditions") or previous.get("conditions") or [], "Placed", running,
-        "ApiError", words, generation=generation, now=now,
+        new.get("conditions") or previous.get("conditions") or [],
+        "Placed",
+        running,
+        "ApiError",
+        words,
+        generation=generation,
+        now=now,
     )
     new["message"] = words
     if previous.get("message") != words:
@@ -485,8 +498,10 @@ def waited_out(
     timeout = state.settings.input_timeout_seconds
     if (now - seen[1]).total_seconds() < timeout:
         return None
-    message = f"{what} still missing after {timeout:g} s (--input-timeout); fix the spec or "\
+    message = (
+        f"{what} still missing after {timeout:g} s (--input-timeout); fix the spec or "
         "create it, then edit the spec to retry"
+    )
     fields = {"phase": "Invalid", "message": message}
     outcome = mdstatus.Outcome("invalid", fields, reason="Invalid", message=message)
     if previous.get("message") != message or previous.get("observedGeneration") != generation:
@@ -540,6 +555,34 @@ def _status_changes(
     changed = {k: v for k, v in new.items() if previous.get(k) != v}
     state.metrics.observe(key[0], key[1], {**previous, **new})
     return changed
+
+
+def _with_slo_not_measured(
+    state: State, previous: Mapping[str, Any], changes: dict[str, Any], generation: int | None
+) -> dict[str, Any]:
+    """``changes`` plus ``SLOMet`` Unknown when nothing is measured (no ``--prometheus-url``),
+    as the measurement loop would set it, in the same write as the placement: that loop then
+    finds it set and writes nothing (one status write per placement, not two). Not for a
+    ``spec.scaling`` deployment (its verdict follows the demand: the loop sets it), nor when
+    the condition is there already."""
+    if state.settings.prometheus is not None:
+        return changes
+    conditions = changes.get("conditions") or previous.get("conditions") or []
+    if any(c.get("type") == "SLOMet" for c in conditions):
+        return changes
+    from .measure import NO_PROMETHEUS  # here: measure imports reconcile (through calibrate)
+
+    now = datetime.datetime.now(datetime.UTC)
+    conditions = mdstatus.set_condition(
+        conditions,
+        "SLOMet",
+        "Unknown",
+        "NoPrometheus",
+        NO_PROMETHEUS,
+        generation=generation,
+        now=now,
+    )
+    return {**changes, "conditions": conditions}
 
 
 def _render(

@@ -430,7 +430,10 @@ def _refresh_readiness(
     """The status fields that change because the Deployment became (un)available."""
     previous = body.get("status") or {}
     running = inputs.placed_entry(previous)
-    state.metrics.observe(key[0], key[1], previous)
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    if version is None or state.observed.get(key) != version:  # a write since the last pass
+        state.metrics.observe(key[0], key[1], previous)
+        state.observed[key] = version
     if running is None:
         return {}
     ready = mdstatus.readiness(indexed.serving(indexes, key))

@@ -34,6 +34,11 @@ class State:
     fingerprints: dict[Key, Stamp] = field(default_factory=dict)
     """What the cluster looked like when each deployment was last planned (``Ledger.stamp``);
     none: re-plan it on the next resync pass."""
+    inventory_events: int = 0
+    """How many times the PlacementPool and Node index handlers ran (``indexed.quick_key``)."""
+    observed: dict[Key, str | None] = field(default_factory=dict)
+    """Per deployment, the ``resourceVersion`` whose status the resync loop last put in the
+    metrics (skipped while it stays the same: ``resync._refresh_readiness``)."""
     ledger: Ledger = field(default_factory=Ledger)
     """The one planning Cluster, its reservations moved on placement, release and capacity
     events (``capacity``)."""
@@ -72,8 +77,17 @@ class State:
     def forget(self, key: Key) -> None:
         """Drop what is kept about a deleted ModelDeployment, its metrics included."""
         self.metrics.forget(*key)
-        for table in (self.recent, self.fingerprints, self.full_pools, self.watches,
-                      self.targets, self.costs, self.too_few, self.waiting):
+        for table in (
+            self.recent,
+            self.fingerprints,
+            self.full_pools,
+            self.watches,
+            self.targets,
+            self.costs,
+            self.too_few,
+            self.waiting,
+            self.observed,
+        ):
             table.pop(key, None)
         self.recent.pop(inputs.successor_key(key), None)
 
