@@ -59,6 +59,18 @@ def placed(state: State, indexes: Mapping[str, Any]) -> dict[Key, inputs.Placed]
     return merged
 
 
+def priorities(indexes: Mapping[str, Any]) -> dict[Key, int]:
+    """Every indexed ModelDeployment's ``spec.priority`` (0 when unset or not an integer): whom
+    a NoCapacity reason names first (``planning.batch.name_holders``)."""
+    out: dict[Key, int] = {}
+    for key, store in (indexes.get("models") or {}).items():
+        body = next(iter(store), None) or {}
+        priority = (body.get("spec") or {}).get("priority", 0)
+        ok = isinstance(priority, int) and not isinstance(priority, bool)
+        out[key] = priority if ok else 0
+    return out
+
+
 def pod_uids(indexes: Mapping[str, Any], key: Key) -> list[str]:
     return list((indexes.get("replicas") or {}).get(key) or [])
 

@@ -32,6 +32,7 @@ from typing import Any
 import kopf
 
 from memplace.planning import scaling
+from memplace.planning.batch import name_holders
 from memplace.planning.plan import DeploymentRequest, plan_deployment
 from memplace.planning.scaled_plan import plan_scaled
 
@@ -184,6 +185,8 @@ async def plan_and_apply(
                 decision = demand_status.decision_in(previous, policy)
                 scaled = plan_scaled(request, cluster, policy, decision)
                 plan = scaled.plan
+            if any(a.code == "NoCapacity" for a in plan.alternatives):  # who holds that room
+                plan = name_holders(plan, cluster, indexed.priorities(indexes))
         fields = dict(plan.status_fields())
         lora = plan.lora
         if fields.get("phase") == "Placed" and fields.get("placement"):
