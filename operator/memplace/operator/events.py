@@ -158,8 +158,8 @@ def waiting(body: Any, message: str) -> None:
     kopf.warn(body, reason="Waiting", message=message)
 
 
-def api_error(body: Any, message: str) -> None:
-    kopf.warn(body, reason="ApiError", message=message)
+def api_error(body: Any, message: str, reason: str = "ApiError") -> None:
+    kopf.warn(body, reason=reason, message=message)
 
 
 def placement_kept(body: Any, running: Mapping[str, Any], why: str) -> None:

@@ -26,6 +26,12 @@ import kopf
 from . import kube, render
 
 
+class NameTaken(kopf.TemporaryError):
+    """An object of the name memplace renders exists and is not owned by this ModelDeployment
+    (someone else's Deployment or Service). Retried every minute; status and a Warning
+    (``NameTaken``) say so, since only a person can delete or rename it."""
+
+
 class Rejected(Exception):
     """The API server refused the rendered Deployment or Service as invalid (422).
 
@@ -162,7 +168,7 @@ def _check_owned(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> Non
     refs = existing.get("metadata", {}).get("ownerReferences") or []
     if not any(ref.get("uid") == owner_uid for ref in refs):
         kind, meta = desired["kind"], desired["metadata"]
-        raise kopf.TemporaryError(
+        raise NameTaken(
             f"{kind} {meta['namespace']}/{meta['name']} exists and is not owned by this "
             "ModelDeployment; delete or rename it",
             delay=60,

@@ -112,6 +112,13 @@ async def reconcile(
             patch["status"] = refused
         state.fingerprints.pop(key, None)  # the resync loop retries it too
         raise kopf.TemporaryError(f"API error: {kube.message(error)}", delay=30) from error
+    except owned.NameTaken as error:
+        ERRORS.labels("temporary").inc()
+        refused = api_error_status(state, key, body, status, meta.get("generation"), error)
+        if refused:
+            patch["status"] = refused
+        state.fingerprints.pop(key, None)
+        raise
     except kopf.TemporaryError:
         ERRORS.labels("temporary").inc()
         raise
@@ -449,13 +456,18 @@ def api_error_status(
 ) -> dict[str, Any]:
     """The status fields that show an API error the retries may not fix (a 500 such as a full
     Service range, a quota's 403, an admission webhook's denial) in the API server's words,
-    with a Warning (``ApiError``) once per message; the caller retries.
+    or a name taken by an object this deployment does not own (``owned.NameTaken``), with a
+    Warning (``ApiError``, ``NameTaken``) once per message; the caller retries.
 
     A new deployment shows phase Pending with that message; a running one keeps its phase and
     placement (``Placed`` stays True, with reason ApiError)."""
     previous = inputs._plain(previous or {})
-    code = getattr(error, "code", None)
-    words = f"the API server refused a write ({code}): {kube.message(error)}; retrying"
+    reason = "ApiError"
+    if isinstance(error, owned.NameTaken):
+        reason, words = "NameTaken", f"{error}; retrying every minute"
+    else:
+        code = getattr(error, "code", None)
+        words = f"the API server refused a write ({code}): {kube.message(error)}; retrying"
     new = mdstatus.pending_patch(previous, "a write the API server refused", generation=generation)
     running = inputs.placed_entry(previous) is not None
     now = datetime.datetime.now(datetime.UTC)
@@ -463,14 +475,14 @@ def api_error_status(
         new.get("conditions") or previous.get("conditions") or [],
         "Placed",
         running,
-        "ApiError",
+        reason,
         words,
         generation=generation,
         now=now,
     )
     new["message"] = words
     if previous.get("message") != words:
-        events.api_error(body, words)
+        events.api_error(body, words, reason)
     state.metrics.observe(key[0], key[1], {**previous, **new})
     return {k: v for k, v in new.items() if previous.get(k) != v}
 
