@@ -9,7 +9,16 @@ from collections.abc import Mapping, Sequence
 
 from ortools.sat.python import cp_model
 
-from .solve import STAGE_SHARES, Item, Room, Solution, first_fit, model_parts, polish
+from .solve import (
+    STAGE_SHARES,
+    Item,
+    Room,
+    Solution,
+    chosen_from,
+    first_fit,
+    model_parts,
+    polish,
+)
 
 _STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible"}
 
@@ -79,20 +88,7 @@ def solve_cpsat(
         for v in x:
             model.add_hint(v, solver.value(v))
     assert solver is not None
-    chosen: list = [None] * len(items)
-    for i, item in enumerate(items):
-        if item.count > 1:
-            chosen[i] = (0,) * len(item.options)
-    for (i, j), v in zip(cells, x, strict=True):
-        taken = solver.value(v)
-        if taken <= 0:
-            continue
-        if items[i].count > 1:
-            counts = list(chosen[i])
-            counts[j] = taken
-            chosen[i] = tuple(counts)
-        else:
-            chosen[i] = j
+    chosen = chosen_from(items, cells, [solver.value(v) for v in x])
     chosen = polish(items, rows, chosen, threshold)
     return Solution(
         chosen,

@@ -21,6 +21,7 @@ from .solve import (
     Item,
     Room,
     Solution,
+    chosen_from,
     first_fit,
     model_parts,
     polish,
@@ -165,20 +166,7 @@ def solve_highs(
         if score(first) < score(values):
             values = first
         placed = -score(values)[0] if objectives and stages[0][0] == "placed" else 0
-    chosen: list = [None] * len(items)
-    for i, item in enumerate(items):
-        if item.count > 1:
-            chosen[i] = (0,) * len(item.options)
-    for (i, j), v in zip(cells, values, strict=True):
-        taken = round(float(v))
-        if taken <= 0:
-            continue
-        if items[i].count > 1:
-            counts = list(chosen[i])
-            counts[j] = taken
-            chosen[i] = tuple(counts)
-        else:
-            chosen[i] = j
+    chosen = chosen_from(items, cells, [round(float(v)) for v in values])
     chosen = polish(items, rows, chosen, threshold)
     return Solution(
         chosen, status, placed, time.perf_counter() - start, {"variables": n, "rows": len(rows)}

@@ -55,6 +55,7 @@ __all__ = [
     "Room",
     "Solution",
     "aggregate",
+    "chosen_from",
     "level_weights",
     "solve",
     "spread",
@@ -484,6 +485,24 @@ def first_fit(items: Sequence[Item], rows: list) -> list:
             chosen[i] = tuple(taken)
         else:
             chosen[i] = next((j for j, n in enumerate(taken) if n), None)
+    return chosen
+
+
+def chosen_from(
+    items: Sequence[Item], cells: Sequence[tuple[int, int]], taken: Sequence[int]
+) -> list:
+    """A backend's answer per item: the option taken (None: none), or with ``count`` > 1 how
+    many take each option, from each cell's (item, option) value."""
+    chosen: list = [(0,) * len(item.options) if item.count > 1 else None for item in items]
+    for (i, j), n in zip(cells, taken, strict=True):
+        if n <= 0:
+            continue
+        if items[i].count > 1:
+            counts = list(chosen[i])
+            counts[j] = n
+            chosen[i] = tuple(counts)
+        else:
+            chosen[i] = j
     return chosen
 
 
