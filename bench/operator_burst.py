@@ -241,13 +241,20 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def one(
-    n: int, probes: int, quiet: float, timeout: float, source: str | None
-) -> dict[str, Any]:
+def _cluster(fast: bool = True) -> BenchCluster:
+    """A fresh emulator serving Kubernetes' own resources, memplace's and Kopf's."""
     cluster = BenchCluster()
+    cluster.fast = fast
     cluster.resources.load_bundled()
     for resource, info in (MEMPLACE_RESOURCES | KOPF_RESOURCES).items():
         cluster.resources[resource] = kmock.ResourceInfo(verbs=VERBS, **info)
+    return cluster
+
+
+async def one(
+    n: int, probes: int, quiet: float, timeout: float, source: str | None
+) -> dict[str, Any]:
+    cluster = _cluster()
     async with cluster, kmock.Server(cluster):
         await _inventory(cluster, _scale(n))
         with tempfile.TemporaryDirectory() as tmp:
@@ -305,7 +312,6 @@ async def _measure(
         md["spec"]["placement"] = {"pools": ["a100", "l4"]}
         objects.append(md)
     before, writes_before = cluster.calls, cluster.writes
-    assert operator.process is not None
     cpu_before = _cpu_seconds(operator.process.pid)
     emulator_before = time.process_time()
     plans_before = await _plans(metrics)
@@ -330,7 +336,7 @@ async def _measure(
             "operatorCpuSeconds": round(_cpu_seconds(operator.process.pid) - cpu_before, 1),
             "apiCalls": cluster.calls - before - n,
             "peakRssMiB": round(_rss_mib(operator.process.pid), 1),
-        }  # type: ignore[union-attr]
+        }
     async with asyncio.timeout(timeout):
         while time.monotonic() - max(cluster.last_write, start + terminal) < quiet:
             await asyncio.sleep(0.2)
@@ -384,11 +390,7 @@ async def emulator_only(n: int, fast: bool) -> dict[str, Any]:
     """The emulator's own pace with no operator: N creates at once, then N status patches and
     N reads, one client (aiohttp's default 100 connections), one watch of ModelDeployments
     streaming meanwhile (as the operator's does). Requests per second for each."""
-    cluster = BenchCluster()
-    cluster.fast = fast
-    cluster.resources.load_bundled()
-    for resource, info in (MEMPLACE_RESOURCES | KOPF_RESOURCES).items():
-        cluster.resources[resource] = kmock.ResourceInfo(verbs=VERBS, **info)
+    cluster = _cluster(fast)
     async with cluster, kmock.Server(cluster):
         await _inventory(cluster)
         ns = "burst"

@@ -493,6 +493,14 @@ class PlacementStatus(ApiModel):
     `--gpu-memory-utilization`). Where the agent reports less free memory, the plan fits that
     instead (its rejections say "measured free"). Unset on the cpu tier."""
 
+    def where(self) -> dict:
+        """Where and how it runs: every field but the replica count and the nodes the plan
+        packed onto, so that a pure scale keeps it and a move changes it."""
+        essence = self.to_wire()
+        for key in ("replicas", "nodes"):
+            essence.pop(key, None)
+        return essence
+
 
 class CalibrationStatus(ApiModel):
     """Which PerformanceProfile describes this placement, and the factors applied from it."""

@@ -333,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
             requests, cluster, strategy=args.strategy, threshold=args.consolidation_threshold
         ).plans
 
-    planned, wanted = _capped(requests, batch(requests), inputs.scaled, batch)
+    planned, wanted = _capped(requests, inputs.scaled, batch)
     plans = sorted(planned + invalid, key=lambda p: (p.namespace, p.name))
 
     if args.output in ("table", "wide"):
@@ -359,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _capped(
-    requests: list[Any], plans: list[Any], scaled: dict[tuple[str, str], Any], batch: Any
+    requests: list[Any], scaled: dict[tuple[str, str], Any], batch: Any
 ) -> tuple[list[Any], dict[tuple[str, str], int]]:
     """``spec.scaling.maxReplicas`` as the operator applies it (``planning.scaled_plan``): the
     deployments whose plan for the whole demand runs more than maxReplicas, or found no room,
@@ -372,6 +372,7 @@ def _capped(
     from memplace.planning.scaled_plan import needs_cap, settle
     from memplace.planning.scaling import at_max_spec
 
+    plans = batch(requests)
     first = {(p.namespace, p.name): p for p in plans}
     capped = {
         k for k, (_, policy, _) in scaled.items() if k in first and needs_cap(first[k], policy)

@@ -186,7 +186,7 @@ def register(subparsers: Any) -> None:
         default="keda-add-ons-http-external-scaler.keda:9090",
         metavar="HOST:PORT",
         help="the KEDA HTTP add-on's external scaler, where the add-on is installed "
-        "(default: keda-add-ons-http-external-scaler.keda:9090, where its manifests put it)",
+        "(default: %(default)s, where its manifests put it)",
     )
     measuring.add_argument(
         "--load-bandwidth",

@@ -126,7 +126,6 @@ async def refresh(
             continue  # not retried until its spec or inputs change (``reconcile``)
         try:
             spec = inputs.parse_spec(body.get("spec") or {})
-            demands[key] = _planned_demand(spec, status)
             config = await inputs.model_config(spec, key[0], api, state.settings, state.configs)
             variants = await inputs.variant_configs(
                 spec, key[0], api, state.settings, state.configs
@@ -137,6 +136,7 @@ async def refresh(
         except (inputs.InvalidSpec, inputs.Waiting):
             continue  # its own reconcile says why
         entry = inputs.placed_entry(inputs._plain(status))
+        demands[key] = _planned_demand(spec, status)
         spec = _at_demand(spec, status, entry.placement if entry else None)
         if entry is not None:
             cost = (status.get("cost") or {}).get("perHour")
@@ -203,16 +203,21 @@ def target_for(
     return found[1]
 
 
+def _decision(spec: Any, status: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """A ``spec.scaling`` deployment's policy and the demand decision its plans size for now
+    (``demand_status.decision_in``, as ``reconcile`` plans it); None without spec.scaling."""
+    policy = scaling.Policy.from_spec(spec)
+    return None if policy is None else (policy, demand_status.decision_in(status, policy))
+
+
 def _planned_demand(spec: Any, status: Mapping[str, Any]) -> float | None:
     """The demand a ``spec.scaling`` deployment's plans size for now (None: no spec.scaling)."""
-    policy = scaling.Policy.from_spec(spec)
-    return None if policy is None else demand_status.decision_in(status, policy).planned
+    found = _decision(spec, status)
+    return None if found is None else found[1].planned
 
 
 def _at_demand(spec: Any, status: Mapping[str, Any], current: PlacementStatus | None) -> Any:
     """``spec`` as its re-plans see it: with ``spec.scaling``, sized for the planned demand
-    (``scaling.planning_spec``, as ``reconcile`` plans it), not the static one."""
-    policy = scaling.Policy.from_spec(spec)
-    if policy is None:
-        return spec
-    return scaling.planning_spec(spec, demand_status.decision_in(status, policy), policy, current)
+    (``scaling.planning_spec``), not the static one."""
+    found = _decision(spec, status)
+    return spec if found is None else scaling.planning_spec(spec, found[1], found[0], current)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from memplace.api import PlacementPoolSpec
@@ -59,16 +59,27 @@ def placed(state: State, indexes: Mapping[str, Any]) -> dict[Key, inputs.Placed]
     return merged
 
 
-def priorities(indexes: Mapping[str, Any]) -> dict[Key, int]:
+def priorities(indexes: Mapping[str, Any]) -> Mapping[Key, int]:
     """Every indexed ModelDeployment's ``spec.priority`` (0 when unset or not an integer): whom
-    a NoCapacity reason names first (``planning.batch.name_holders``)."""
-    out: dict[Key, int] = {}
-    for key, store in (indexes.get("models") or {}).items():
-        body = next(iter(store), None) or {}
+    a NoCapacity reason names first (``planning.batch.name_holders``). Read per key when asked:
+    a plan names a few holders, and walking every deployment per plan would be O(N)."""
+    return _Priorities(indexes.get("models") or {})
+
+
+class _Priorities(Mapping[Key, int]):
+    def __init__(self, models: Mapping[Key, Any]) -> None:
+        self._models = models
+
+    def __getitem__(self, key: Key) -> int:
+        body = next(iter(self._models[key]), None) or {}
         priority = (body.get("spec") or {}).get("priority", 0)
-        ok = isinstance(priority, int) and not isinstance(priority, bool)
-        out[key] = priority if ok else 0
-    return out
+        return priority if isinstance(priority, int) and not isinstance(priority, bool) else 0
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._models)
+
+    def __len__(self) -> int:
+        return len(self._models)
 
 
 def pod_uids(indexes: Mapping[str, Any], key: Key) -> list[str]:

@@ -42,7 +42,7 @@ from memplace.planning import scaling
 from . import inputs, keda_http, kube, promql, render
 from .state import State
 
-__all__ = ["KEDA", "ensure", "keep", "manages", "present", "scaled_object"]
+__all__ = ["KEDA", "keep", "manages", "present", "scaled_object"]
 
 KEDA = "keda.sh/v1alpha1"
 PLURALS = {"ScaledObject": "scaledobjects", "HTTPScaledObject": "httpscaledobjects"}
@@ -63,8 +63,8 @@ def scaled_object(
     """The ScaledObject of one ModelDeployment (named as it, in its namespace, owned by it);
     ``http_scaler``: the HTTP add-on's external scaler, for the trigger on its
     HTTPScaledObject of the same name."""
-    meta = body.get("metadata") or {}
-    owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    owner = render.Owner.of(body)
+    low, high, cooldown = keda_http.bounds(fields, policy)
     engine = ((body.get("spec") or {}).get("runtime") or {}).get("engine") or "vllm"
     matchers = f'namespace="{owner.namespace}",pod=~"{deployment}-.*"'
     demand = next(
@@ -73,7 +73,6 @@ def scaled_object(
         if q.figure == "output_tokens_per_second"
     )
     per_replica = ((fields.get("estimate") or {}).get("outputTokensPerSecondPerReplica")) or 1.0
-    planned = int(((fields.get("placement") or {}).get("replicas")) or 1)
     triggers: list[dict[str, Any]] = [
         {
             "type": "prometheus",
@@ -112,11 +111,9 @@ def scaled_object(
         },
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
-            "minReplicaCount": policy.min_replicas,
-            "maxReplicaCount": policy.max_replicas or max(planned, 1),
-            # KEDA waits cooldownPeriod after the last active trigger before going to zero;
-            # its default is 300 s (keda.sh/docs, "Scaling Deployments", cooldownPeriod).
-            "cooldownPeriod": int(policy.idle_after_seconds or 300),
+            "minReplicaCount": low,
+            "maxReplicaCount": high,
+            "cooldownPeriod": cooldown,
             "advanced": {
                 "horizontalPodAutoscalerConfig": {
                     "behavior": {
@@ -144,12 +141,7 @@ def manages(state: State, spec: Mapping[str, Any]) -> bool:
 async def present(state: State, api: kube.Kube) -> bool:
     """Whether the cluster serves KEDA's ScaledObjects (discovery, once per operator run)."""
     if state.keda is None:
-        try:
-            found = await api.get(f"/apis/{KEDA}")
-        except Exception:  # noqa: BLE001 — discovery refused or failing: no KEDA
-            found = None
-        names = {r.get("name") for r in (found or {}).get("resources") or []}
-        state.keda = "scaledobjects" in names
+        state.keda = await kube.serves(api, KEDA, "scaledobjects")
     return state.keda
 
 
@@ -174,7 +166,7 @@ async def keep(state: State, api: kube.Kube, body: Mapping[str, Any], serving: s
             body, serving, body.get("status") or {}, policy, spec.workload.concurrency
         )
         try:
-            await ensure(api, wanted_http, await api.get(_url(wanted_http)))
+            await _ensure(api, wanted_http)
         except Exception as error:  # noqa: BLE001 — the ScaledObject is still kept
             failed = error
     wanted = scaled_object(
@@ -187,7 +179,7 @@ async def keep(state: State, api: kube.Kube, body: Mapping[str, Any], serving: s
         wake_query=(spec.scaling.wake_query if spec.scaling else None) or state.settings.wake_query,
         http_scaler=state.settings.keda_http_scaler if http else None,
     )
-    await ensure(api, wanted, await api.get(_url(wanted)))
+    await _ensure(api, wanted)
     if failed is not None:
         raise failed
 
@@ -202,16 +194,14 @@ def _url(wanted: Mapping[str, Any], name: bool = True) -> str:
     )
 
 
-async def ensure(
-    api: kube.Kube, wanted: Mapping[str, Any], stored: Mapping[str, Any] | None
-) -> None:
+async def _ensure(api: kube.Kube, wanted: Mapping[str, Any]) -> None:
     """Create ``wanted`` (a ScaledObject or an HTTPScaledObject), or merge-patch its spec and
-    the annotations memplace sets where ``stored`` differs."""
+    the annotations memplace sets where the stored one differs."""
     meta = wanted["metadata"]
-    url = _url(wanted, name=False)
+    stored = await api.get(_url(wanted))
     if stored is None:
         try:
-            await api.create(url, dict(wanted))
+            await api.create(_url(wanted, name=False), dict(wanted))
             return
         except kube.Conflict:
             pass
@@ -223,4 +213,4 @@ async def ensure(
     if any(held.get(k) != v for k, v in annotations.items()):
         patch["metadata"] = {"annotations": dict(annotations)}
     if patch:
-        await api.merge_patch(f"{url}/{meta['name']}", patch)
+        await api.merge_patch(_url(wanted), patch)

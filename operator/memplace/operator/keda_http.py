@@ -50,6 +50,7 @@ from typing import Any
 from memplace.planning import scaling
 
 from . import kube, render
+from .settings import Settings
 from .state import State
 
 __all__ = [
@@ -68,7 +69,7 @@ HTTP = "http.keda.sh/v1alpha1"
 SKIP_SCALED_OBJECT = "httpscaledobject.keda.sh/skip-scaledobject-creation"
 """The add-on creates no ScaledObject for an HTTPScaledObject annotated ``"true"``
 (kedacore/http-add-on ``operator/controllers/http/app.go``)."""
-SCALER = "keda-add-ons-http-external-scaler.keda:9090"
+SCALER = Settings.keda_http_scaler
 """The add-on's external scaler (gRPC) as its manifests install it: Service ``external-scaler``
 port 9090 (``config/scaler/service.yaml``) with the name prefix ``keda-add-ons-http-`` in
 namespace ``keda`` (``config/scaler/kustomization.yaml``); kedacore/http-add-on at commit
@@ -83,6 +84,16 @@ def hosts(name: str, namespace: str) -> list[str]:
     say when it calls the interceptor for this model."""
     short = f"{name}.{namespace}"
     return [short, f"{short}.svc", f"{short}.svc.cluster.local"]
+
+
+def bounds(fields: Mapping[str, Any], policy: scaling.Policy) -> tuple[int, int, int]:
+    """Replicas min and max, and the seconds idle before zero, that the ScaledObject and the
+    HTTPScaledObject both render: ``minReplicas``; ``maxReplicas``, else the replicas the plan
+    sized the placement for; ``idleAfterSeconds``, else KEDA's own default of 300 s
+    (keda.sh/docs, "Scaling Deployments", cooldownPeriod)."""
+    planned = int(((fields.get("placement") or {}).get("replicas")) or 1)
+    idle = int(policy.idle_after_seconds or 300)
+    return policy.min_replicas, policy.max_replicas or planned, idle
 
 
 def target_value(concurrency: int, policy: scaling.Policy) -> int:
@@ -100,9 +111,8 @@ def http_scaled_object(
 ) -> dict[str, Any]:
     """The HTTPScaledObject of one ModelDeployment (named as it, in its namespace, owned by it),
     scaling Deployment ``deployment`` behind the model's Service."""
-    meta = body.get("metadata") or {}
-    owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-    planned = int(((fields.get("placement") or {}).get("replicas")) or 1)
+    owner = render.Owner.of(body)
+    low, high, idle = bounds(fields, policy)
     return {
         "apiVersion": HTTP,
         "kind": "HTTPScaledObject",
@@ -122,9 +132,8 @@ def http_scaled_object(
                 "service": owner.name,
                 "portName": PORT_NAME,
             },
-            "replicas": {"min": policy.min_replicas, "max": policy.max_replicas or max(planned, 1)},
-            # As keda.scaled_object's cooldownPeriod: KEDA's default 300 s when unset.
-            "scaledownPeriod": int(policy.idle_after_seconds or 300),
+            "replicas": {"min": low, "max": high},
+            "scaledownPeriod": idle,
             "scalingMetric": {"concurrency": {"targetValue": target_value(concurrency, policy)}},
         },
     }
@@ -143,10 +152,5 @@ def trigger(name: str, scaler: str) -> dict[str, Any]:
 async def present(state: State, api: kube.Kube) -> bool:
     """Whether the cluster serves the add-on's HTTPScaledObjects (discovery, once per run)."""
     if state.keda_http is None:
-        try:
-            found = await api.get(f"/apis/{HTTP}")
-        except Exception:  # noqa: BLE001 — discovery refused or failing: no add-on
-            found = None
-        names = {r.get("name") for r in (found or {}).get("resources") or []}
-        state.keda_http = "httpscaledobjects" in names
+        state.keda_http = await kube.serves(api, HTTP, "httpscaledobjects")
     return state.keda_http

@@ -21,7 +21,7 @@ import kopf
 from kopf._cogs.clients import api as _api
 from kopf._cogs.clients import errors as _errors
 
-__all__ = ["APIError", "Conflict", "Invalid", "NotFound", "Kube", "message"]
+__all__ = ["APIError", "Conflict", "Invalid", "NotFound", "Kube", "message", "serves"]
 
 APIError = _errors.APIError
 """Any failed call; the ones below are its subclasses. ``.code``: the HTTP status."""
@@ -42,6 +42,16 @@ def path(api_version: str, plural: str, namespace: str | None, name: str | None 
 def message(error: Exception) -> str:
     """The API server's own words for a failed call (its Status ``message``)."""
     return str(getattr(error, "message", None) or error)
+
+
+async def serves(api: Kube, api_version: str, plural: str) -> bool:
+    """Whether the cluster serves ``plural`` in ``api_version`` (discovery of
+    ``/apis/{api_version}``); discovery refused or failing counts as no."""
+    try:
+        found = await api.get(f"/apis/{api_version}")
+    except Exception:  # noqa: BLE001 — refused (403) or failing: treated as not served
+        return False
+    return plural in {r.get("name") for r in (found or {}).get("resources") or []}
 
 
 class Kube:

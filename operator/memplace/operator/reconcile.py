@@ -68,6 +68,10 @@ PLACEMENT_KEYS = (  # a change in any of these posts Replanned
 )
 
 
+REFUSED = (kube.APIError, owned.NameTaken)
+"""Refusals shown in status and a Warning while the retries go on (``api_error_status``)."""
+
+
 async def reconcile(
     state: State,
     *,
@@ -105,20 +109,15 @@ async def reconcile(
         if pending:
             patch["status"] = pending  # Kopf applies the patch also when the handler fails
         raise
-    except kube.APIError as error:
+    except REFUSED as error:
         ERRORS.labels("temporary").inc()
         refused = api_error_status(state, key, body, status, meta.get("generation"), error)
         if refused:
             patch["status"] = refused
         state.fingerprints.pop(key, None)  # the resync loop retries it too
+        if isinstance(error, kopf.TemporaryError):
+            raise  # with its own delay (a name taken: a minute)
         raise kopf.TemporaryError(f"API error: {kube.message(error)}", delay=30) from error
-    except owned.NameTaken as error:
-        ERRORS.labels("temporary").inc()
-        refused = api_error_status(state, key, body, status, meta.get("generation"), error)
-        if refused:
-            patch["status"] = refused
-        state.fingerprints.pop(key, None)
-        raise
     except kopf.TemporaryError:
         ERRORS.labels("temporary").inc()
         raise
@@ -192,8 +191,7 @@ async def plan_and_apply(
                 decision = demand_status.decision_in(previous, policy)
                 scaled = plan_scaled(request, cluster, policy, decision)
                 plan = scaled.plan
-            if any(a.code == "NoCapacity" for a in plan.alternatives):  # who holds that room
-                plan = name_holders(plan, cluster, indexed.priorities(indexes))
+            plan = name_holders(plan, cluster, indexed.priorities(indexes))  # who holds room
         fields = dict(plan.status_fields())
         lora = plan.lora
         if fields.get("phase") == "Placed" and fields.get("placement"):
@@ -462,12 +460,7 @@ def api_error_status(
     A new deployment shows phase Pending with that message; a running one keeps its phase and
     placement (``Placed`` stays True, with reason ApiError)."""
     previous = inputs._plain(previous or {})
-    reason = "ApiError"
-    if isinstance(error, owned.NameTaken):
-        reason, words = "NameTaken", f"{error}; retrying every minute"
-    else:
-        code = getattr(error, "code", None)
-        words = f"the API server refused a write ({code}): {kube.message(error)}; retrying"
+    reason, words = _refusal(error)
     new = mdstatus.pending_patch(previous, "a write the API server refused", generation=generation)
     running = inputs.placed_entry(previous) is not None
     now = datetime.datetime.now(datetime.UTC)
@@ -485,6 +478,14 @@ def api_error_status(
         events.api_error(body, words, reason)
     state.metrics.observe(key[0], key[1], {**previous, **new})
     return {k: v for k, v in new.items() if previous.get(k) != v}
+
+
+def _refusal(error: Exception) -> tuple[str, str]:
+    """The condition reason and the words for a refusal (``REFUSED``)."""
+    if isinstance(error, owned.NameTaken):
+        return "NameTaken", f"{error}; retrying every minute"
+    code = getattr(error, "code", None)
+    return "ApiError", f"the API server refused a write ({code}): {kube.message(error)}; retrying"
 
 
 def waited_out(

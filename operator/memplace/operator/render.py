@@ -118,6 +118,12 @@ class Owner:
     namespace: str
     uid: str
 
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> Owner:
+        """The owner that a ModelDeployment's own body names."""
+        meta = body.get("metadata") or {}
+        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
     def reference(self) -> dict[str, Any]:
         return {
             "apiVersion": MODEL_DEPLOYMENT.api_version,
@@ -142,10 +148,7 @@ def labels_for(owner_name: str) -> dict[str, str]:
 def placement_id(placement: PlacementStatus) -> str:
     """A short hash of where and how a placement runs: everything but its replica count (and
     the nodes the plan packed onto), so that a pure scale keeps the id and a move changes it."""
-    essence = placement.to_wire()
-    for key in ("replicas", "nodes"):
-        essence.pop(key, None)
-    text = json.dumps(essence, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(placement.where(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

@@ -195,13 +195,13 @@ async def _resync_one(
             if pending:
                 await _write_status(state, api, key, body, pending, logger)
             raise
-        except (kube.APIError, owned.NameTaken) as error:
+        except reconcile.REFUSED as error:
             generation = body["metadata"].get("generation")
             refused = reconcile.api_error_status(state, key, body, previous, generation, error)
             if refused:
                 await _write_status(state, api, key, body, refused, logger)
             state.fingerprints.pop(key, None)  # retried next pass
-            if isinstance(error, owned.NameTaken):
+            if isinstance(error, kopf.TemporaryError):
                 raise
             raise kopf.TemporaryError(f"API error: {kube.message(error)}") from error
     else:

@@ -51,12 +51,7 @@ async def resolve(state: State, api: kube.Kube) -> Mode:
 async def _discovered(wanted: Mode, api: kube.Kube) -> Mode:
     if wanted != "auto":
         return wanted
-    try:
-        found = await api.get(f"/apis/{MONITORING}")
-    except Exception:  # noqa: BLE001 — discovery refused or failing: fall back to annotations
-        found = None
-    resources = {r.get("name") for r in (found or {}).get("resources") or []}
-    return "podmonitor" if "podmonitors" in resources else "annotations"
+    return "podmonitor" if await kube.serves(api, MONITORING, "podmonitors") else "annotations"
 
 
 def pod_annotations(mode: Mode, port: int) -> dict[str, str]:
@@ -72,8 +67,7 @@ def pod_annotations(mode: Mode, port: int) -> dict[str, str]:
 
 def pod_monitor(body: Mapping[str, Any]) -> dict[str, Any]:
     """The PodMonitor of one ModelDeployment (named as it, in its namespace, owned by it)."""
-    meta = body.get("metadata") or {}
-    owner = render.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    owner = render.Owner.of(body)
     return {
         "apiVersion": MONITORING,
         "kind": "PodMonitor",

@@ -14,6 +14,7 @@ from .solve import (
     Item,
     Room,
     Solution,
+    cell_values,
     chosen_from,
     first_fit,
     model_parts,
@@ -57,9 +58,8 @@ def solve_cpsat(
     for terms, bound in rows:
         model.add(sum(c * x[at[(i, j)]] for i, j, c in terms) <= bound)
     start_from = first_fit(items, rows)
-    for (i, j), v in zip(cells, x, strict=True):
-        taken = start_from[i]
-        model.add_hint(v, taken[j] if isinstance(taken, tuple) else int(taken == j))
+    for v, hint in zip(x, cell_values(items, cells, start_from), strict=True):
+        model.add_hint(v, hint)
     solver, status, placed = None, "optimal", 0
     for n, (name, coefficients, sense) in enumerate(stages):
         share = STAGE_SHARES[name]

@@ -21,6 +21,7 @@ from .solve import (
     Item,
     Room,
     Solution,
+    cell_values,
     chosen_from,
     first_fit,
     model_parts,
@@ -114,13 +115,7 @@ def solve_highs(
     h, placing = _model(cells, rows, items)
     every = np.arange(n, dtype=np.int32)
     start_from = first_fit(items, rows)
-    values = np.zeros(n)
-    for k, (i, j) in enumerate(cells):
-        taken = start_from[i]
-        if isinstance(taken, tuple):
-            values[k] = float(taken[j])
-        elif taken == j:
-            values[k] = 1.0
+    values = np.array(cell_values(items, cells, start_from), dtype=float)
     first = values
     objectives = [
         np.array(coefficients, dtype=float) * (-1.0 if sense > 0 else 1.0)  # HiGHS minimises

@@ -30,11 +30,12 @@ from typing import Any
 
 from memplace.api import Alternative
 
-from .decide import _decide, _released
+from .choose import is_current
+from .decide import _decide, _released, plan_cluster
 from .inventory import Cluster, PoolCapacity
 from .memo import collector_paused
 from .plan_types import DeploymentRequest, Plan
-from .ranking import _Ranked, _static
+from .ranking import _static
 from .sizing import _Invalid
 from .solve import OPTIONS_KEPT, Item, Option, Room, Solution, solve
 
@@ -76,11 +77,7 @@ def _options(
             if pool in request.full_pools or replicas <= 0:
                 continue
             i = indices[0]
-            if isinstance(ranked, _Ranked):
-                at, reps, _ = ranked.rows[i]
-                cost = ranked.bases[at].per_replica * reps
-            else:  # pragma: no cover - the planner's rankings are _Ranked
-                cost = ranked[i].per_hour
+            cost = ranked.per_hour_at(i)
             shared = cluster.capacity(pool).sharing and gpus == 1
             yield Option(i, pool, max(gpus, 1), resident, replicas, cost, shared)
 
@@ -125,13 +122,10 @@ def _current_option(
 ) -> int | None:
     if request.current is None:
         return None
-    from .choose import is_current
 
+    ranked = ranking.ranked
     for j, o in enumerate(options):
-        ranked = ranking.ranked
-        at = ranked.rows[o.key][0] if isinstance(ranked, _Ranked) else None
-        c = ranked.bases[at].candidate if at is not None else ranked[o.key].candidate
-        if is_current(c, request.current):
+        if is_current(ranked.candidate_at(o.key), request.current):
             return j
     return None
 
@@ -199,15 +193,21 @@ def name_holders(plan: Plan, cluster: Cluster, priority: Mapping[tuple[str, str]
     NoCapacity alternative naming who holds that pool in ``cluster``, highest priority first,
     as a batch names them; ``priority``: every known deployment's ``spec.priority`` (one not
     in it is named "outside this plan")."""
-    if not any(a.code == "NoCapacity" for a in plan.alternatives):
+    named = {a.pool for a in plan.alternatives if a.code == "NoCapacity" and a.pool}
+    if not named:
         return plan
-    held = {
-        pool.name: sorted(
-            cluster.capacity(pool.name).owners, key=lambda o: (-priority.get(o, 0), o)
-        )
-        for pool in cluster.pools
+    pools = [pool for pool in named if cluster.pool(pool) is not None]
+    return _Holders(_held(cluster, pools, priority), priority).amend(plan)
+
+
+def _held(
+    cluster: Cluster, pools: Iterable[str], priority: Mapping[tuple[str, str], int]
+) -> dict[str, list[tuple[str, str]]]:
+    """Per pool, who holds room in it, highest priority first (then by name)."""
+    return {
+        pool: sorted(cluster.capacity(pool).owners, key=lambda o: (-priority.get(o, 0), o))
+        for pool in pools
     }
-    return _Holders(held, priority).amend(plan)
 
 
 def plan_batch(
@@ -220,7 +220,6 @@ def plan_batch(
     solver: str = "highs",
 ) -> BatchResult:
     """Plans for every request, in (namespace, name) order, by ``strategy``."""
-    from .decide import plan_cluster
 
     ordered = sorted(requests, key=lambda r: (r.namespace, r.name))
     if strategy == "greedy":
@@ -239,7 +238,6 @@ def _optimal(
     solver: str,
 ) -> BatchResult:
     """``plan_batch``'s optimal strategy, the steps of the module docstring."""
-    from .decide import plan_cluster
 
     state = cluster.mutable_copy()
     owners = {request.owner for request in ordered}
@@ -309,10 +307,6 @@ def _optimal(
             state.capacity(picked[i].pool).release(request.owner)
         choice = picked[i].key if i in picked else None
         plans[i] = _decide(request, state, consume=True, choice=choice, static=statics[i])
-    held = {
-        pool.name: sorted(state.capacity(pool.name).owners, key=lambda o: (-priority.get(o, 0), o))
-        for pool in state.pools
-    }
-    holders = _Holders(held, priority)
+    holders = _Holders(_held(state, [pool.name for pool in state.pools], priority), priority)
     out = [holders.amend(plans[i]) for i in range(len(ordered))]
     return BatchResult(out, solution)

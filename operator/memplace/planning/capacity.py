@@ -35,7 +35,7 @@ class PoolCapacity:
         "whole_count",
         "_buckets",
         "_count_by_k",
-        "_min_usable",
+        "min_usable",
         "_shared",
         "sharing",
         "owners",
@@ -60,7 +60,8 @@ class PoolCapacity:
         """Answers computed from the free room as it is now (the planner's NoCapacity per
         replica shape); emptied whenever a placement or release changes the room."""
         all_usable = [b for u in usable for b in u]
-        self._min_usable = min(all_usable) if all_usable else 0
+        self.min_usable = min(all_usable) if all_usable else 0
+        """The smallest usable GPU's bytes (0 without GPUs): a replica of no more fits any."""
         self._rebuild_index()
 
     def _rebuild_index(self) -> None:
@@ -87,7 +88,7 @@ class PoolCapacity:
         clone.whole_count = list(self.whole_count)
         clone.sharing = self.sharing
         clone.owners = {k: list(v) for k, v in self.owners.items()}
-        clone._min_usable = self._min_usable
+        clone.min_usable = self.min_usable
         clone.total_gpus = self.total_gpus
         clone.free_whole_gpus = self.free_whole_gpus
         clone._buckets = [list(b) for b in self._buckets]
@@ -103,7 +104,7 @@ class PoolCapacity:
         slots = max(gpus, 1)
         if self.sharing and gpus == 1:
             return self._shared_possible(bytes_per_gpu, limit)
-        if bytes_per_gpu <= self._min_usable:
+        if bytes_per_gpu <= self.min_usable:
             total = 0
             for k in range(slots, len(self._count_by_k)):
                 total += self._count_by_k[k] * (k // slots)
@@ -170,7 +171,7 @@ class PoolCapacity:
             return self._place_shared(need, hint)
         if hint is not None and self._fitting_whole(hint, need) >= slots:
             n = hint
-        elif need <= self._min_usable:
+        elif need <= self.min_usable:
             n = self._pop_bucket(slots)
             if n is None:
                 return None

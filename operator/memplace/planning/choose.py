@@ -55,9 +55,13 @@ def rank_key(e: Evaluation, current: Any = None) -> tuple:
 def candidate_rank_key(c: Any, per_hour: float, replicas: int, current: Any = None) -> tuple:
     """The order of the module docstring, from the candidate, its cost and its replicas (what
     the planner ranks on without building an ``Evaluation``)."""
+    return (round(per_hour, 6), replicas * max(c.gpus, 1), *rank_tail(c, current))
+
+
+def rank_tail(c: Any, current: Any = None) -> tuple:
+    """``candidate_rank_key`` after cost and GPUs: what breaks a tie, from the candidate alone
+    (the planner keeps it per candidate when nothing runs)."""
     return (
-        round(per_hour, 6),
-        replicas * max(c.gpus, 1),
         -c.precision.weight_bits,
         -c.kv.bits,
         TIER_ORDER.get(c.tier, 9),

@@ -36,7 +36,7 @@ from .inventory import Cluster
 from .memo import collector_paused
 from .memory import usable_gpu_bytes
 from .plan_types import DeploymentRequest, Plan
-from .ranking import _Ranked, _Static, _static
+from .ranking import _Static, _static
 from .room import _room_answers
 from .sizing import _Invalid
 
@@ -175,11 +175,7 @@ def _target_index(ranking: Ranking, target: PlacementStatus) -> int | None:
     """The ranking index of the feasible candidate that is ``target``, replicas included."""
     ranked = ranking.ranked
     for i in ranking.feasible:
-        if isinstance(ranked, _Ranked):
-            at, replicas, _ = ranked.rows[i]
-            c = ranked.bases[at].candidate
-        else:  # pragma: no cover - the planner's rankings are _Ranked
-            c, replicas = ranked[i].candidate, ranked[i].replicas
+        c, replicas = ranked.candidate_at(i), ranked.rows[i][1]
         if replicas == target.replicas and is_current(c, target):
             return i
     return None

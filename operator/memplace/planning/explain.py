@@ -29,7 +29,6 @@ from .choose import (
     RUNNERS_UP,
     Full,
     Ranking,
-    alternative_indices,
     is_current,
 )
 from .feasibility import (
@@ -41,7 +40,6 @@ from .inventory import GENERIC_CPU
 from .memo import ALTERNATIVES_KEPT, ALTERNATIVES_PER_RANKING, _fingerprint, _table
 from .memory import weights_source
 from .plan_types import DeploymentRequest
-from .ranking import _Ranked
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -112,13 +110,11 @@ def _alternative(e: Evaluation, code: str, reason: str, memo: dict) -> Alternati
 def _alternative_at(ranking: Ranking, i: int, why: Any, memo: dict) -> Alternative:
     """``_alternative`` for the ranking's i-th candidate, read from its row (no Evaluation)."""
     ranked = ranking.ranked
-    if isinstance(ranked, _Ranked):
-        at, replicas, _ = ranked.rows[i]
-        b = ranked.bases[at]
-        return _alternative_of(
-            b.candidate, replicas, b.per_replica * replicas, why.code, why.message, memo
-        )
-    return _alternative(ranked[i], why.code, why.message, memo)  # pragma: no cover
+    at, replicas, _ = ranked.rows[i]
+    b = ranked.bases[at]
+    return _alternative_of(
+        b.candidate, replicas, b.per_replica * replicas, why.code, why.message, memo
+    )
 
 
 def _alternative_of(
@@ -199,11 +195,6 @@ def _alternatives(
     cost, each NoCapacity by candidate and text, and the nearest misses. Which candidates are
     listed is worked out each time (it follows the room)."""
     ranked = ranking.ranked
-    if not isinstance(ranked, _Ranked):  # pragma: no cover - the planner's rankings are _Ranked
-        return [
-            _alternative_at(ranking, i, why, memo)
-            for i, why in alternative_indices(ranking, chosen, full)
-        ]
     winner_cost = None if chosen is None else ranked.per_hour_at(chosen)
     cache = ranking.room_memo
 

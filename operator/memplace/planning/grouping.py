@@ -22,9 +22,7 @@ from .calibration import (
     calibrate_speed,
 )
 from .candidates import Variant, enumerate_candidates
-from .choose import (
-    TIER_ORDER,
-)
+from .choose import rank_tail
 from .cost import replica_cost
 from .feasibility import (
     TENSOR_PARALLEL_ENGINES,
@@ -391,32 +389,9 @@ def _bases(
             group = groups[gkey] = _Group(c, loss, tp_refused)
         b.loss = group.loss
         group.members.append(b)
-    static_order = sorted(
-        range(len(out)),
-        key=lambda i: (
-            -out[i].candidate.precision.weight_bits,
-            -out[i].candidate.kv.bits,
-            TIER_ORDER[out[i].candidate.tier],
-            out[i].candidate.pool.name,
-            out[i].candidate.gpus,
-            out[i].candidate.variant.name or "",
-            out[i].candidate.precision.id,
-            out[i].candidate.kv.id,
-        ),
-    )
-    for order, i in enumerate(static_order):
-        out[i].order = order
     for b in out:  # ``candidate_rank_key`` after cost and GPUs, for no running placement
-        c = b.candidate
-        b.rank_tail = (
-            -c.precision.weight_bits,
-            -c.kv.bits,
-            TIER_ORDER.get(c.tier, 9),
-            True,
-            c.pool.name,
-            c.gpus,
-            c.variant.name or "",
-            c.precision.id,
-            c.kv.id,
-        )
+        b.rank_tail = rank_tail(b.candidate)
+    # the tie-break alone (the running flag is the same for all): the static order
+    for order, i in enumerate(sorted(range(len(out)), key=lambda i: out[i].rank_tail)):
+        out[i].order = order
     return shapes.put(key, _Shape(list(groups.values()), out))

@@ -135,11 +135,10 @@ def _static(request: DeploymentRequest, cluster: Cluster) -> _Static:
             (v.name, _arch_id(cluster.memo, v.architecture), v.quality_loss, v.native)
             for v in variants
         ),
-        tuple(problem.reason for problem in problems),  # variants refused, listed in the plan
         r,
         current_key,
         applicable,
-        tuple((p.variant, p.code, p.reason) for p in problems),
+        tuple((p.variant, p.code, p.reason) for p in problems),  # variants refused, listed
     )
     found = memo.get(key)
     if found is None:

@@ -26,27 +26,12 @@ _WHY = "why"
 (``_WHY``, key), the NoCapacity rejection: emptied whenever the pool's room changes."""
 
 
-_SMALLEST: dict[int, tuple[Any, int]] = {}
-"""The smallest usable GPU per pool's ``usable`` table (shared by a capacity's copies and never
-changed), by the table's id with the table kept, so that the id is not reused meanwhile."""
-SMALLEST_KEPT = 4096
-
-
-def _smallest(usable: Any) -> int:
-    found = _SMALLEST.get(id(usable))
-    if found is None or found[0] is not usable:
-        if len(_SMALLEST) >= SMALLEST_KEPT:
-            _SMALLEST.clear()
-        found = _SMALLEST[id(usable)] = (usable, min((b for n in usable for b in n), default=0))
-    return found[1]
-
-
 def _asked(keys: tuple[tuple, ...], capacity: Any) -> tuple[tuple, ...]:
     """The key each room key's answer is kept under in ``capacity.answers``: (GPUs, replicas)
     where whole GPUs are counted, whatever the bytes (not a shared GPU, and no more bytes than
     the pool's smallest usable GPU: ``PoolCapacity.replicas_possible``'s counting path), else
     the room key itself."""
-    smallest = _smallest(capacity.usable)
+    smallest = capacity.min_usable
     return tuple(
         key if (capacity.sharing and key[1] == 1) or key[2] > smallest else (key[1], key[3])
         for key in keys

@@ -102,7 +102,7 @@ def _kept(
         return None
     if chosen.plan.phase != "Placed" or new is None:
         return None
-    if _where(new) == _where(current):
+    if new.where() == current.where():
         return None  # no move: a scale in place, or nothing at all
     pinned = dataclasses.replace(request, spec=scaling.pinned_spec(request.spec, current))
     kept = _scaled(pinned, cluster, policy, decision)
@@ -144,22 +144,13 @@ def _kept(
     return ScaledPlan(plan, kept.needed)
 
 
-def _where(placement: PlacementStatus) -> tuple:
-    """Where and how it runs, without the replica count: what a move changes (the operator's
-    ``moves.is_move`` compares the same fields, hashed)."""
-    essence = placement.to_wire()
-    essence.pop("replicas", None)
-    essence.pop("nodes", None)
-    return tuple(sorted((k, repr(v)) for k, v in essence.items()))
-
-
 def _serves(scaled: ScaledPlan, current: PlacementStatus) -> bool:
     """The plan is ``current`` (any replica count) and serves the whole demand."""
     plan = scaled.plan
     return (
         plan.phase == "Placed"
         and plan.placement is not None
-        and _where(plan.placement) == _where(current)
+        and plan.placement.where() == current.where()
         and scaled.needed is None
     )
 

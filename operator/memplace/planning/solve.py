@@ -46,6 +46,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "SOLVERS",
@@ -55,6 +56,7 @@ __all__ = [
     "Room",
     "Solution",
     "aggregate",
+    "cell_values",
     "chosen_from",
     "level_weights",
     "solve",
@@ -450,10 +452,7 @@ def first_fit(items: Sequence[Item], rows: list) -> list:
     a best-so-far at the time limit is never worse than it. Per item, the option taken (None:
     none), or with ``count`` > 1 how many take each option."""
     used = [0] * len(rows)
-    by_cell: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for r, (terms, _) in enumerate(rows):
-        for i, j, c in terms:
-            by_cell.setdefault((i, j), []).append((r, c))
+    by_cell = _by_cell(rows)
 
     def share(i: int, j: int) -> float:
         return sum(c / max(rows[r][1], 1) for r, c in by_cell.get((i, j), ()))
@@ -481,10 +480,7 @@ def first_fit(items: Sequence[Item], rows: list) -> list:
                     taken[j] += 1
                     break
                 j += 1  # full for this one: full for the rest of the item too
-        if items[i].count > 1:
-            chosen[i] = tuple(taken)
-        else:
-            chosen[i] = next((j for j, n in enumerate(taken) if n), None)
+        chosen[i] = _answer(items[i], taken)
     return chosen
 
 
@@ -512,16 +508,8 @@ def polish(items: Sequence[Item], rows: list, chosen: Sequence, threshold: float
     room left allows it. Placed weight and moves stay what the solver made them, and so does
     the cost of a proven optimum; a best-so-far at the time limit only gets cheaper."""
     costs, moves = _costs_and_moves(items, threshold)
-    by_cell: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for r, (terms, _) in enumerate(rows):
-        for i, j, c in terms:
-            by_cell.setdefault((i, j), []).append((r, c))
-    counts = [
-        list(picked)
-        if isinstance(picked, tuple)
-        else [int(j == picked) for j in range(len(item.options))]
-        for item, picked in zip(items, chosen, strict=True)
-    ]
+    by_cell = _by_cell(rows)
+    counts = [counts_of(item, picked) for item, picked in zip(items, chosen, strict=True)]
     used = [0] * len(rows)
     for i, row in enumerate(counts):
         for j, n in enumerate(row):
@@ -544,10 +532,36 @@ def polish(items: Sequence[Item], rows: list, chosen: Sequence, threshold: float
                         used[r] += d
                     row[worse] -= 1
                     row[better] += 1
-    out: list = []
-    for item, row in zip(items, counts, strict=True):
-        if item.count > 1:
-            out.append(tuple(row))
-        else:
-            out.append(next((j for j, n in enumerate(row) if n), None))
-    return out
+    return [_answer(item, row) for item, row in zip(items, counts, strict=True)]
+
+
+def _by_cell(rows: list) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """Per cell (item, option), the capacity rows it takes from and how much: (row, amount)."""
+    by_cell: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for r, (terms, _) in enumerate(rows):
+        for i, j, c in terms:
+            by_cell.setdefault((i, j), []).append((r, c))
+    return by_cell
+
+
+def counts_of(item: Item, picked: Any) -> list[int]:
+    """How many of ``item``'s deployments take each option in one answer's entry ``picked``
+    (an option, None, or with ``count`` > 1 a tuple of counts)."""
+    if isinstance(picked, tuple):
+        return list(picked)
+    return [int(j == picked) for j in range(len(item.options))]
+
+
+def cell_values(
+    items: Sequence[Item], cells: Sequence[tuple[int, int]], chosen: Sequence
+) -> list[int]:
+    """An answer as each cell's (item, option) value: what a backend starts from."""
+    counts = [counts_of(item, picked) for item, picked in zip(items, chosen, strict=True)]
+    return [counts[i][j] for i, j in cells]
+
+
+def _answer(item: Item, counts: Sequence[int]) -> Any:
+    """The answer's entry for ``item`` from its per-option counts (``counts_of`` inverted)."""
+    if item.count > 1:
+        return tuple(counts)
+    return next((j for j, n in enumerate(counts) if n), None)
