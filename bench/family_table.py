@@ -18,23 +18,29 @@ from memplace.planning.architecture import architecture_from_config
 CONFIGS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "configs"
 
 
-def _error(counted: float, published: float) -> str:
-    return f"{100 * (counted / published - 1):+.2f}%"
+def _cells(counted: float, published) -> str:
+    """The published figure and the derived count's error against it, or dashes."""
+    if not published:
+        return f" {'-':>10} {'-':>8}"
+    error = 100 * (counted / float(published) - 1)
+    return f" {float(published) / 1e9:10.3f} {error:+7.2f}%"
 
 
 def main() -> None:
     entries = yaml.safe_load((CONFIGS / "published.yaml").read_text())
-    print(f"{'file':44} {'model_type':18} {'total B':>9} {'published':>10} {'error':>8}"
-          f" {'active B':>9} {'read B':>8} {'published':>10} {'error':>8}")
+    print(
+        f"{'file':44} {'model_type':18} {'total B':>9} {'published':>10} {'error':>8}"
+        f" {'active B':>9} {'read B':>8} {'published':>10} {'error':>8}"
+    )
     for entry in entries:
         arch = architecture_from_config(json.loads((CONFIGS / entry["file"]).read_text()))
-        total = entry.get("total_parameters")
-        active = entry.get("active_parameters")
-        row = f"{entry['file']:44} {entry['model_type']:18} {arch.total_parameters / 1e9:9.3f}"
-        row += f" {float(total) / 1e9:10.3f} {_error(arch.total_parameters, float(total)):>8}" if total else f" {'-':>10} {'-':>8}"
-        row += f" {arch.active_parameters / 1e9:9.3f} {arch.active_parameters_read_per_token / 1e9:8.3f}"
-        row += f" {float(active) / 1e9:10.3f} {_error(arch.active_parameters, float(active)):>8}" if active else f" {'-':>10} {'-':>8}"
-        print(row)
+        total, active = arch.total_parameters, arch.active_parameters
+        print(
+            f"{entry['file']:44} {entry['model_type']:18} {total / 1e9:9.3f}"
+            + _cells(total, entry.get("total_parameters"))
+            + f" {active / 1e9:9.3f} {arch.active_parameters_read_per_token / 1e9:8.3f}"
+            + _cells(active, entry.get("active_parameters"))
+        )
 
 
 if __name__ == "__main__":

@@ -128,6 +128,26 @@ def test_unknown_model_type_names_the_fallback(tmp_path):
     assert "no hidden_size" in result.stderr and "parameters" in result.stderr
 
 
+def test_an_unknown_model_type_with_the_standard_fields_is_sized_and_says_so(tmp_path):
+    """A fine-tune renamed to its own model_type keeps Llama's shapes: it is sized exactly as
+    Llama-3.1-8B, and both the table and the JSON say that no family rules were applied."""
+    config = json.loads(Path(LLAMA).read_text()) | {"model_type": "my_llama"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    table = memplace("estimate", str(path), "--precision", "bf16", "--gpu", "L4")
+    assert table.returncode == 0, table.stderr
+    assert "note: model_type 'my_llama' sized from standard fields (no family rules)" in (
+        table.stdout
+    )
+    as_json = json.loads(memplace("estimate", str(path), "--precision=bf16", "-o=json").stdout)
+    known = json.loads(memplace("estimate", LLAMA, "--precision=bf16", "-o=json").stdout)
+    assert as_json["parameters"] == known["parameters"] == 8_030_261_248
+    assert as_json["sizingNotes"] == [
+        "model_type 'my_llama' sized from standard fields (no family rules)"
+    ]
+    assert known["sizingNotes"] == []
+
+
 def test_malformed_json_names_the_file(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("{not json")

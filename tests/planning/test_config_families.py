@@ -112,6 +112,36 @@ def test_families_without_rules_are_sized_from_standard_fields_and_say_so(name):
     assert a.total_parameters > 0 and a.kv_layers > 0
 
 
+def test_the_plan_carries_the_sizing_notes_into_status_estimate():
+    """The note is read by people, so it must reach status.estimate (and `memplace plan -o
+    json`), not stay on the Architecture; a known family has none."""
+    from planning_clusters import l4_nodes
+
+    from memplace.api import ModelDeploymentSpec
+    from memplace.planning.discovery import build_cluster
+    from memplace.planning.plan import DeploymentRequest, plan_deployment
+
+    cluster = build_cluster(nodes=l4_nodes(1))
+
+    def estimate(config: dict) -> dict:
+        spec = ModelDeploymentSpec.model_validate(
+            {
+                "model": {"name": "m", "config": config},
+                "workload": {"contextTokens": 4096, "concurrency": 1},
+                "slo": {"timePerOutputTokenMs": 500},
+            }
+        )
+        plan = plan_deployment(DeploymentRequest("ml", "m", spec), cluster)
+        assert plan.phase == "Placed", plan.status_fields()
+        return plan.status_fields()["estimate"]
+
+    renamed = estimate(load("qwen3-0.6b.json") | {"model_type": "my_qwen"})
+    assert renamed["sizingNotes"] == [
+        "model_type 'my_qwen' sized from standard fields (no family rules)"
+    ]
+    assert "sizingNotes" not in estimate(load("qwen3-0.6b.json"))
+
+
 def test_per_layer_block_configs_are_refused_not_guessed():
     config = load("llama-3.1-70b.json") | {
         "model_type": "nemotron-nas",

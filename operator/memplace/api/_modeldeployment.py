@@ -535,6 +535,10 @@ class EstimateStatus(ApiModel):
     """Where weightsBytes comes from, most trusted first: `checkpoint` (the published
     safetensors headers), `quantizationConfig` (the format config.json declares, bytes
     computed), `config` (computed from config.json), `parameters` (spec.model.parameters)."""
+    sizing_notes: list[str] | None = None
+    """How config.json was read where that is worth knowing, e.g. `model_type 'my_llama' sized
+    from standard fields (no family rules)`, a vision tower loaded but not decoded, or
+    multi-token-prediction layers not loaded; unset = nothing to say."""
     kv_cache_bytes: NonNegativeInt | None = None
     """KV cache for contextTokens × concurrency at the chosen KV-cache type."""
     state_bytes: NonNegativeInt | None = None

@@ -241,6 +241,7 @@ def estimates(args: argparse.Namespace) -> tuple[list[dict], str]:
             "activeParameters": arch.active_parameters,
             "weightsBytes": memory.weights_bytes,
             "weightsSource": weights_source(arch, precision, native),
+            "sizingNotes": list(arch.notes),
             "kvCacheBytes": memory.kv_cache_bytes,
             "stateBytes": memory.state_bytes,
             "activationBytes": memory.activation_bytes,
@@ -403,4 +404,6 @@ def run(args: argparse.Namespace) -> int:
     console.print(title, markup=False, highlight=False, soft_wrap=True)  # never cut or wrapped
     console.print(table)
     console.print(note, markup=False, highlight=False)
+    for sizing in first["sizingNotes"]:
+        console.print(f"note: {sizing}", markup=False, highlight=False)
     return 0

@@ -79,6 +79,7 @@ def _estimate_status(
         active_parameters=int(arch.active_parameters),
         weights_bytes=m.weights_bytes,
         weights_source=weights_source(arch, e.candidate.precision, e.candidate.variant.native),
+        sizing_notes=list(arch.notes) or None,
         kv_cache_bytes=m.kv_cache_bytes,
         state_bytes=m.state_bytes,
         activation_bytes=m.activation_bytes,
