@@ -68,13 +68,23 @@ class Hub:
     """"org/name/file" → content, beside the fixture tree."""
     redirect_shards: bool = False
     """Answer shard requests with 302 to ``/cdn/…``, as the hub sends LFS files to its CDN."""
+    heads: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(repo, branch) → the commit it points at; others get a commit derived from the name."""
     requests: list[tuple[str, str | None]] = field(default_factory=list)
-    """(path, Range header) of every request, in order."""
+    """(path, Range header) of every GET, in order; HEADs are in ``heads_asked``."""
+    heads_asked: list[str] = field(default_factory=list)
     bytes_sent: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def endpoint(self) -> str:
         return self.url
+
+    def commit(self, repo: str, revision: str) -> str:
+        """What ``X-Repo-Commit`` says for ``revision``: itself when it is a commit id."""
+        if re.fullmatch(r"[0-9a-f]{40}", revision):
+            return revision
+        found = self.heads.get((repo, revision))
+        return found or hashlib.sha1(f"{repo}@{revision}".encode()).hexdigest()
 
     def find(self, repo: str, name: str) -> bytes | Shard | None:
         key = f"{repo}/{name}"
@@ -93,6 +103,27 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, *args) -> None:  # quiet
             pass
+
+        def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
+            """What the hub answers a HEAD with: the status and X-Repo-Commit, no body."""
+            with hub.lock:
+                hub.heads_asked.append(self.path)
+            match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", self.path)
+            if not match:
+                return self._plain(404)
+            repo, revision, name = match.groups()
+            code = hub.status.get(repo, 200)
+            if code == 200 and repo in hub.tokens:
+                auth = self.headers.get("Authorization")
+                if auth != f"Bearer {hub.tokens[repo]}":
+                    code = 403 if auth else 401
+            if code == 200 and hub.find(repo, name) is None:
+                code = 404
+            self.send_response(code)
+            self.send_header("X-Repo-Commit", hub.commit(repo, revision))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             wanted = self.headers.get("Range")
@@ -135,8 +166,7 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 end = min(size, int(found.group(2)) + 1) if found.group(2) else size
                 ranged = True
             self.send_response(206 if ranged else 200)
-            commit = hashlib.sha1(f"{repo}@{revision}".encode()).hexdigest()
-            self.send_header("X-Repo-Commit", commit)
+            self.send_header("X-Repo-Commit", hub.commit(repo, revision))
             self.send_header("Content-Length", str(end - start))
             if ranged:
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")

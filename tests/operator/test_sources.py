@@ -112,7 +112,32 @@ def test_checkpoints_are_cached_per_revision(hub):
     assert again is first and len(hub.requests) == asked
     other = fetch_checkpoint("hf://openai/gpt-oss-20b@v2", endpoint=hub.url, token="")
     assert len(hub.requests) > asked and other is not None and other.revision != first.revision
-    assert any("/resolve/v2/" in path for path, _ in hub.requests)
+    at_v2 = hub.commit("openai/gpt-oss-20b", "v2")  # read at the commit v2 resolves to
+    assert other.revision == at_v2 and any(f"/resolve/{at_v2}/" in p for p, _ in hub.requests)
+
+
+def test_a_branch_is_read_at_its_commit_and_a_push_is_seen_after_the_ttl(hub, monkeypatch):
+    """`hf://org/name` means main *now*: the checkpoint is cached by the commit main resolved
+    to, every file is read at that commit, and once COMMIT_TTL_S has passed a push to main is
+    read afresh, while an unchanged main costs one HEAD and no reads."""
+    old, new = "1" * 40, "2" * 40
+    hub.heads[("openai/gpt-oss-20b", "main")] = old
+    first = fetch_checkpoint("hf://openai/gpt-oss-20b", endpoint=hub.url, token="")
+    assert first.revision == old and len(hub.heads_asked) == 1
+    assert all(f"/resolve/{old}/" in path for path, _ in hub.requests)
+    hub.heads[("openai/gpt-oss-20b", "main")] = new  # a push; still within the TTL
+    assert fetch_checkpoint("hf://openai/gpt-oss-20b", endpoint=hub.url, token="") is first
+    assert len(hub.heads_asked) == 1
+    monkeypatch.setattr(sources, "COMMIT_TTL_S", 0.0)
+    asked = len(hub.requests)
+    pushed = fetch_checkpoint("hf://openai/gpt-oss-20b", endpoint=hub.url, token="")
+    assert pushed is not first and pushed.revision == new
+    assert all(f"/resolve/{new}/" in path for path, _ in hub.requests[asked:])
+    asked = len(hub.requests)
+    again = fetch_checkpoint("hf://openai/gpt-oss-20b", endpoint=hub.url, token="")
+    assert again is pushed and len(hub.requests) == asked  # one HEAD, no reads
+    pinned = fetch_checkpoint(f"hf://openai/gpt-oss-20b@{old}", endpoint=hub.url, token="")
+    assert pinned is first  # a commit id needs no HEAD and is the same checkpoint
 
 
 def test_the_cache_is_bounded(hub, monkeypatch):

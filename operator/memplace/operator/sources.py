@@ -9,7 +9,13 @@ shard, only the safetensors header: an HTTP range request for the first 8 bytes 
 length N), then one for the N bytes of JSON. A server that ignores ``Range`` and answers 200
 with the whole file is read as a stream and dropped after those bytes. Headers are bounded
 (``MAX_HEADER_BYTES``), and so are shards (``MAX_SHARDS``); results are kept in memory per
-(endpoint, repository, revision) (``CHECKPOINTS_KEPT``), so the operator reads each once.
+(endpoint, repository, commit) (``CHECKPOINTS_KEPT``), so the operator reads each once. A branch
+or tag (``main`` when none is named) is resolved to its commit first, from the
+``X-Repo-Commit`` header of a HEAD request for config.json (as huggingface_hub's
+``get_hf_file_metadata`` reads it), at most once per ``COMMIT_TTL_S``; every file is then read
+at that commit, so a push to ``main`` is seen within that time and a checkpoint is never read
+half before and half after one. A mirror that sends no ``X-Repo-Commit`` is keyed by the
+revision name.
 A LoRA adapter's ``adapter_config.json`` is fetched like config.json (``filename``).
 
 Errors::
@@ -25,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -143,8 +150,13 @@ FAILED_RETRY_S = 300.0
 every deployment each resync (15 s), and an unreachable hub should cost one attempt (and one
 log line) per five minutes, not one per resync."""
 
+COMMIT_TTL_S = 300.0
+"""How long a branch's resolved commit is trusted before it is asked for again: one HEAD
+request per repository per five minutes, however often the operator replans."""
+
 _cache: OrderedDict[tuple, Checkpoint | None] = OrderedDict()
 _failed: OrderedDict[tuple, tuple[float, SourceError]] = OrderedDict()
+_commits: OrderedDict[tuple, tuple[float, str | None]] = OrderedDict()  # (resolved at, commit)
 _cache_lock = threading.Lock()
 
 
@@ -153,6 +165,7 @@ def clear_checkpoint_cache() -> None:
     with _cache_lock:
         _cache.clear()
         _failed.clear()
+        _commits.clear()
 
 
 def checkpoint_base(source: str, endpoint: str | None = None) -> str | None:
@@ -181,28 +194,63 @@ def fetch_checkpoint(
     if base is None:
         return None
     token = token if token is not None else os.environ.get("HF_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     # a new token may open a gated repository: it is part of the key (hashed, never kept)
-    key = (base, _config_key(config), hashlib.sha256((token or "").encode()).hexdigest())
+    token_key = hashlib.sha256((token or "").encode()).hexdigest()
+    asked = (base, _config_key(config), token_key)  # as named: failures are kept by it
     with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-        failed = _failed.get(key)
+        failed = _failed.get(asked)
         if failed is not None and time.monotonic() < failed[0]:
             raise failed[1]
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    timeout = httpx.Timeout(TIMEOUT_S)
     try:
-        with _client(timeout, transport) as client:
-            found = _read(client, base, headers, source, config)
+        with _client(httpx.Timeout(TIMEOUT_S), transport) as client:
+            commit = _commit(client, base, headers, source, token_key)
+            key = (_at_commit(base, commit) if commit else base, *asked[1:])
+            with _cache_lock:
+                if key in _cache:
+                    _cache.move_to_end(key)
+                    return _cache[key]
+            found = _read(client, key[0], headers, source, config)
     except SourceError as error:
         with _cache_lock:
-            _remember(_failed, key, (time.monotonic() + FAILED_RETRY_S, error))
+            _remember(_failed, asked, (time.monotonic() + FAILED_RETRY_S, error))
         raise
     with _cache_lock:
-        _failed.pop(key, None)
+        _failed.pop(asked, None)
         _remember(_cache, key, found)
     return found
+
+
+COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+
+
+def _commit(
+    client: httpx.Client, base: str, headers: dict[str, str], source: str, token_key: str
+) -> str | None:
+    """The commit an hf:// branch or tag stands for now (cached ``COMMIT_TTL_S``); None for an
+    https source, a revision that is a commit already, or a mirror that does not say."""
+    revision = _revision(source)
+    if revision is None or COMMIT_ID.fullmatch(revision):
+        return None
+    key = (base, token_key)
+    with _cache_lock:
+        known = _commits.get(key)
+        if known is not None and time.monotonic() - known[0] < COMMIT_TTL_S:
+            return known[1]
+    url = f"{base}/config.json"  # every model repository has one
+    response = _get(client, url, headers, source, method="HEAD")
+    if response.status_code >= 400:
+        _raise_for(response, url, source)
+    commit = response.headers.get("x-repo-commit")
+    commit = commit if commit and COMMIT_ID.fullmatch(commit) else None
+    with _cache_lock:
+        _remember(_commits, key, (time.monotonic(), commit))
+    return commit
+
+
+def _at_commit(base: str, commit: str) -> str:
+    """``…/org/name/resolve/<branch>`` → ``…/org/name/resolve/<commit>``."""
+    return f"{base.rsplit('/', 1)[0]}/{commit}"
 
 
 def _remember(table: OrderedDict, key: tuple, value: Any) -> None:
@@ -343,9 +391,11 @@ def _range(
     return bytes(data[:length])
 
 
-def _get(client: httpx.Client, url: str, headers: dict[str, str], source: str) -> httpx.Response:
+def _get(
+    client: httpx.Client, url: str, headers: dict[str, str], source: str, method: str = "GET"
+) -> httpx.Response:
     try:
-        return client.get(url, headers=headers)
+        return client.request(method, url, headers=headers)
     except httpx.HTTPError as error:
         raise SourceError(
             f"could not fetch {url} for {source}: {error} (offline? set HF_ENDPOINT to a mirror)",
