@@ -134,3 +134,13 @@ def test_a_model_adapter_whose_base_is_not_in_the_inputs_is_reported_orphaned(fi
     # the table says so on stderr too, and -q does not hide it
     assert main(["plan", str(files), "-q"]) == 0
     assert captured.err.count("Orphaned") == capsys.readouterr().err.count("Orphaned")
+
+
+def test_the_examples_serve_a_model_adapter_beside_chat(capsys):
+    examples = Path(__file__).parents[2] / "examples"
+    assert main(["plan", str(examples)]) == 0
+    out = capsys.readouterr().out
+    assert "LORA SAVING" in out.splitlines()[0]
+    (chat,) = [line for line in out.splitlines() if line.startswith("ml/chat ")]
+    assert "1 FT: $" in chat
+    assert "adapter chat-lora (rank 64, 333Mi): Loaded" in out
