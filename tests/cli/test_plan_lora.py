@@ -140,7 +140,8 @@ def test_the_examples_serve_a_model_adapter_beside_chat(capsys):
     examples = Path(__file__).parents[2] / "examples"
     assert main(["plan", str(examples)]) == 0
     out = capsys.readouterr().out
-    assert "LORA SAVING" in out.splitlines()[0]
-    (chat,) = [line for line in out.splitlines() if line.startswith("ml/chat ")]
+    table = out.split("\n\n", 1)[0].splitlines()
+    assert "LORA SAVING" in table[0]
+    (chat,) = [line for line in table if line.startswith("ml/chat ")]
     assert "1 FT: $" in chat
     assert "adapter chat-lora (rank 64, 333Mi): Loaded" in out
