@@ -83,3 +83,37 @@ def test_without_a_node_name_it_takes_node_name_from_the_environment_then_the_ho
     done = agent_once(tmp_path, "--nvml-fake", fake, "--no-publish", env={"NODE_NAME": "gpu-7"})
     assert json.loads(done.stdout)["metadata"]["name"] == "gpu-7"
     assert done.stderr == "memplace agent: node name gpu-7 (from $NODE_NAME)\n"
+
+
+def test_an_api_server_that_refuses_is_a_one_line_failure_exit_1(tmp_path):
+    import http.server
+    import threading
+
+    class Forbidden(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = json.dumps({"kind": "Status", "code": 403, "reason": "Forbidden"}).encode()
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forbidden)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(KUBECONFIG_UNREACHABLE.replace('"https://127.0.0.1:1"', url))
+        fake = str(FIXTURES / "h100x2.yaml")
+        done = agent_once(
+            tmp_path, "--node-name", "n1", "--nvml-fake", fake, "--kubeconfig", str(kubeconfig)
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["metadata"]["name"] == "n1"  # the report is printed anyway
+    assert done.stderr == "memplace agent: publishing failed: read Node: HTTP 403 Forbidden\n"
