@@ -119,7 +119,7 @@ def test_the_kustomization_lists_every_file_a_user_applies_and_no_offline_node()
     }
     assert listed == on_disk
     kinds = {obj["kind"] for obj in applied_objects()}
-    assert kinds == {"Namespace", "PlacementPool", "ConfigMap", "ModelDeployment"}
+    assert kinds == {"Namespace", "PlacementPool", "ConfigMap", "ModelDeployment", "ModelAdapter"}
 
 
 def test_every_namespace_the_examples_use_is_created_by_them():

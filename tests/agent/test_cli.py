@@ -111,9 +111,13 @@ def test_user_errors_are_one_line_and_exit_2(args: list[str], message: str) -> N
     assert message in done.stderr and done.stderr.count("\n") == 1
 
 
-def test_a_missing_node_name_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_running_agent_without_a_node_name_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # --once falls back to the hostname (tests/cli/test_agent_once.py); a running agent does
+    # not: in a pod the hostname is the pod's name, not the Node's
     monkeypatch.delenv("NODE_NAME", raising=False)
-    done = memplace("agent", "--once", "--no-publish")
+    done = memplace("agent", "--no-publish")
     assert done.returncode == 2 and "--node-name is required" in done.stderr
 
 

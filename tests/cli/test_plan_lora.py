@@ -106,3 +106,42 @@ def test_the_table_shows_the_lora_saving_and_each_adapter(files, capsys):
     assert "LORA SAVING" in out
     assert "2 FT: $" in out
     assert "adapter globex (rank 32, 160Mi): Loaded" in out
+
+
+def test_a_model_adapter_whose_base_is_not_in_the_inputs_is_reported_orphaned(files, capsys):
+    (files / "orphans.yaml").write_text(yaml.safe_dump_all([
+        {
+            "apiVersion": "memplace.io/v1alpha1",
+            "kind": "ModelAdapter",
+            "metadata": {"name": name, "namespace": "ml"},
+            "spec": {"baseDeployment": "gone", "source": f"hf://org/{name}", "rank": 8},
+        }
+        for name in ("lost-b", "lost-a")
+    ]))  # fmt: skip
+    assert main(["plan", str(files), "-o", "json"]) == 0
+    captured = capsys.readouterr()
+    entries = json.loads(captured.out)
+    orphans = [e for e in entries if e.get("kind") == "ModelAdapter"]
+    assert [(o["name"], o["phase"], o["reason"], o["baseDeployment"]) for o in orphans] == [
+        ("lost-a", "Orphaned", "BaseNotFound", "gone"),
+        ("lost-b", "Orphaned", "BaseNotFound", "gone"),
+    ]
+    assert "ml/gone" in orphans[0]["message"]
+    # the deployments are all still there, and globex (whose base is an input) is no orphan
+    assert {e["name"] for e in entries if "kind" not in e} == {"tenants", "tgi-tenants", "gguf"}
+    lines = [line for line in captured.err.splitlines() if "Orphaned" in line]
+    assert len(lines) == 2 and "ModelAdapter ml/lost-a Orphaned (BaseNotFound)" in lines[0]
+    # the table says so on stderr too, and -q does not hide it
+    assert main(["plan", str(files), "-q"]) == 0
+    assert captured.err.count("Orphaned") == capsys.readouterr().err.count("Orphaned")
+
+
+def test_the_examples_serve_a_model_adapter_beside_chat(capsys):
+    examples = Path(__file__).parents[2] / "examples"
+    assert main(["plan", str(examples)]) == 0
+    out = capsys.readouterr().out
+    table = out.split("\n\n", 1)[0].splitlines()
+    assert "LORA SAVING" in table[0]
+    (chat,) = [line for line in table if line.startswith("ml/chat ")]
+    assert "1 FT: $" in chat
+    assert "adapter chat-lora (rank 64, 333Mi): Loaded" in out

@@ -21,17 +21,40 @@ from memplace.cli import main
 
 GROUP = "/apis/memplace.io/v1alpha1"
 LIST = f"{GROUP}/modeldeployments?"
+KINDS = {  # what crds/ installs: plural → kind
+    "modeldeployments": "ModelDeployment",
+    "placementpools": "PlacementPool",
+    "nodememoryreports": "NodeMemoryReport",
+    "modeladapters": "ModelAdapter",
+    "performanceprofiles": "PerformanceProfile",
+}
+
+
+def resource_list(kinds: dict[str, str]) -> dict:
+    """The group's discovery document as the API server writes it, status subresources too."""
+    resources = []
+    for plural, kind in kinds.items():
+        resources += [
+            {"name": plural, "namespaced": True, "kind": kind, "verbs": ["get", "list"]},
+            {"name": f"{plural}/status", "namespaced": True, "kind": kind, "verbs": ["get"]},
+        ]
+    return {
+        "kind": "APIResourceList",
+        "groupVersion": "memplace.io/v1alpha1",
+        "resources": resources,
+    }
 
 
 class FakeApiServer(http.server.BaseHTTPRequestHandler):
     status = 200  # for the memplace.io discovery
     list_status = 200  # for listing ModelDeployments in every namespace
+    kinds = KINDS  # what the discovery lists
     seen: list[tuple[str, str | None]] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         type(self).seen.append((self.path, self.headers.get("Authorization")))
         if self.path == GROUP:
-            status, body = self.status, {"kind": "APIResourceList", "resources": []}
+            status, body = self.status, resource_list(self.kinds)
         elif self.path.startswith(LIST):
             status, body = self.list_status, {"kind": "ModelDeploymentList", "items": []}
         else:
@@ -156,3 +179,24 @@ def test_watching_named_namespaces_does_not_need_the_cluster_wide_list(
     monkeypatch.setattr(kopf, "run", lambda **kwargs: started.append(kwargs))
     assert main(["run", "--kubeconfig", kubeconfig(tmp_path, url), "--namespace", "ml"]) == 0
     assert len(started) == 1 and [p for p, _ in handler.seen] == [GROUP]
+
+
+def test_the_crds_file_lists_the_kinds_the_fake_serves():
+    import yaml
+
+    root = Path(__file__).parents[2] / "crds"
+    installed = {}
+    for path in root.glob("*.yaml"):
+        names = yaml.safe_load(path.read_text())["spec"]["names"]
+        installed[names["plural"]] = names["kind"]
+    assert installed == KINDS
+
+
+def test_a_group_that_lacks_some_memplace_kinds_names_them(capsys, tmp_path, api_server):
+    url, handler = api_server
+    handler.kinds = {p: k for p, k in KINDS.items() if k not in ("ModelAdapter", "PlacementPool")}
+    line = one_line_exit_2(capsys, "--kubeconfig", kubeconfig(tmp_path, url))
+    assert line.startswith(f"memplace run: the memplace CRDs on {url} lack ")
+    assert "lack PlacementPool, ModelAdapter (" in line
+    assert "ModelDeployment," not in line and "kubectl apply -f crds/" in line
+    assert handler.seen == [(GROUP, "Bearer s3cret")]  # it stopped before listing anything

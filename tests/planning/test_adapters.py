@@ -19,10 +19,12 @@ from memplace.planning.adapters import (
     adapter_parameters,
     adapter_refusal,
     decode_slowdown,
+    shapes_from_architecture,
     shapes_from_config,
     targets_from_adapter_config,
     vllm_max_lora_rank,
 )
+from memplace.planning.architecture import architecture_from_config
 from memplace.planning.discovery import build_cluster
 from memplace.planning.lora import Listed
 from memplace.planning.plan import DeploymentRequest, plan_deployment
@@ -30,6 +32,8 @@ from memplace.planning.plan import DeploymentRequest, plan_deployment
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 LLAMA = json.loads((FIXTURES / "configs" / "llama-3.1-8b.json").read_text())
 QWEN_MOE = json.loads((FIXTURES / "configs" / "qwen3-30b-a3b.json").read_text())
+QWEN_DENSE = json.loads((FIXTURES / "configs" / "qwen2.5-7b.json").read_text())
+MIXTRAL = json.loads((FIXTURES / "configs" / "mixtral-8x7b.json").read_text())
 ADAPTER_CONFIG = json.loads(
     (FIXTURES / "adapters" / "foundation-sec-8b-r8-qv.adapter_config.json").read_text()
 )
@@ -72,7 +76,8 @@ def test_moe_experts_count_per_expert_when_the_mlp_is_targeted():
 
 
 def test_vllm_reserves_every_supported_module_for_every_slot_at_the_rounded_max_rank():
-    shapes = shapes_from_config(LLAMA)
+    shapes = shapes_from_config(QWEN_DENSE)  # Qwen2: no vocabulary slots in vLLM v0.11.0
+    assert not any(s.vocab for s in shapes)
     one = LoraSlots.plan("vllm", shapes, [Adapter("a", 12, ("q_proj",))])
     assert one.max_rank == 16 and one.max_loras == 1
     # the slot covers all seven modules at rank 16, whatever the adapter targets
@@ -83,6 +88,80 @@ def test_vllm_reserves_every_supported_module_for_every_slot_at_the_rounded_max_
     assert eight.host_bytes == 12 * adapter_bytes(shapes, Adapter("x", 16))
     # tensor parallelism shards half of each pair of matrices
     assert one.gpu_bytes_per_gpu(1) / 2 < one.gpu_bytes_per_gpu(2) < one.gpu_bytes_per_gpu(1)
+
+
+def test_vllm_slots_on_llama_3_1_8b_rank_16_4_slots_include_the_vocabulary():
+    """vLLM v0.11.0 wraps Llama's embed_tokens and lm_head too (its ``embedding_modules``).
+    By hand, S = 4 slots, R = 16, hidden H = 4096, vocab V = 128,256, E = 256 extra rows,
+    one GPU, 2 bytes a value:
+
+    * linear layers, per layer per slot R × (d_in + d_out): q, o 16 × 8,192 = 131,072 each;
+      k, v 16 × 5,120 = 81,920 each; gate, up, down 16 × 18,432 = 294,912 each; 1,310,720
+      per layer × 32 layers × 4 slots = 167,772,160 values = 320 MiB (all the code counted
+      before);
+    * embed_tokens: A 4 × (128,256 + 256) × 16 = 8,224,768; B 4 × 4,096 × 16 = 262,144;
+      extra-vocabulary tensors 4 × 256 × 4,096 = 4,194,304; the base's embedding grows by
+      256 × 4 rows × 4,096 = 4,194,304 → 16,875,520;
+    * lm_head (LogitsProcessorWithLoRA): A 4 × 16 × 4,096 = 262,144; B 4 × 128,512 × 16
+      (128,512 is already a multiple of 256) = 8,224,768; extra tensors 4,194,304; lm_head
+      grows from 128,256 (padded to 64) to 128,512 rows: 256 × 4,096 = 1,048,576
+      → 13,729,792;
+    * total 167,772,160 + 16,875,520 + 13,729,792 = 198,377,472 values = 396,754,944 bytes
+      = 378.375 MiB, of which the vocabulary is 58.375 MiB.
+    """
+    shapes = shapes_from_config(LLAMA)
+    assert [s.name for s in shapes if s.vocab] == ["embed_tokens", "lm_head"]
+    slots = LoraSlots.plan("vllm", shapes, [Adapter(f"a{i}", 16, QKVO) for i in range(4)])
+    assert slots.max_loras == 4 and slots.max_rank == 16
+    assert slots.gpu_bytes_per_gpu(1) == 396_754_944 == int(378.375 * MIB)
+    linear_only = LoraSlots.plan("vllm", tuple(s for s in shapes if not s.vocab), slots.adapters)
+    assert linear_only.gpu_bytes_per_gpu(1) == 320 * MIB
+    # with TP 2 the vocabulary's stacked buffers stay whole; only the added rows split
+    vocab_tp1 = slots.gpu_bytes_per_gpu(1) - linear_only.gpu_bytes_per_gpu(1)
+    vocab_tp2 = slots.gpu_bytes_per_gpu(2) - linear_only.gpu_bytes_per_gpu(2)
+    added_rows = 4_194_304 + 1_048_576  # values; half of them leave each GPU, 2 bytes each
+    assert vocab_tp1 - vocab_tp2 == added_rows // 2 * 2
+    # the adapter's own weights do not include the vocabulary: it targets q, k, v, o
+    assert slots.bytes_of(slots.adapters[0]) == 26 * MIB
+
+
+def test_a_tied_lm_head_adds_no_rows_and_unknown_architectures_size_the_vocabulary():
+    tied = shapes_from_config({**LLAMA, "tie_word_embeddings": True})
+    untied = shapes_from_config(LLAMA)
+    one = [Adapter("a", 16)]
+    rows = (128_512 - 128_256) * 4096 * 2  # lm_head's 256 added rows, 2 bytes each
+    assert (
+        LoraSlots.plan("vllm", untied, one).gpu_bytes_per_gpu(1)
+        - LoraSlots.plan("vllm", tied, one).gpu_bytes_per_gpu(1)
+        == rows
+    )
+    # no config.json: the architecture is unknown, so the vocabulary is sized (upper bound)
+    arch = shapes_from_architecture(architecture_from_config(LLAMA))
+    assert [s.name for s in arch if s.vocab] == ["embed_tokens", "lm_head"]
+
+
+def test_vllm_0_11_gives_moe_experts_no_slots_and_refuses_adapters_that_target_them():
+    shapes = shapes_from_config(QWEN_MOE)
+    attention = [Adapter("a", 16, QKVO)]
+    mlp = Adapter("m", 16, ("gate_proj", "up_proj", "down_proj"))
+    # the slots are the attention modules only (Qwen3-MoE: no vocabulary wrap either)
+    assert LoraSlots.plan("vllm", shapes, attention).gpu_bytes_per_gpu(1) == adapter_bytes(
+        shapes, Adapter("x", 16, QKVO)
+    )
+    assert "fused MoE" in adapter_refusal(mlp, "vllm", shapes).reason
+    assert adapter_refusal(attention[0], "vllm", shapes) is None
+    # Mixtral's w1/w2/w3 are its experts too; an adapter that named no targets is not refused
+    mixtral = shapes_from_config(MIXTRAL)
+    assert "gate_proj" in adapter_refusal(Adapter("w", 8, ("w1",)), "vllm", mixtral).reason
+    assert adapter_refusal(Adapter("u", 8, targets_given=False), "vllm", mixtral) is None
+    # other engines load what the adapter holds
+    assert adapter_refusal(mlp, "tgi", shapes) is None
+
+
+def test_vllm_0_11_refuses_lora_on_a_vocabulary_over_its_limit():
+    big = shapes_from_config({**LLAMA, "vocab_size": 262_144})
+    assert "257,024" in adapter_refusal(Adapter("a", 8), "vllm", big).reason
+    assert adapter_refusal(Adapter("a", 8), "vllm", shapes_from_config(LLAMA)) is None
 
 
 def test_other_engines_hold_the_adapters_themselves():

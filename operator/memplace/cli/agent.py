@@ -2,7 +2,14 @@
 
 Runs as a DaemonSet (``hostPID: true`` to map GPU processes to pods). ``--once -o json`` prints
 one report and exits 0, even without an NVIDIA driver (the report says NVML is unavailable) or
-a cluster: it publishes only when one is configured, and otherwise says so on stderr.
+a cluster: it publishes only when one is configured and answers, and otherwise says why on one
+line of stderr. ``--once`` tries the API server once (no urllib3 or backoff retries, a
+``ONCE_TIMEOUT_S`` socket timeout), so a missing cluster costs seconds, not minutes of retries;
+an API server that answers with a refusal (403, 404 …) is a failure: exit 1.
+
+The node name: ``--node-name``, else ``$NODE_NAME`` (the DaemonSet sets it from the downward
+API), else, with ``--once`` only, this machine's hostname, and stderr says which was used. The
+running agent does not guess: in a pod the hostname is the pod's name, not the Node's.
 Heavy modules (pynvml, kubernetes, prometheus_client) are imported in ``run`` so that
 ``memplace --help`` stays fast.
 """
@@ -12,12 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 
 from memplace.cli import UsageError
 from memplace.cli.units import parse_duration, parse_size
 
-__all__ = ["register", "run"]
+__all__ = ["ONCE_TIMEOUT_S", "register", "run"]
+
+ONCE_TIMEOUT_S = 10.0
+"""``--once``: seconds a connection to the API server may take (our choice, not a measured
+figure: long enough for a slow control plane, short enough for a person at a terminal)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--node-name",
-        default=os.environ.get("NODE_NAME"),
-        help="the Node this agent runs on (default: $NODE_NAME, from the downward API)",
+        help="the Node this agent runs on (default: $NODE_NAME, from the downward API; with "
+        "--once, else the hostname)",
     )
     parser.add_argument("--interval", default="10s", help="time between samples (default 10s)")
     parser.add_argument(
@@ -101,8 +113,7 @@ def _sampler(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    if not args.node_name:
-        raise UsageError("--node-name is required (or set $NODE_NAME)")
+    args.node_name = _node_name(args)
     interval = parse_duration(args.interval)
     heartbeat = parse_duration(args.heartbeat)
     if interval <= 0 or heartbeat <= 0:
@@ -127,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
         from memplace.agent.publish import Publisher
 
         try:
-            publisher = Publisher.from_config(args.node_name, args.kubeconfig)
+            if args.once:
+                publisher = _once_publisher(args.node_name, args.kubeconfig)
+            else:
+                publisher = Publisher.from_config(args.node_name, args.kubeconfig)
         except Exception as error:  # no kubeconfig, bad file: the user's to fix
             unpublished = f"no cluster configured ({_first_line(error)})"
             if not args.once:  # a running agent that cannot publish has no job
@@ -153,8 +167,15 @@ def run(args: argparse.Namespace) -> int:
             try:
                 agent.publish(sample)
             except PublishError as error:
-                print(f"memplace agent: publishing failed: {error}", file=sys.stderr)
-                return 1
+                if error.status is not None:  # it answered, and refused
+                    print(f"memplace agent: publishing failed: {_summary(error)}", file=sys.stderr)
+                    return 1
+                host = publisher.core_api.api_client.configuration.host
+                print(
+                    f"memplace agent: not published: the API server {host} did not answer "
+                    f"({_summary(error)})",
+                    file=sys.stderr,
+                )
         return 0
 
     from memplace.agent.metrics import AgentMetrics
@@ -166,7 +187,70 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _first_line(error: Exception) -> str:
+def _node_name(args: argparse.Namespace) -> str:
+    """--node-name, else $NODE_NAME, else (``--once`` only) the hostname, said on stderr."""
+    if args.node_name:
+        return args.node_name
+    if os.environ.get("NODE_NAME"):
+        name, source = os.environ["NODE_NAME"], "$NODE_NAME"
+    elif args.once:
+        name, source = socket.gethostname(), "the hostname"
+    else:
+        raise UsageError("--node-name is required (or set $NODE_NAME)")
+    print(f"memplace agent: node name {name} (from {source})", file=sys.stderr)
+    return name
+
+
+def _once_publisher(node_name: str, kubeconfig: str | None):
+    """A Publisher that tries each call once: urllib3's retries off (``retries=False``: the
+    first connection error is raised, nothing is logged), one backoff attempt, and a socket
+    timeout of ``ONCE_TIMEOUT_S`` (the client passes none; urllib3 then takes the socket
+    default). Configured as ``Publisher.from_config``, into a Configuration of its own."""
+    from kubernetes import client, config
+
+    from memplace.agent.publish import Backoff, Publisher
+
+    configuration = client.Configuration()
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    configuration.retries = False
+    socket.setdefaulttimeout(ONCE_TIMEOUT_S)
+    api = client.ApiClient(configuration)
+    return Publisher(
+        node_name,
+        client.CustomObjectsApi(api),
+        client.CoreV1Api(api),
+        backoff=Backoff(attempts=1),
+    )
+
+
+def _summary(error: BaseException) -> str:
+    """What went wrong, in one line: the step, then the innermost cause (urllib3 wraps
+    ``ConnectionRefusedError`` in ``NewConnectionError`` in ``MaxRetryError``, whose text
+    carries object reprs and the URL twice)."""
+    step = str(error).split(":", 1)[0]
+    cause: BaseException = error
+    while True:
+        reason = getattr(cause, "reason", None)
+        inner = reason if isinstance(reason, BaseException) else None
+        inner = inner or cause.__cause__ or cause.__context__
+        if inner is None:
+            break
+        cause = inner
+    status, reason = getattr(cause, "status", None), getattr(cause, "reason", None)
+    if isinstance(status, int) and isinstance(reason, str):  # an ApiException: its answer
+        return f"{step}: HTTP {status} {reason}"
+    if cause is error:
+        return _first_line(error)
+    return f"{step}: {_first_line(cause)}"
+
+
+def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 

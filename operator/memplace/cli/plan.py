@@ -10,7 +10,11 @@ prints a table, or ``-o json`` / ``-o yaml``: one entry per deployment with ``na
 ``name``, ``phase`` and the status fields; ``-o manifests`` prints the Deployments and Services
 the operator would apply for every placed deployment (the same rendering code), as YAML.
 ModelAdapters (LoRA fine-tunes) are planned with their base; the LORA SAVING column is what
-one deployment per fine-tune would cost more, and each adapter's state follows the plan.
+one deployment per fine-tune would cost more, and each adapter's state follows the plan. A
+ModelAdapter whose ``baseDeployment`` is not among the inputs is Orphaned, as the operator marks
+it (``BaseNotFound``): one line each on stderr, and in ``-o json`` / ``-o yaml`` an entry after
+the deployments with ``kind: ModelAdapter`` and its status (deployment entries have no
+``kind``).
 A ``spec.scaling`` deployment is planned as the operator plans it before anything is measured:
 the static demand with its headroom, capped at ``maxReplicas`` (``planning.scaled_plan``; the
 entry then has ``demand.replicasWanted`` and its message says what the demand needs).
@@ -335,6 +339,13 @@ def run(args: argparse.Namespace) -> int:
 
     planned, wanted = _capped(requests, inputs.scaled, batch)
     plans = sorted(planned + invalid, key=lambda p: (p.namespace, p.name))
+    orphans = _orphans(inputs)
+    for o in orphans:
+        print(
+            f"memplace plan: ModelAdapter {o['namespace']}/{o['name']} {o['phase']} "
+            f"({o['reason']}): {o['message']}",
+            file=sys.stderr,
+        )
 
     if args.output in ("table", "wide"):
         if plans:
@@ -346,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
             {"namespace": p.namespace, "name": p.name, **p.status_fields(), **_tier(p)}
             | _demand(wanted.get((p.namespace, p.name)))
             for p in plans
-        ]
+        ] + orphans
         if args.output == "json":
             import json
 
@@ -356,6 +367,30 @@ def run(args: argparse.Namespace) -> int:
 
             print(yaml.safe_dump(entries, sort_keys=False, allow_unicode=True), end="")
     return 1 if any(p.phase in args.fail_on for p in plans) else 0
+
+
+def _orphans(inputs: _Inputs) -> list[dict[str, Any]]:
+    """ModelAdapters whose base is not among the inputs, with the status the operator writes
+    for them (``operator.modeladapters.orphan_statuses``: Orphaned, BaseNotFound, kept)."""
+    bases = {(ns, name) for ns, name, _ in inputs.deployments}
+    out = []
+    for (ns, base), listed in sorted(inputs.adapters.items()):
+        if (ns, base) in bases:
+            continue
+        for adapter in sorted(listed, key=lambda a: a.name):
+            out.append(
+                {
+                    "kind": "ModelAdapter",
+                    "namespace": ns,
+                    "name": adapter.name,
+                    "phase": "Orphaned",
+                    "baseDeployment": base,
+                    "reason": "BaseNotFound",
+                    "message": f"ModelDeployment {ns}/{base} is not in the input files; the "
+                    "operator keeps the adapter and loads it when the deployment exists",
+                }
+            )
+    return out
 
 
 def _capped(

@@ -9,6 +9,9 @@ four questions with a bounded timeout, in the order a user fixes them, and raise
 - the server does not answer (connect)    → "cannot reach the API server at …"
 - 401 / 403 on the memplace.io group      → "unauthorised by the API server at …" / "forbidden …"
 - 404 on the memplace.io group            → "the memplace CRDs are not installed …"
+- the group's APIResourceList lacks a kind → "the memplace CRDs on … lack ModelAdapter, …"
+  (every kind of ``memplace.api.crds.RESOURCES``, the source crds/ is generated from: an
+  older install, or one CRD deleted, would otherwise start Kopf on a partial API)
 - 403 listing ModelDeployments everywhere → "forbidden … may not list modeldeployments…"
   (only when the operator watches every namespace: the chart's ClusterRole grants it)
 
@@ -18,6 +21,7 @@ then the in-cluster service account), so tokens, client certificates and exec pl
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
@@ -38,7 +42,7 @@ def check(kubeconfig: str | None, clusterwide: bool = True) -> None:
     and, when the operator watches every namespace, lets this identity list ModelDeployments."""
     configuration = _configuration(kubeconfig)
     server = configuration.host
-    status = _status(
+    status, body = _get(
         configuration,
         lambda api: api.get_api_resources(
             GROUP, VERSION, _request_timeout=TIMEOUT, _preload_content=False
@@ -61,9 +65,15 @@ def check(kubeconfig: str | None, clusterwide: bool = True) -> None:
         )
     if status >= 400:
         raise UsageError(f"the API server at {server} answered {status} for {GROUP_PATH}")
+    missing = _missing_kinds(body)
+    if missing:
+        raise UsageError(
+            f"the memplace CRDs on {server} lack {', '.join(missing)} ({GROUP_PATH} does not "
+            "list them): kubectl apply -f crds/ (or helm upgrade the chart)"
+        )
     if not clusterwide:
         return  # per-namespace permissions: Kopf's own retries say which namespace refuses
-    status = _status(
+    status, _ = _get(
         configuration,
         lambda api: api.list_cluster_custom_object(
             GROUP,
@@ -108,8 +118,22 @@ def _configuration(kubeconfig: str | None) -> Any:
     )
 
 
-def _status(configuration: Any, call: Any) -> int:
-    """The HTTP status of ``call(CustomObjectsApi)``; an unreachable server raises UsageError."""
+def _missing_kinds(body: bytes) -> list[str]:
+    """The memplace kinds the group's APIResourceList does not name, in the CRDs' order (all
+    of them when the body is not an APIResourceList)."""
+    from memplace.api.crds import RESOURCES
+
+    try:
+        listed = json.loads(body or b"{}").get("resources") or []
+        served = {r.get("kind") for r in listed if isinstance(r, dict)}
+    except (ValueError, AttributeError):
+        served = set()
+    return [s.resource.kind for s in RESOURCES if s.resource.kind not in served]
+
+
+def _get(configuration: Any, call: Any) -> tuple[int, bytes]:
+    """The HTTP status and body of ``call(CustomObjectsApi)``; an unreachable server raises
+    UsageError."""
     import urllib3
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
@@ -118,15 +142,16 @@ def _status(configuration: Any, call: Any) -> int:
     with client.ApiClient(configuration) as api:
         custom = client.CustomObjectsApi(api)
         try:
-            call(custom)
+            response = call(custom)
+            body = response.data  # _preload_content=False: urllib3's response, read here
         except ApiException as error:
             if error.status:
-                return int(error.status)
+                return int(error.status), b""
             unreachable: Exception = error  # status 0: the client wraps urllib3's error
         except (urllib3.exceptions.HTTPError, OSError) as error:  # refused, timed out, DNS, TLS
             unreachable = error
         else:
-            return 200
+            return 200, body
     raise UsageError(f"cannot reach the API server at {configuration.host}: {_reason(unreachable)}")
 
 

@@ -27,6 +27,32 @@ What the engine holds on the GPU is not the sum of the adapters:
   v0.11.0 ``LoRAConfig``): max_lora_rank 16, max_loras 1, max_cpu_loras = max_loras,
   lora_dtype "auto" = the model's activation dtype (2 bytes); max_lora_rank must be one of
   ``VLLM_MAX_LORA_RANKS``.
+
+  The vocabulary too, on the architectures whose model class names ``embed_tokens`` and
+  ``lm_head`` in ``embedding_modules`` (``VLLM_VOCAB_LORA_ARCHITECTURES``):
+  ``get_supported_lora_modules`` (vllm/lora/utils.py, v0.11.0) adds those names, so the
+  manager wraps both whatever the adapters target. Per slot, whole on every GPU (neither
+  wrapper shards with tensor parallelism), with E = ``lora_extra_vocab_size`` = 256 and the
+  CUDA padding P = 256 (``VLLM_EXTRA_VOCAB``, ``VLLM_LORA_VOCAB_PADDING``):
+
+  - ``VocabParallelEmbeddingWithLoRA`` (vllm/lora/layers/vocal_parallel_embedding.py, v0.11.0,
+    ``create_lora_weights``): ``lora_a_stacked`` (max_loras, vocab + E, rank) and
+    ``lora_b_stacked`` (max_loras, 1, hidden, rank) in lora_dtype, ``embeddings_tensors``
+    (max_loras, E, hidden) in the embedding's dtype;
+  - ``LogitsProcessorWithLoRA`` (vllm/lora/layers/logits_processor.py, v0.11.0):
+    ``lora_a_stacked`` (max_loras, 1, rank, hidden), ``lora_b_stacked`` (max_loras, 1,
+    ceil((vocab + E) / P) × P, rank) in lora_dtype, ``embeddings_tensors`` (max_loras, E,
+    hidden) in lm_head's dtype;
+  - and the base's own vocabulary grows: ``LlamaModel`` builds ``embed_tokens`` with
+    vocab + E × max_loras rows and ``LlamaForCausalLM`` its ``lm_head`` with vocab + E rows
+    padded to P instead of 64 (vllm/model_executor/models/llama.py, v0.11.0; Mixtral, Granite
+    and most others of the set do the same), both split by tensor parallelism.
+
+  Mixture-of-experts: v0.11.0 has no LoRA for fused experts. ``FusedMoE`` is not a
+  ``LinearBase``, so no expert gets a slot, and ``is_moe_model`` (vllm/lora/models.py,
+  v0.11.0) only warns that "vLLM currently does not support fused MoE LoRA inference"; there
+  is no ``FusedMoEWithLoRA`` in v0.11.0's vllm/lora/layers/. An adapter that names the MLP of
+  a base whose MLP is its routed experts is therefore refused (``adapter_refusal``).
 * **llama.cpp** loads every ``--lora`` file at start-up into the device that holds the layer
   it adapts (tools/server/README.md: "--lora FNAME: path to LoRA adapter (can be repeated)"):
   the sum of the adapters, no slots.
@@ -59,7 +85,11 @@ __all__ = [
     "LORA_BYTES_PER_VALUE",
     "LORA_ENGINES",
     "LORA_PENALTY_PER_ACTIVE_ADAPTER",
+    "VLLM_EXTRA_VOCAB",
+    "VLLM_LORA_VOCAB_LIMIT",
+    "VLLM_LORA_VOCAB_PADDING",
     "VLLM_MAX_LORA_RANKS",
+    "VLLM_VOCAB_LORA_ARCHITECTURES",
     "Adapter",
     "AdapterRefusal",
     "LoraSlots",
@@ -94,6 +124,71 @@ VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 """The values vLLM accepts for ``--max-lora-rank`` (vllm/config/lora.py, v0.11.0
 ``LoRAConfig.__post_init__``: ``possible_max_ranks``); an adapter's rank rounds up to one."""
 
+VLLM_EXTRA_VOCAB = 256
+"""``lora_extra_vocab_size``'s default (vllm/config/lora.py, v0.11.0 ``LoRAConfig``; memplace
+never sets it): the rows each slot may add to the vocabulary."""
+
+VLLM_LORA_VOCAB_PADDING = 256
+"""``get_lora_vocab_padding_size`` on CUDA (vllm/platforms/interface.py, v0.11.0): lm_head and
+the logits' LoRA B are padded to a multiple of it; 64 without LoRA
+(vllm/model_executor/layers/vocab_parallel_embedding.py, v0.11.0,
+``DEFAULT_VOCAB_PADDING_SIZE``)."""
+
+VOCAB_PADDING = 64
+"""``DEFAULT_VOCAB_PADDING_SIZE`` (same file): embed_tokens' padding, and lm_head's without
+LoRA."""
+
+VLLM_LORA_VOCAB_LIMIT = 257024
+"""``LogitsProcessorWithLoRA.create_lora_weights`` (vllm/lora/layers/logits_processor.py,
+v0.11.0) raises when vocab + ``VLLM_EXTRA_VOCAB`` exceeds it."""
+
+VLLM_VOCAB_LORA_ARCHITECTURES = frozenset(
+    {
+        "ApertusForCausalLM",
+        "AquilaForCausalLM",
+        "AquilaModel",
+        "BambaForCausalLM",
+        "CwmForCausalLM",
+        "DeciLMForCausalLM",
+        "Ernie4_5ForCausalLM",
+        "Exaone4ForCausalLM",
+        "Fairseq2LlamaForCausalLM",
+        "FalconH1ForCausalLM",
+        "GlmForCausalLM",
+        "GraniteForCausalLM",
+        "GraniteMoeForCausalLM",
+        "GraniteMoeHybridForCausalLM",
+        "GraniteMoeSharedForCausalLM",
+        "GritLM",
+        "InternLM3ForCausalLM",
+        "InternLMForCausalLM",
+        "JambaForCausalLM",
+        "LLaMAForCausalLM",
+        "Lfm2ForCausalLM",
+        "Llama4ForCausalLM",
+        "LlamaForCausalLM",
+        "MiniCPM3ForCausalLM",
+        "MiniCPMForCausalLM",
+        "MistralForCausalLM",
+        "MixtralForCausalLM",
+        "MotifForCausalLM",
+        "NemotronForCausalLM",
+        "NemotronHForCausalLM",
+        "Phi3ForCausalLM",
+        "PhiMoEForCausalLM",
+        "SolarForCausalLM",
+        "TeleChat2ForCausalLM",
+        "TeleFLMForCausalLM",
+        "XverseForCausalLM",
+    }
+)
+"""config.json ``architectures`` whose vLLM v0.11.0 model class (vllm/model_executor/models/
+registry.py ``_TEXT_GENERATION_MODELS``, then the class and its bases) has ``embedding_modules``
+naming both ``embed_tokens`` and ``lm_head``: vLLM wraps their vocabulary for LoRA (module
+docstring). Qwen2/Qwen3, Gemma, DeepSeek, OLMo and the rest have none: no vocabulary slots.
+Llama4, MiniCPM3, Motif and TeleChat2 build their own model and may not grow the vocabulary;
+for them the added rows are an upper bound."""
+
 LORA_BYTES_PER_VALUE = 2
 """vLLM's ``lora_dtype`` "auto" is the model's activation dtype, bf16 or fp16, also for a
 quantised base (vllm/config/lora.py, v0.11.0); TGI and llama.cpp adapters are f16 too."""
@@ -123,6 +218,12 @@ class ModuleShape:
     row_parallel: bool = False
     """o_proj and down_proj: tensor parallelism splits their input, not their output."""
     expert: bool = False
+    vocab: bool = False
+    """``embed_tokens`` (d_in = vocabulary, d_out = hidden) or ``lm_head`` (d_in = hidden,
+    d_out = vocabulary): vLLM wraps them on ``VLLM_VOCAB_LORA_ARCHITECTURES``; no adapter
+    targets them here (``ALL_TARGETS``)."""
+    tied: bool = False
+    """An lm_head that shares embed_tokens' weight: it adds no rows of its own."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +236,9 @@ class Adapter:
     output_tokens_per_second: float = 0.0
     quality_loss: float = 0.0
     source: str = ""
+    targets_given: bool = True
+    """False when the adapter named no targets: it is sized as every module (an upper bound),
+    but not refused for experts it may not adapt."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +284,8 @@ def _get(config: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
 def shapes_from_config(config: Mapping[str, Any]) -> tuple[ModuleShape, ...]:
     """The base's linear modules from its config.json (Llama, Mistral, Qwen, Mixtral, Qwen-MoE
     and DeepSeek-style names). MoE layers' gate/up/down are the routed experts (PEFT matches
-    ``experts.N.gate_proj`` by its suffix), each expert a module."""
+    ``experts.N.gate_proj`` by its suffix), each expert a module. Its vocabulary
+    (``_vocab_shapes``) where its ``architectures`` is one vLLM wraps."""
     hidden = int(_get(config, "hidden_size", "d_model", "n_embd"))
     layers = int(_get(config, "num_hidden_layers", "n_layer", "num_layers"))
     heads = int(_get(config, "num_attention_heads", "n_head"))
@@ -213,13 +318,26 @@ def shapes_from_config(config: Mapping[str, Any]) -> tuple[ModuleShape, ...]:
             ModuleShape("up_proj", hidden, moe_width, n, expert=True),
             ModuleShape("down_proj", moe_width, hidden, n, row_parallel=True, expert=True),
         ]
+    architectures = config.get("architectures") or _get(config, "architectures", default=())
+    if VLLM_VOCAB_LORA_ARCHITECTURES.intersection(architectures or ()):
+        vocab = int(_get(config, "vocab_size", "padded_vocab_size"))
+        tied = bool(_get(config, "tie_word_embeddings", default=False))
+        shapes += _vocab_shapes(vocab, hidden, tied)
     return tuple(shapes)
+
+
+def _vocab_shapes(vocab: int, hidden: int, tied: bool) -> list[ModuleShape]:
+    return [
+        ModuleShape("embed_tokens", vocab, hidden, 1, vocab=True),
+        ModuleShape("lm_head", hidden, vocab, 1, vocab=True, tied=tied),
+    ]
 
 
 def shapes_from_architecture(arch: Any) -> tuple[ModuleShape, ...]:
     """Shapes from the planner's ``Architecture`` when no config.json is at hand: q/k/v/o taken
     as hidden × hidden (an upper bound: grouped-query k and v are narrower), the MLP as its
-    widest intermediate width."""
+    widest intermediate width, and the vocabulary as vLLM wraps it, untied (the architecture
+    is not known, so it is taken as one vLLM wraps)."""
     h, layers = arch.hidden_size, arch.layers
     width = arch.max_intermediate_size or 4 * h
     return (
@@ -227,6 +345,7 @@ def shapes_from_architecture(arch: Any) -> tuple[ModuleShape, ...]:
         ModuleShape("gate_proj", h, width, layers),
         ModuleShape("up_proj", h, width, layers),
         ModuleShape("down_proj", width, h, layers, row_parallel=True),
+        *(_vocab_shapes(arch.vocab_size, h, False) if arch.vocab_size else ()),
     )
 
 
@@ -246,8 +365,11 @@ def vllm_max_lora_rank(rank: int) -> int | None:
     return next((r for r in VLLM_MAX_LORA_RANKS if r >= rank), None)
 
 
-def adapter_refusal(adapter: Adapter, engine: str) -> AdapterRefusal | None:
-    """Why ``engine`` cannot load ``adapter`` at all (``EngineUnsupported``), or None."""
+def adapter_refusal(
+    adapter: Adapter, engine: str, shapes: Sequence[ModuleShape] = ()
+) -> AdapterRefusal | None:
+    """Why ``engine`` cannot load ``adapter`` on a base of ``shapes`` at all
+    (``EngineUnsupported``), or None."""
     if engine not in LORA_ENGINES:
         return AdapterRefusal(
             adapter.name, f"the {engine} engine serves no LoRA adapters (vllm, llamacpp, tgi do)"
@@ -255,6 +377,21 @@ def adapter_refusal(adapter: Adapter, engine: str) -> AdapterRefusal | None:
     if engine == "vllm" and vllm_max_lora_rank(adapter.rank) is None:
         top = VLLM_MAX_LORA_RANKS[-1]
         return AdapterRefusal(adapter.name, f"rank {adapter.rank} > {top}, vLLM's largest")
+    if engine == "vllm":
+        vocab = next((s.d_out for s in shapes if s.vocab and s.name == "lm_head"), 0)
+        if vocab + VLLM_EXTRA_VOCAB > VLLM_LORA_VOCAB_LIMIT:
+            return AdapterRefusal(
+                adapter.name,
+                f"vLLM v0.11.0 serves LoRA only up to a {VLLM_LORA_VOCAB_LIMIT:,}-token "
+                f"vocabulary (with its {VLLM_EXTRA_VOCAB} extra); this base has {vocab:,}",
+            )
+        expert_targets = {s.name for s in shapes if s.expert} & set(_expand(adapter.targets))
+        if expert_targets and adapter.targets_given:
+            return AdapterRefusal(
+                adapter.name,
+                f"vLLM v0.11.0 has no LoRA for fused MoE experts, and this base's "
+                f"{', '.join(sorted(expert_targets))} are its experts: target attention only",
+            )
     if engine == "llamacpp" and adapter.source.startswith(("hf://", "http://", "https://")):
         return AdapterRefusal(
             adapter.name,
@@ -319,11 +456,13 @@ class LoraSlots:
         if self.engine != "vllm":
             return math.ceil(self.adapters_bytes / tp)
         slots, rank = self.max_loras, self.max_rank
-        targets_experts = any(t in MLP_TARGETS for t in self.targets)
-        values = 0
+        values = 0.0
         for s in self.shapes:
-            if s.expert and not targets_experts:
-                continue  # expert slots only where an adapter adapts the experts
+            if s.expert:
+                continue  # vLLM v0.11.0 gives fused experts no LoRA (module docstring)
+            if s.vocab:
+                values += _vllm_vocab_values(s, slots, rank, tp)
+                continue
             a_in = s.d_in / tp if s.row_parallel else s.d_in
             b_out = s.d_out if s.row_parallel else s.d_out / tp
             values += slots * rank * (a_in + b_out) * s.count
@@ -348,6 +487,31 @@ class LoraSlots:
             return 1.0
         mean = self.adapters_bytes / len(self.adapters)
         return decode_slowdown(active, mean, base_weight_bytes)
+
+
+def _pad(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+def _vllm_vocab_values(s: ModuleShape, slots: int, rank: int, tp: int) -> float:
+    """Values one GPU holds for a wrapped embed_tokens or lm_head (module docstring): the
+    stacked A and B and the extra-vocabulary tensors, whole on every GPU, and the rows the
+    LoRA vocabulary adds to the base's own matrix, split by tensor parallelism. Every value is
+    2 bytes: lora_dtype, and the unquantised embedding's dtype."""
+    extra = VLLM_EXTRA_VOCAB
+    if s.name == "embed_tokens":
+        vocab, hidden = s.d_in, s.d_out
+        stacked = slots * (vocab + extra) * rank + slots * hidden * rank
+        base = _pad(vocab, VOCAB_PADDING)
+        rows = _pad(base + extra * slots, VOCAB_PADDING) - base
+    else:
+        hidden, vocab = s.d_in, s.d_out
+        stacked = (
+            slots * rank * hidden + slots * _pad(vocab + extra, VLLM_LORA_VOCAB_PADDING) * rank
+        )
+        padded = _pad(_pad(vocab, VLLM_LORA_VOCAB_PADDING) + extra, VLLM_LORA_VOCAB_PADDING)
+        rows = 0 if s.tied else padded - _pad(vocab, VOCAB_PADDING)
+    return stacked + slots * extra * hidden + rows * hidden / tp
 
 
 def decode_slowdown(active: int, adapter_bytes_each: float, base_weight_bytes: int) -> float:

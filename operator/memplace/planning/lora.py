@@ -133,6 +133,7 @@ def _adapter(name: str, fields: AdapterFields) -> Adapter:
         output_tokens_per_second=fields.output_tokens_per_second or 0.0,
         quality_loss=fields.quality_loss or 0.0,
         source=fields.source,
+        targets_given=bool(fields.target_modules),
     )
 
 
@@ -182,7 +183,7 @@ def decide(request: Any, plan_one: Callable[[Any], Any], separately: Callable[[A
     origin = {a.name: o for a, o in listed}
     loadable: list[Adapter] = []
     for adapter, o in listed:
-        refusal = adapter_refusal(adapter, engine)
+        refusal = adapter_refusal(adapter, engine, shapes)
         if refusal is not None:
             order.append(adapter.name)
             statuses[adapter.name] = _status(
