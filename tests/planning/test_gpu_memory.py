@@ -185,3 +185,5 @@ def test_an_l4_whose_label_reports_more_would_take_it():
     plan = plan_deployment(qwen3_8b_bf16_8k_by_4(), build_cluster(nodes=nodes + a100_nodes(1)))
     assert (plan.placement.gpu_model, plan.placement.gpus_per_replica) == ("L4", 1)
     assert plan.placement.gpu_memory_source == "gfd-label"
+    # the message people read (status, the Placed event, `memplace plan`) says it too
+    assert "1 × 1 L4 (24576 MiB each, from gfd-label)" in plan.status_fields()["message"]

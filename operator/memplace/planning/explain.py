@@ -170,6 +170,9 @@ def _what(e: Evaluation) -> str:
             where += f" ({CPU_ASSUMED})"
     else:
         where = f"{e.replicas} × {c.gpus} {c.pool.gpu_name}"
+        if c.pool.gpu_memory_source:  # which of NVML, the GFD label or the catalogue was fitted
+            mib = c.pool.gpu_memory_bytes >> 20
+            where += f" ({mib} MiB each, from {c.pool.gpu_memory_source})"
         if c.tier == "offload":
             offloaded = e.offload_bytes_per_gpu * c.gpus / (1 << 30)
             where += f", {offloaded:.1f} GiB of weights per replica in host memory"
