@@ -47,3 +47,15 @@ def test_unknown_targets_are_refused(capsys):
     with pytest.raises(SystemExit):
         main(["estimate", LLAMA, "--lora-rank", "8", "--lora-targets", "attn"])
     assert "unknown module attn" in capsys.readouterr().err
+
+
+def test_an_adapter_the_planner_would_refuse_is_refused_here_too(capsys):
+    """estimate runs the planner's adapter_refusal: vLLM v0.11.0 has no LoRA for fused MoE
+    experts, so targeting Qwen3-30B-A3B's gate/up experts is an error, not a figure; attention
+    targets on the same base are sized."""
+    moe = str(Path(LLAMA).with_name("qwen3-30b-a3b.json"))
+    args = ["estimate", moe, "--precision", "bf16", "--lora-rank", "16"]
+    assert main([*args, "--lora-targets", "gate_proj,up_proj"]) == 2
+    assert "no LoRA for fused MoE experts" in capsys.readouterr().err
+    assert main([*args, "--lora-targets", "q_proj,v_proj", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["adapterBytes"] > 0

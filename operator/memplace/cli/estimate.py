@@ -31,6 +31,7 @@ from memplace.planning.adapters import (
     ALL_TARGETS,
     Adapter,
     LoraSlots,
+    adapter_refusal,
     shapes_from_architecture,
     shapes_from_config,
 )
@@ -129,9 +130,14 @@ def _slots(args: argparse.Namespace, arch, config) -> LoraSlots | None:
         shapes = shapes_from_config(config) if config else shapes_from_architecture(arch)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         shapes = shapes_from_architecture(arch)
+    given = args.lora_targets != ALL_TARGETS  # the default sizes every module, refuses none
     adapters = [
-        Adapter(f"lora-{i}", args.lora_rank, args.lora_targets) for i in range(args.max_loras)
+        Adapter(f"lora-{i}", args.lora_rank, args.lora_targets, targets_given=given)
+        for i in range(args.max_loras)
     ]
+    refused = adapter_refusal(adapters[0], args.engine, shapes)  # the planner's own check
+    if refused is not None:
+        raise UsageError(f"--lora-rank {args.lora_rank} on {args.engine}: {refused.reason}")
     return LoraSlots.plan(args.engine, shapes, adapters, args.max_loras)
 
 
