@@ -1,6 +1,7 @@
 """The real operator against KMock with a real Prometheus scraping the fake vLLM exporter:
 status.measured, SLOMet, SLOAtRisk and EstimateDrift; Prometheus down; no Prometheus at all.
-And the closed loop: a PerformanceProfile learned from the pods and used by the next plan.
+And the closed loop: a PerformanceProfile learned from the pods and used by the next plan, which
+moves the serving deployment without a gap.
 The Prometheus tests skip, saying why, without a prometheus binary (CI installs it)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from operator_support import (
     DEPLOYMENTS,
     MDS,
     NS,
+    SERVICES,
     add_pool,
     events_for,
     eventually,
@@ -19,6 +21,7 @@ from operator_support import (
     model_deployment,
     status_of,
 )
+from test_operator_moves import WORKLOAD, owned, selected, set_ready
 
 from memplace.operator.metrics import REGISTRY
 from memplace.operator.prometheus import PrometheusConfig
@@ -164,6 +167,8 @@ async def test_a_profile_learned_from_the_pods_is_used_by_the_next_plan(
             "timePerOutputTokenMs": round(predicted * 2, 1)}}})
         await eventually(lambda: status_of(cluster, "summarizer").get("observedGeneration") == 2)
         running = status_of(cluster, "summarizer")["placement"]
+        await set_ready(cluster, "summarizer")  # it serves: a re-plan must move without a gap
+        await eventually(lambda: status_of(cluster, "summarizer").get("phase") == "Ready")
         engine.set(NS, POD, tpot_seconds=predicted * 10 / 1000)
         await cluster.create(f"/api/v1/namespaces/{NS}/pods", running_pod(POD, "summarizer"))
 
@@ -180,8 +185,51 @@ async def test_a_profile_learned_from_the_pods_is_used_by_the_next_plan(
             e for e in events_for(cluster, "summarizer", "Replanned")
             if "calibrated from" in e["message"]], timeout=30, what="the calibrated re-plan")
         assert "> SLO" in replanned[0]["message"]
-        after = status_of(cluster, "summarizer")
+        assert f"${first_cost:.2f}/h" in replanned[0]["message"].split(" -> after: ")[0]
+        # A move: the successor starts beside the serving Deployment, which serves until the
+        # successor is Ready; then the Service switches and the old one goes.
+        successor = (await eventually(lambda: status_of(cluster, "summarizer").get("move"),
+                                      what="the move"))["toDeployment"]
+        assert successor != "summarizer"
+        assert selected(cluster, "summarizer") == "summarizer"
+        await set_ready(cluster, successor)
+        await eventually(lambda: set(owned(cluster, "summarizer")) == {successor},
+                         what="the old Deployment gone")
+        assert selected(cluster, "summarizer") == successor
+        after = await eventually(
+            lambda: (s := status_of(cluster, "summarizer")).get("lastMoveTime")
+            and not s.get("move") and s, what="the move completed")
+        # The order the API server saw: create the successor, switch the Service to it, delete
+        # the old one.
+        writes = [(r.method, r.resource.plural, r.name or _posted_name(r), _selects(r))
+                  for r in cluster.seen()
+                  if r.resource is not None and r.resource.plural in ("deployments", "services")
+                  and r.method in ("POST", "PATCH", "DELETE") and r.subresource is None]
+        created = writes.index(("POST", "deployments", successor, None))
+        switched = writes.index(("PATCH", "services", "summarizer", successor))
+        deleted = writes.index(("DELETE", "deployments", "summarizer", None))
+        assert created < switched < deleted, writes
+        assert cluster.stored(SERVICES, NS, "summarizer")["spec"]["selector"][WORKLOAD] == successor
         # The roofline alone keeps the cheaper placement (it meets the SLO twice over): only the
         # learned factor makes the next plan pay for a second GPU per replica.
         assert after["placement"]["gpusPerReplica"] > running["gpusPerReplica"]
         assert after["cost"]["perHour"] > first_cost
+
+
+def _posted_name(request) -> str | None:
+    data = request.data if isinstance(request.data, dict) else {}
+    return data.get("metadata", {}).get("name")
+
+
+def _selects(request) -> str | None:
+    """The workload a Service write selects (None for other writes): a JSON patch of
+    ``/spec/selector`` (``owned.switch_service``) or a merge patch."""
+    if request.resource.plural != "services":
+        return None
+    if isinstance(request.data, list):
+        selectors = [op.get("value") for op in request.data if op.get("path") == "/spec/selector"]
+    elif isinstance(request.data, dict):
+        selectors = [(request.data.get("spec") or {}).get("selector")]
+    else:
+        return None
+    return next((s.get(WORKLOAD) for s in selectors if isinstance(s, dict)), None)

@@ -19,6 +19,15 @@ would count one stretch of serving several times, ``calibration.MIN_SAMPLES``), 
    ``reconcile.plan_and_apply``, which moves without a gap or keeps the placement (with a
    Warning) when nothing better exists.
 
+While the calibrated estimate misses the SLO and nothing better exists, every window re-plans
+(a pool added, room freed or a factor that eases is acted on at once) and keeps the placement;
+each such plan's message names the profile's new sample count, so its PlacementKept Warning
+would differ from the last and be posted every window. The measurement loop therefore keeps a
+*streak* (``measure.Watch.kept``): from the first re-plan that keeps the placement of a
+generation until one that does not, or a window whose calibrated estimate meets the SLO, the
+re-plans post no PlacementKept (``quiet``, ``events.muted``); status still shows the latest
+message, with its count.
+
 A wildly wrong window (1000× the prediction) moves nothing on its own: the factor is a median
 of recent samples, clamped, and used only from ``MIN_SAMPLES`` samples on (``calibration``).
 """
@@ -39,10 +48,10 @@ from memplace.api import (
 )
 from memplace.planning import calibration, replan
 
-from . import kube, reconcile
+from . import events, kube, reconcile
 from .state import Key, State
 
-__all__ = ["MEASURES_MEMORY", "learn", "replan_if_missed"]
+__all__ = ["MEASURES_MEMORY", "kept", "learn", "replan_if_missed"]
 
 MEASURES_MEMORY = frozenset({"llamacpp"})
 """Engines whose GPU memory is the model's, not a reserved share (see the module docstring)."""
@@ -109,9 +118,14 @@ async def replan_if_missed(
     indexes: Mapping[str, Any],
     now: datetime.datetime,
     logger: Any,
+    *,
+    quiet: bool = False,
 ) -> dict[str, Any] | None:
     """Re-plan when the running estimate, recalibrated with ``profile``, misses the SLO; the
-    status fields the re-plan wants written, or None when it was not needed."""
+    status fields the re-plan wants written, or None when it was not needed.
+
+    ``quiet``: an earlier re-plan of this streak kept the placement already and said so; this
+    one posts no PlacementKept (the module docstring)."""
     profile_key, learned = profile
     status = body.get("status") or {}
     spec = body.get("spec") or {}
@@ -136,10 +150,19 @@ async def replan_if_missed(
         return None
     logger.info(f"{key[0]}/{key[1]}: {decision.message}")
     async with state.planning:
-        return await reconcile.plan_and_apply(
-            state, decision.message, body, spec, status, body.get("metadata") or {}, key,
-            logger, state.kopf_settings, indexes,
-        )
+        with events.muted(*(("PlacementKept",) if quiet else ())):
+            return await reconcile.plan_and_apply(
+                state, decision.message, body, spec, status, body.get("metadata") or {}, key,
+                logger, state.kopf_settings, indexes,
+            )
+
+
+def kept(status: Mapping[str, Any], changes: Mapping[str, Any]) -> bool:
+    """Whether a re-plan from ``status`` that wants ``changes`` written kept the running
+    placement because nothing better exists (its Placed condition's reason PlacementKept)."""
+    conditions = changes.get("conditions") or status.get("conditions") or []
+    placed = next((c for c in conditions if c.get("type") == "Placed"), {})
+    return placed.get("reason") == "PlacementKept"
 
 
 def _indexed_profile(

@@ -8,11 +8,14 @@ reason          type     when
 ==============  =======  ==================================================================
 Placed          Normal   the first placement: precision, tier, pool, replicas, GiB per GPU,
                          $/h, and the best rejected alternative with its reason
-Replanned       Normal   a running placement changed (spec edit, capacity, a full pool)
+Replanned       Normal   a running placement changed (spec edit, capacity, a full pool): before
+                         and after, each with its GiB per GPU, $/h, TPOT and TTFT
 Unschedulable   Warning  nothing feasible fits now; reasons per pool; retried on capacity
 Invalid         Warning  the spec cannot be planned at all, or the API server refused the
                          rendered Deployment or Service (422); not retried
 PlacementKept   Warning  an edit is infeasible or invalid, so the running placement stays
+                         (a calibrated re-plan that finds nothing better: once per streak,
+                         ``muted``)
 Waiting         Warning  an input the spec names (a ConfigMap, a config source) is not there:
                          Pending, retried; Invalid after --input-timeout (once per input)
 ApiError        Warning  the API server refused a write with an error retrying may not fix
@@ -38,7 +41,9 @@ TooFewReplicas  Warning  the demand needs more replicas than spec.scaling.maxRep
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import kopf
@@ -48,15 +53,18 @@ __all__ = [
     "estimate_drift",
     "estimate_drift_message",
     "invalid",
+    "latency",
     "move_abandoned",
     "move_completed",
     "move_deferred",
     "move_started",
+    "muted",
     "placed",
     "placed_message",
     "placement_kept",
     "pool_full",
     "replanned",
+    "replanned_message",
     "slo_at_risk",
     "scaled",
     "summary",
@@ -86,6 +94,34 @@ REASONS = (
     "TooFewReplicas",
 )
 GIB = 1024**3
+
+_MUTED: ContextVar[frozenset[str]] = ContextVar("memplace_muted_events", default=frozenset())
+
+
+@contextlib.contextmanager
+def muted(*reasons: str) -> Iterator[None]:
+    """Post no event of these reasons inside the block (this task only).
+
+    For a caller that knows the event would only repeat what it already said with a new count:
+    the measurement loop re-plans a deployment whose calibrated estimate misses the SLO every
+    window, and when nothing better exists each re-plan keeps the placement with a message whose
+    rejection reasons hold the profile's sample count (``calibrate``). The re-plan still runs
+    (a pool added, room freed or a factor that eases is acted on) and still writes status."""
+    token = _MUTED.set(_MUTED.get() | frozenset(reasons))
+    try:
+        yield
+    finally:
+        _MUTED.reset(token)
+
+
+def _info(body: Any, reason: str, message: str) -> None:
+    if reason not in _MUTED.get():
+        kopf.info(body, reason=reason, message=message)
+
+
+def _warn(body: Any, reason: str, message: str) -> None:
+    if reason not in _MUTED.get():
+        kopf.warn(body, reason=reason, message=message)
 
 
 def summary(
@@ -138,84 +174,112 @@ def unschedulable_message(fields: Mapping[str, Any]) -> str:
 
 
 def placed(body: Any, fields: Mapping[str, Any]) -> None:
-    kopf.info(body, reason="Placed", message=placed_message(fields))
+    _info(body, "Placed", placed_message(fields))
+
+
+def latency(estimate: Mapping[str, Any] | None) -> str:
+    """``, TPOT 39.5 ms, TTFT 180 ms``: the estimated figures there are ("" for none)."""
+    text = ""
+    tpot = (estimate or {}).get("timePerOutputTokenMs")
+    if tpot is not None:
+        text += f", TPOT {tpot:.1f} ms"
+    ttft = (estimate or {}).get("timeToFirstTokenMs")
+    if ttft is not None:
+        text += f", TTFT {ttft:.0f} ms"
+    return text
+
+
+def replanned_message(
+    previous: Mapping[str, Any], old: Mapping[str, Any], fields: Mapping[str, Any], why: str
+) -> str:
+    """``why: before: bf16 gpu on a100: 1 x 1 GPU, 17.9 GiB/GPU, $3.75/h, TPOT 39.5 ms -> after:
+    …``: both sides with what was estimated and paid, so the event alone says what the re-plan
+    bought. ``previous``: the status the re-plan started from (its ``estimate`` and ``cost`` are
+    the running placement's ``old``); ``fields``: the new plan's."""
+    before_estimate, before_cost = previous.get("estimate"), previous.get("cost")
+    after_estimate = fields.get("estimate")
+    before = summary(old, before_estimate, before_cost) + latency(before_estimate)
+    after = summary(fields.get("placement") or {}, after_estimate, fields.get("cost"))
+    return f"{why}: before: {before} -> after: {after}{latency(after_estimate)}"
 
 
 def replanned(body: Any, old: Mapping[str, Any], fields: Mapping[str, Any], why: str) -> None:
-    new = summary(fields.get("placement") or {}, fields.get("estimate"), fields.get("cost"))
-    kopf.info(body, reason="Replanned", message=f"{why}: {summary(old)} -> {new}")
+    """The body is the object as it was planned: its status still holds the running placement
+    ``old`` with that placement's estimate and cost (the "before")."""
+    previous = (body.get("status") if body is not None else None) or {}
+    _info(body, "Replanned", replanned_message(previous, old, fields, why))
 
 
 def unschedulable(body: Any, fields: Mapping[str, Any]) -> None:
-    kopf.warn(body, reason="Unschedulable", message=unschedulable_message(fields))
+    _warn(body, "Unschedulable", unschedulable_message(fields))
 
 
 def invalid(body: Any, message: str) -> None:
-    kopf.warn(body, reason="Invalid", message=message)
+    _warn(body, "Invalid", message)
 
 
 def waiting(body: Any, message: str) -> None:
-    kopf.warn(body, reason="Waiting", message=message)
+    _warn(body, "Waiting", message)
 
 
 def api_error(body: Any, message: str, reason: str = "ApiError") -> None:
-    kopf.warn(body, reason=reason, message=message)
+    _warn(body, reason, message)
 
 
 def placement_kept(body: Any, running: Mapping[str, Any], why: str) -> None:
-    kopf.warn(
+    _warn(
         body,
-        reason="PlacementKept",
-        message=f"{why}; keeping the running placement {summary(running)}",
+        "PlacementKept",
+        f"{why}; keeping the running placement {summary(running)}",
     )
 
 
 def pool_full(body: Any, pool: str, stuck: int, after_seconds: float) -> None:
-    kopf.warn(
+    _warn(
         body,
-        reason="PoolFull",
-        message=f"{stuck} pod(s) unschedulable on pool {pool} for over "
+        "PoolFull",
+        f"{stuck} pod(s) unschedulable on pool {pool} for over "
         f"{after_seconds:.0f}s; trying the next candidate",
     )
 
 
 def move_started(body: Any, move: Mapping[str, Any]) -> None:
-    kopf.info(
+    _info(
         body,
-        reason="MoveStarted",
-        message=f"{move.get('toDeployment')} starts beside {move.get('fromDeployment')} to run "
+        "MoveStarted",
+        f"{move.get('toDeployment')} starts beside {move.get('fromDeployment')} to run "
         f"{summary(move.get('placement') or {})}; {move.get('fromDeployment')} serves until "
         "it is Ready",
     )
 
 
 def move_completed(body: Any, move: Mapping[str, Any], progress: str) -> None:
-    kopf.info(
+    _info(
         body,
-        reason="MoveCompleted",
-        message=f"{move.get('toDeployment')} is Ready ({progress}): the Service selects it and "
+        "MoveCompleted",
+        f"{move.get('toDeployment')} is Ready ({progress}): the Service selects it and "
         f"{move.get('fromDeployment')} is deleted; now {summary(move.get('placement') or {})}",
     )
 
 
 def move_abandoned(body: Any, move: Mapping[str, Any], why: str) -> None:
-    kopf.warn(
+    _warn(
         body,
-        reason="MoveAbandoned",
-        message=f"{why}: {move.get('toDeployment')} is deleted and {move.get('fromDeployment')} "
+        "MoveAbandoned",
+        f"{why}: {move.get('toDeployment')} is deleted and {move.get('fromDeployment')} "
         "keeps serving",
     )
 
 
 def move_deferred(body: Any, message: str) -> None:
-    kopf.info(body, reason="MoveDeferred", message=message)
+    _info(body, "MoveDeferred", message)
 
 
 def slo_at_risk(body: Any, verdict: str, window: str) -> None:
-    kopf.warn(
+    _warn(
         body,
-        reason="SLOAtRisk",
-        message=f"the SLO was missed in two consecutive {window} windows: {verdict}",
+        "SLOAtRisk",
+        f"the SLO was missed in two consecutive {window} windows: {verdict}",
     )
 
 
@@ -230,25 +294,24 @@ def estimate_drift_message(ratios: Mapping[str, float], window: str) -> str:
 
 
 def estimate_drift(body: Any, ratios: Mapping[str, float], window: str) -> None:
-    kopf.info(body, reason="EstimateDrift", message=estimate_drift_message(ratios, window))
+    _info(body, "EstimateDrift", estimate_drift_message(ratios, window))
 
 
 def scaled(body: Any, old: Mapping[str, Any], new: Mapping[str, Any], demand: str) -> None:
     """``2 -> 0 replicas (hot -> cold) on l4: no requests for 600s …``."""
     before, after = old.get("replicas"), new.get("replicas")
-    kopf.info(
+    _info(
         body,
-        reason="Scaled",
-        message=f"{before} -> {after} replicas ({old.get('heat')} -> {new.get('heat')}) on "
+        "Scaled",
+        f"{before} -> {after} replicas ({old.get('heat')} -> {new.get('heat')}) on "
         f"{new.get('pool')}: {demand}",
     )
 
 
 def too_few_replicas(body: Any, needed: int, ceiling: int, demand: str) -> None:
-    kopf.warn(
+    _warn(
         body,
-        reason="TooFewReplicas",
-        message=f"the demand needs {needed} replicas, spec.scaling.maxReplicas is {ceiling}: "
+        "TooFewReplicas",
+        f"the demand needs {needed} replicas, spec.scaling.maxReplicas is {ceiling}: "
         f"running {ceiling}, the SLO is not met ({demand})",
     )
-

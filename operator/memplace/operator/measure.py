@@ -13,7 +13,8 @@ deployment's pods and ``--measure-window``, builds one :class:`measurement.Measu
 - sets the ``memplace_measured_*`` and ``memplace_estimate_error_ratio`` metrics;
 - creates the deployment's PodMonitor when that is how Prometheus finds the pods (``scrape``);
 - feeds the window to the deployment's PerformanceProfile and re-plans when the calibrated
-  estimate misses the SLO (``calibrate``).
+  estimate misses the SLO (``calibrate``); when nothing better exists, the PlacementKept
+  Warning of those re-plans is posted once per streak, not every window.
 
 Without ``--prometheus-url`` the loop still runs, and only sets ``SLOMet=Unknown`` saying that no
 ``--prometheus-url`` is set. When Prometheus fails (unreachable, errors, a malformed body) the
@@ -69,6 +70,9 @@ class Watch:
     placement: Mapping[str, Any] | None = None
     """The placement the last window measured: after a move, a whole window passes before the
     next sample, so that no sample mixes the old placement's requests into the new one's."""
+    kept: tuple[Any, Mapping[str, Any]] | None = None
+    """(generation, placement) whose calibrated re-plan kept the placement, nothing better
+    existing: the streak's later re-plans post no PlacementKept (``calibrate``)."""
 
 
 def start_once(state: State, indexes: Mapping[str, Any], logger: Any) -> None:
@@ -243,12 +247,16 @@ async def _calibrate(
     if learned is None:
         return {}
     watch.sampled_at = now
+    status = body.get("status") or {}
+    streak = ((body.get("metadata") or {}).get("generation"), status.get("placement"))
     try:
         replanned = await calibrate.replan_if_missed(
-            state, key, body, learned, indexes, now, logger
+            state, key, body, learned, indexes, now, logger, quiet=watch.kept == streak
         )
     except inputs.Waiting:
         return {}  # an input the spec names went away: the resync loop reports it
+    kept = replanned is not None and calibrate.kept(status, replanned)
+    watch.kept = streak if kept else None
     return dict(replanned or {})
 
 
