@@ -100,3 +100,12 @@ async def test_prometheus_own_error_for_one_query_is_that_querys_reason():
     answer = await client(lambda request: httpx.Response(400, json=body)).query("nope(up)")
     assert isinstance(answer, NoFigure) and not answer.unreachable
     assert "bad_data: unknown function" in answer.reason
+
+
+async def test_a_server_error_with_prometheus_json_fails_the_whole_measurement():
+    """503 "unavailable" (e.g. the TSDB still starting) says so in JSON: every query would
+    fare the same, so it is MeasurementFailed (unreachable), with Prometheus's own reason."""
+    body = {"status": "error", "errorType": "unavailable", "error": "TSDB not ready"}
+    answer = await client(lambda request: httpx.Response(503, json=body)).query("up")
+    assert isinstance(answer, NoFigure) and answer.unreachable
+    assert "HTTP 503" in answer.reason and "unavailable: TSDB not ready" in answer.reason

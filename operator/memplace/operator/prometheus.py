@@ -102,8 +102,16 @@ class Prometheus:
                 f"Prometheus answered HTTP {response.status_code} with a body that is not JSON",
                 unreachable=True,
             )
-        if response.status_code >= 400 and not isinstance(body, dict):
-            return NoFigure(f"Prometheus answered HTTP {response.status_code}", unreachable=True)
+        code = response.status_code
+        if code >= 400:
+            # 5xx, auth and rate limits fail every query alike (MeasurementFailed); a 4xx
+            # about this query (400 bad_data, 422 execution) leaves only its own figure out
+            said = figure(body) if isinstance(body, dict) else None
+            reason = f"Prometheus answered HTTP {code}" + (
+                f" ({said.reason})" if isinstance(said, NoFigure) else ""
+            )
+            whole = code >= 500 or code in (401, 403, 429) or not isinstance(body, dict)
+            return NoFigure(reason, unreachable=whole)
         return figure(body)
 
 
