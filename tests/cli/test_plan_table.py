@@ -94,8 +94,8 @@ def test_wide_puts_every_column_on_the_row_whatever_the_terminal(capsys, monkeyp
     out, _ = plan_output(capsys, monkeypatch, str(EXAMPLES), "-o", "wide", columns=80, tty=True)
     header = out.splitlines()[0].split()
     assert header == ["DEPLOYMENT", "PHASE", "SERVES", "PRECISION", "TIER", "POOL", "GPUS",
-                      "REPLICAS", "MEMORY", "TTFT/TPOT", "ms", "$/h", "NAIVE", "$/h", "$/M",
-                      "tok"]  # fmt: skip
+                      "REPLICAS", "MEMORY", "TTFT/TPOT", "ms", "$/h", "NAIVE", "$/h", "LORA",
+                      "SAVING", "$/M", "tok"]  # fmt: skip
     assert not any(line.startswith("    ") for line in out.splitlines()[:9])
 
 
