@@ -7,8 +7,11 @@ shipped efficiency table (planning/data/efficiency.yaml, looked up exactly as es
 does) and prints, per engine and overall, the median and p90 of |predicted / measured - 1|
 for decode rows (tokens/s per sequence, TPOT, run throughput, batch latency) and prefill
 rows (prefill tokens/s, TTFT), split into the rows the table was fitted on and the held-out
-30 %. The "former" columns use the constants the roofline had before the table (bandwidth
-0.75, compute 0.5, 1 ms per step, for every engine and GPU). Then the worst held-out rows.
+tables (about 30 % of the rows, whole tables: speed_fit.HELD_OUT_TABLES), with TGI and SGLang
+also pooled (each has too few rows alone). First it prints the split: per engine, held-out
+tables, rows and decode rows (n) of the totals. The "former" columns use the constants the
+roofline had before the table (bandwidth 0.75, compute 0.5, 1 ms per step, for every engine and
+GPU). Then the worst held-out rows.
 Target (issue 9): held-out decode median <= 15 %, p90 <= 35 %.
 """
 
@@ -26,6 +29,32 @@ from speed_fit import DECODE_METRICS, load_rows, predict, row_cost  # noqa: E402
 from memplace.planning.efficiency import Efficiency, default_table  # noqa: E402
 
 FORMER = Efficiency(0.75, 0.5, 1e-3, "former constants")
+POOLED = {"tgi+sglang": {"tgi", "sglang"}}
+"""Engine groups printed besides each engine: TGI and SGLang have a handful of rows each."""
+
+
+def _engine_groups(engines: set[str]) -> list[tuple[str, set[str] | None]]:
+    """Each engine, the pooled groups, then all rows (None)."""
+    return (
+        [(e, {e}) for e in sorted(engines)]
+        + [(name, members) for name, members in POOLED.items() if members <= engines]
+        + [("overall", None)]
+    )
+
+
+def _split(rows) -> None:
+    print(f"{'engine':<14}{'held-out tables':>17}{'rows':>12}{'decode rows (n)':>19}")
+    for name, members in _engine_groups({r.engine for r in rows}):
+        mine = [r for r in rows if members is None or r.engine in members]
+        tables = {(r.source, r.table) for r in mine}
+        held = {(r.source, r.table) for r in mine if r.held_out}
+        decode = [r for r in mine if r.metric in DECODE_METRICS]
+        cells = (
+            f"{len(held):>3} of {len(tables):<3}",
+            f"{sum(r.held_out for r in mine):>3} of {len(mine):<3}",
+            f"{sum(r.held_out for r in decode):>3} of {len(decode):<3}",
+        )
+        print(f"{name:<14}{cells[0]:>17}{cells[1]:>12}{cells[2]:>19}")
 
 
 def _p(values: list[float], q: float) -> float:
@@ -46,8 +75,11 @@ def main() -> None:
     parser.add_argument("--worst", type=int, default=10, help="held-out rows to list")
     args = parser.parse_args()
     table = default_table()
+    rows = load_rows()
+    print("-- split (held out of all)")
+    _split(rows)
     results = []
-    for row in load_rows():
+    for row in rows:
         cost = row_cost(row, table)
         eff = table.lookup(row.engine, row.gpu, row.weight_format, row.batch)
         pred = predict(cost, eff)
@@ -60,13 +92,12 @@ def main() -> None:
     )
     for kind, is_decode in kinds:
         print(f"-- {kind}")
-        engines = sorted({r[0].engine for r in results}) + ["overall"]
-        for engine in engines:
+        for engine, members in _engine_groups({r[0].engine for r in results}):
             for split, held in (("fitted", False), ("held-out", True)):
                 chosen = [
                     r
                     for r in results
-                    if (engine == "overall" or r[0].engine == engine)
+                    if (members is None or r[0].engine in members)
                     and r[0].held_out == held
                     and (r[0].metric in DECODE_METRICS) == is_decode
                 ]

@@ -5,7 +5,8 @@ it uses (MoE: only the experts the batch routes to) and every sequence's KV cach
 2 FLOPs per parameter per token plus attention over the context. Its time is the larger of
 bytes ÷ achieved bandwidth and FLOPs ÷ achieved compute, plus what does not overlap: weights
 offloaded to host memory streaming over PCIe, tensor-parallel all-reduces and the engine's
-fixed per-step overhead (launches, sampling, scheduling).
+fixed per-step overhead (launches, sampling, scheduling) and its per-sequence overhead times
+the sequences in the step (each sequence's scheduling, sampling and detokenising on the CPU).
 
 "Achieved" is the datasheet peak times a fraction that depends on the serving engine, the GPU
 architecture, the weight format and the batch regime: ``efficiency.py`` holds that table,
@@ -108,12 +109,15 @@ class StepCost:
     fixed_s: float = 0.0
     comm_s: float = 0.0
     stream_s: float = 0.0
+    sequences: int = 1
+    """Sequences the step serves: the engine's per-sequence work (``sequence_overhead_s``)."""
 
     def seconds(self, eff: Efficiency) -> float:
         return (
             max(self.memory_s / eff.bandwidth, self.compute_s / eff.compute)
             + self.fixed_s
             + eff.step_overhead_s
+            + eff.sequence_overhead_s * self.sequences
         )
 
 
@@ -222,6 +226,7 @@ def decode_step(
         fixed_s=comm_s + stream_s,
         comm_s=comm_s,
         stream_s=stream_s,
+        sequences=concurrency,
     )
 
 
@@ -254,6 +259,7 @@ def prefill_step(
         fixed_s=comm_s + stream_s,
         comm_s=comm_s,
         stream_s=stream_s,
+        sequences=sequences,
     )
 
 
