@@ -54,7 +54,7 @@ def test_it_places_what_the_greedy_order_leaves_out():
 
 def test_a_higher_priority_deployment_wins_the_room_whatever_its_name():
     cluster = build_cluster(nodes=a100_nodes(1))
-    big = spec(workload={"outputTokensPerSecond": 4000})  # 6 of the node's 8 GPUs
+    big = spec(workload={"outputTokensPerSecond": 2500})  # 6 of the node's 8 GPUs (442 tok/s each)
     requests = [
         request("a-low", spec=big),
         request("z-high", spec=big.model_copy(update={"priority": 3})),
@@ -213,7 +213,7 @@ def test_a_deployment_planned_alone_names_who_holds_the_room_it_lacks():
     from memplace.planning.plan import plan_deployment
 
     cluster = build_cluster(nodes=a100_nodes(1))
-    big = spec(workload={"outputTokensPerSecond": 4000})  # 6 of the node's 8 GPUs
+    big = spec(workload={"outputTokensPerSecond": 2500})  # 6 of the node's 8 GPUs (442 tok/s each)
     high = request("z-high", spec=big.model_copy(update={"priority": 3}))
     placed = plan_deployment(high, cluster)
     assert placed.phase == "Placed"

@@ -116,12 +116,14 @@ def test_a_tight_slo_pushes_a_70b_model_to_fast_gpus(cluster):
     cfg = json.loads((CONFIGS / "llama-3.1-70b.json").read_text())
     tight = spec(
         model={"name": "llama", "config": cfg},
-        slo={"timePerOutputTokenMs": 30},
+        slo={"timePerOutputTokenMs": 15},
         quality={"maxLoss": 0.01},
     )
     plan = plan_deployment(request(spec=tight), cluster)
     assert plan.phase == "Placed" and plan.placement.pool == "h100"
-    assert any(a.pool == "l4" and a.code in ("DoesNotFit", "TooSlow") for a in plan.alternatives)
+    assert plan.estimate.time_per_output_token_ms <= 15
+    for slower in ("l4", "a100"):  # even 8 A100s with tensor parallelism decode too slowly
+        assert any(a.pool == slower and a.code == "TooSlow" for a in plan.alternatives), slower
 
 
 def test_a_distilled_variant_wins_when_the_budget_allows_it(cluster):
