@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -50,11 +51,15 @@ def _free_port() -> int:
 class PrometheusServer:
     """One running Prometheus; :attr:`url` is its HTTP API root (``http://127.0.0.1:PORT``)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, workdir: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], port: int, workdir: Path, ca: Path | None = None
+    ) -> None:
         self.process = process
         self.port = port
         self.workdir = workdir
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+        """What the helper's own requests verify the server with (its certificate under TLS)."""
 
     @property
     def log(self) -> str:
@@ -64,7 +69,9 @@ class PrometheusServer:
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """The instant-vector ``result`` of ``promql``; raises on anything but success."""
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5)
+        response = httpx.get(
+            f"{self.url}/api/v1/query", params={"query": promql}, timeout=5, verify=self.verify
+        )
         response.raise_for_status()
         body = response.json()
         assert body["status"] == "success", body
@@ -109,8 +116,13 @@ def start(
     scrape_interval: str = "1s",
     metrics_path: str = "/metrics",
     ready_timeout: float = 30.0,
+    tls: tuple[Path, Path] | None = None,
 ) -> PrometheusServer:
     """Start Prometheus scraping ``targets`` (``host:port``) and wait until it is ready.
+
+    ``tls``: (certificate, key) PEM files; the server then answers HTTPS only, through
+    Prometheus's own ``--web.config.file`` ``tls_server_config`` (the exporter-toolkit web
+    configuration), and :attr:`PrometheusServer.url` is ``https://…``.
 
     Raises RuntimeError when no binary is installed or the server does not become ready (its log
     is in the message).
@@ -132,6 +144,12 @@ def start(
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = _free_port()
+    web: list[str] = []
+    if tls is not None:
+        cert, key = tls
+        tls_config = {"cert_file": str(cert), "key_file": str(key)}
+        (workdir / "web.yml").write_text(yaml.safe_dump({"tls_server_config": tls_config}))
+        web = [f"--web.config.file={workdir / 'web.yml'}"]
     log = (workdir / "prometheus.log").open("wb")
     process = subprocess.Popen(
         [
@@ -141,13 +159,14 @@ def start(
             f"--web.listen-address=127.0.0.1:{port}",
             "--storage.tsdb.retention.time=1h",
             "--log.level=warn",
+            *web,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=workdir,
     )
     log.close()
-    server = PrometheusServer(process, port, workdir)
+    server = PrometheusServer(process, port, workdir, tls[0] if tls else None)
     deadline = time.monotonic() + ready_timeout
     while True:
         if process.poll() is not None:
@@ -155,7 +174,8 @@ def start(
             server.stop()
             raise RuntimeError(f"prometheus exited with {process.returncode}:\n{message}")
         try:
-            if httpx.get(f"{server.url}/-/ready", timeout=1).status_code == 200:
+            ready = httpx.get(f"{server.url}/-/ready", timeout=1, verify=server.verify)
+            if ready.status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
