@@ -104,18 +104,27 @@ class Publisher:
         self._exists = False
 
     @classmethod
-    def from_config(cls, node_name: str, kubeconfig: str | None = None, **kwargs: Any) -> Publisher:
-        """In-cluster config when in a pod (and no --kubeconfig), else the kubeconfig file."""
+    def from_config(
+        cls, node_name: str, kubeconfig: str | None = None, *, once: bool = False, **kwargs: Any
+    ) -> Publisher:
+        """In-cluster config when in a pod (and no --kubeconfig), else the kubeconfig file, into a
+        Configuration of its own. ``once`` (``memplace agent --once``): each call is tried once —
+        urllib3's retries off (the first connection error is raised, nothing is logged) and one
+        backoff attempt."""
         from kubernetes import client, config
 
+        configuration = client.Configuration()
         if kubeconfig is None:
             try:
-                config.load_incluster_config()
+                config.load_incluster_config(client_configuration=configuration)
             except config.ConfigException:
-                config.load_kube_config()
+                config.load_kube_config(client_configuration=configuration)
         else:
-            config.load_kube_config(config_file=kubeconfig)
-        api = client.ApiClient()
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        if once:
+            configuration.retries = False
+            kwargs.setdefault("backoff", Backoff(attempts=1))
+        api = client.ApiClient(configuration)
         return cls(node_name, client.CustomObjectsApi(api), client.CoreV1Api(api), **kwargs)
 
     # -- retries ----------------------------------------------------------------------------

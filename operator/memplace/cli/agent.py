@@ -138,10 +138,9 @@ def run(args: argparse.Namespace) -> int:
         from memplace.agent.publish import Publisher
 
         try:
-            if args.once:
-                publisher = _once_publisher(args.node_name, args.kubeconfig)
-            else:
-                publisher = Publisher.from_config(args.node_name, args.kubeconfig)
+            if args.once:  # the client passes no socket timeout: urllib3 takes this default
+                socket.setdefaulttimeout(ONCE_TIMEOUT_S)
+            publisher = Publisher.from_config(args.node_name, args.kubeconfig, once=args.once)
         except Exception as error:  # no kubeconfig, bad file: the user's to fix
             unpublished = f"no cluster configured ({_first_line(error)})"
             if not args.once:  # a running agent that cannot publish has no job
@@ -199,34 +198,6 @@ def _node_name(args: argparse.Namespace) -> str:
         raise UsageError("--node-name is required (or set $NODE_NAME)")
     print(f"memplace agent: node name {name} (from {source})", file=sys.stderr)
     return name
-
-
-def _once_publisher(node_name: str, kubeconfig: str | None):
-    """A Publisher that tries each call once: urllib3's retries off (``retries=False``: the
-    first connection error is raised, nothing is logged), one backoff attempt, and a socket
-    timeout of ``ONCE_TIMEOUT_S`` (the client passes none; urllib3 then takes the socket
-    default). Configured as ``Publisher.from_config``, into a Configuration of its own."""
-    from kubernetes import client, config
-
-    from memplace.agent.publish import Backoff, Publisher
-
-    configuration = client.Configuration()
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
-    else:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    configuration.retries = False
-    socket.setdefaulttimeout(ONCE_TIMEOUT_S)
-    api = client.ApiClient(configuration)
-    return Publisher(
-        node_name,
-        client.CustomObjectsApi(api),
-        client.CoreV1Api(api),
-        backoff=Backoff(attempts=1),
-    )
 
 
 def _summary(error: BaseException) -> str:
